@@ -1,0 +1,46 @@
+from django.contrib import admin
+from django.db.models import Count
+
+from policies.models import Agent, Customer, Policy
+
+
+@admin.register(Agent)
+class AgentAdmin(admin.ModelAdmin):
+    list_display = ["email", "name", "phone", "policy_count"]
+    search_fields = ["email", "user__username", "user__first_name", "user__last_name"]
+    autocomplete_fields = ["user"]
+    list_select_related = ["user"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(policy_count=Count("policies"))
+
+    @admin.display(description="policies", ordering="policy_count")
+    def policy_count(self, agent: Agent) -> int:
+        return agent.policy_count
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    list_display = ["name", "email", "phone", "language", "timezone", "email_consent", "sms_consent"]
+    list_filter = ["language", "email_consent", "sms_consent"]
+    search_fields = ["name", "email", "phone"]
+    readonly_fields = ["created_at", "updated_at"]
+
+
+@admin.register(Policy)
+class PolicyAdmin(admin.ModelAdmin):
+    list_display = [
+        "policy_number",
+        "product_line",
+        "customer",
+        "agent",
+        "start_date",
+        "expiry_date",
+        "status",
+    ]
+    list_filter = ["status", "product_line", "agent"]
+    search_fields = ["policy_number", "customer__name", "customer__email"]
+    date_hierarchy = "expiry_date"
+    list_select_related = ["customer", "agent__user"]
+    autocomplete_fields = ["customer", "agent"]
+    readonly_fields = ["created_at", "updated_at"]

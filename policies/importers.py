@@ -1,0 +1,374 @@
+"""Bulk import of policies from CSV: validate every row, then upsert by policy number in chunks.
+
+A row that fails validation is rejected with its line number and reason; it never stops or
+touches the good rows. A file that is not a CSV of the expected columns is refused whole,
+before anything is written.
+"""
+
+import csv
+import io
+import zoneinfo
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from functools import cache
+from pathlib import Path
+from typing import IO
+
+import phonenumbers
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from policies.models import Agent, Customer, Policy
+
+COLUMNS = (
+    "policy_number",
+    "product_line",
+    "customer_name",
+    "customer_email",
+    "customer_phone",
+    "customer_timezone",
+    "customer_language",
+    "agent_email",
+    "start_date",
+    "expiry_date",
+    "status",
+)
+OPTIONAL_COLUMNS = {"status"}
+# Columns whose cell may be empty; the others must have a value in every row.
+OPTIONAL_VALUES = {"customer_phone", "customer_timezone", "customer_language", "status"}
+POLICY_FIELDS = ("product_line", "customer_id", "agent_id", "start_date", "expiry_date", "status")
+CUSTOMER_FIELDS = ("name", "phone", "timezone", "language")
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class ImportFileError(Exception):
+    """The file as a whole cannot be imported; nothing was written."""
+
+
+class RowError(ValueError):
+    """One row is invalid; the message says which field and why."""
+
+
+@dataclass(frozen=True)
+class PolicyRow:
+    line: int
+    policy_number: str
+    product_line: str
+    customer_name: str
+    customer_email: str
+    customer_phone: str
+    customer_timezone: str
+    customer_language: str
+    agent_id: int
+    start_date: date
+    expiry_date: date
+    status: str
+
+    def customer_values(self) -> dict:
+        return {
+            "name": self.customer_name,
+            "phone": self.customer_phone,
+            "timezone": zoneinfo.ZoneInfo(self.customer_timezone),
+            "language": self.customer_language,
+        }
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    line: int
+    reason: str
+    policy_number: str = ""
+
+
+@dataclass
+class ImportSummary:
+    total: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: list[RejectedRow] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "total": self.total,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": len(self.rejected),
+        }
+
+
+def import_policies(
+    source: str | Path | IO[bytes],
+    *,
+    chunk_size: int = 5000,
+    progress: ProgressCallback | None = None,
+) -> ImportSummary:
+    """Upsert the policies (and their customers) of a CSV file. Re-importing a file changes
+    nothing; a changed row updates its policy. Raises ImportFileError for an unusable file."""
+    data = source.read() if hasattr(source, "read") else Path(source).read_bytes()
+    text = _decode(data)
+    total = _check_header_and_count(text)
+    summary = ImportSummary(total=total)
+    agent_ids = dict(Agent.objects.values_list("email", "id"))
+    seen_numbers: dict[str, int] = {}
+    chunk: list[PolicyRow] = []
+    done = 0
+    for line, raw in _data_rows(text):
+        done += 1
+        try:
+            row = parse_row(line, raw, agent_ids=agent_ids)
+            first_line = seen_numbers.setdefault(row.policy_number, line)
+            if first_line != line:
+                raise RowError(
+                    f"policy_number {row.policy_number!r} repeats line {first_line} of this file"
+                )
+        except RowError as error:
+            number = (raw.get("policy_number") or "").strip()
+            summary.rejected.append(RejectedRow(line=line, reason=str(error), policy_number=number))
+        else:
+            chunk.append(row)
+        if len(chunk) >= chunk_size:
+            _write_chunk(chunk, summary)
+            chunk = []
+            if progress:
+                progress(done, total)
+    if chunk:
+        _write_chunk(chunk, summary)
+    if progress:
+        progress(done, total)
+    return summary
+
+
+def parse_row(line: int, raw: dict[str, str | None], *, agent_ids: dict[str, int]) -> PolicyRow:
+    """Validate and normalise one CSV row, or raise RowError naming the field at fault."""
+    if None in raw:
+        raise RowError("has more cells than the header has columns")
+    values = {name: (raw.get(name) or "").strip() for name in COLUMNS}
+    missing = [name for name in COLUMNS if not values[name] and name not in OPTIONAL_VALUES]
+    if missing:
+        raise RowError(f"missing {', '.join(missing)}")
+
+    email = values["customer_email"].lower()
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise RowError(f"invalid customer_email {values['customer_email']!r}") from None
+
+    agent_email = values["agent_email"].lower()
+    if agent_email not in agent_ids:
+        raise RowError(f"unknown agent_email {agent_email!r}: create the agent first")
+
+    start = _parse_date("start_date", values["start_date"])
+    expiry = _parse_date("expiry_date", values["expiry_date"])
+    if expiry <= start:
+        raise RowError(f"expiry_date {expiry} is not after start_date {start}")
+
+    status = values["status"].lower() or Policy.Status.ACTIVE
+    if status not in Policy.Status.values:
+        raise RowError(f"invalid status {values['status']!r} (expected one of: {_choices()})")
+
+    timezone_name = values["customer_timezone"] or settings.TIME_ZONE
+    if timezone_name not in _known_timezones():
+        raise RowError(f"unknown customer_timezone {timezone_name!r} (expected an IANA name)")
+
+    return PolicyRow(
+        line=line,
+        policy_number=_limited("policy_number", values["policy_number"], 64),
+        product_line=_limited("product_line", values["product_line"].lower(), 64),
+        customer_name=_limited("customer_name", values["customer_name"], 200),
+        customer_email=email,
+        customer_phone=normalise_phone(values["customer_phone"]),
+        customer_timezone=timezone_name,
+        customer_language=_parse_language(values["customer_language"]),
+        agent_id=agent_ids[agent_email],
+        start_date=start,
+        expiry_date=expiry,
+        status=status,
+    )
+
+
+def normalise_phone(raw: str) -> str:
+    """Return the number in E.164 ('+14155550100'), '' for no number, or raise RowError."""
+    if not raw:
+        return ""
+    if not raw.startswith("+"):
+        raise RowError(f"invalid customer_phone {raw!r}: start it with + and the country code")
+    try:
+        number = phonenumbers.parse(raw, None)
+    except phonenumbers.NumberParseException as error:
+        raise RowError(f"invalid customer_phone {raw!r}: {error._msg}") from None
+    if not phonenumbers.is_valid_number(number):
+        raise RowError(f"invalid customer_phone {raw!r}: not a valid number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _decode(data: bytes) -> str:
+    if b"\x00" in data[:8192]:
+        raise ImportFileError("the file is not a CSV text file (it contains binary data)")
+    try:
+        return data.decode("utf-8-sig")  # tolerate the byte-order mark spreadsheets write
+    except UnicodeDecodeError as error:
+        raise ImportFileError(
+            f"the file is not UTF-8 text (byte {error.start} cannot be decoded)"
+        ) from None
+
+
+def _check_header_and_count(text: str) -> int:
+    """Check the header names exactly the importer's columns, and count the data rows."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [name.strip().lower() for name in next(reader, [])]
+        rows = sum(1 for cells in reader if any(cell.strip() for cell in cells))
+    except csv.Error as error:
+        raise ImportFileError(f"the file is not valid CSV: {error}") from None
+    if not header:
+        raise ImportFileError("the file is empty: expected a header row of " + ",".join(COLUMNS))
+    missing = [name for name in COLUMNS if name not in header and name not in OPTIONAL_COLUMNS]
+    unexpected = [name for name in header if name not in COLUMNS]
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    problems = []
+    if missing:
+        problems.append("missing columns: " + ", ".join(missing))
+    if unexpected:
+        problems.append("unexpected columns: " + ", ".join(repr(name) for name in unexpected))
+    if duplicated:
+        problems.append("repeated columns: " + ", ".join(duplicated))
+    if problems:
+        raise ImportFileError(
+            "the header does not match the policy CSV format ("
+            + "; ".join(problems)
+            + "). Expected: "
+            + ",".join(COLUMNS)
+        )
+    return rows
+
+
+def _data_rows(text: str) -> Iterator[tuple[int, dict[str, str | None]]]:
+    """Yield (line number, row) for each non-blank data row; the number is the row's first line."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = [name.strip().lower() for name in next(reader)]
+    line = reader.line_num + 1
+    for cells in reader:
+        if any(cell.strip() for cell in cells):
+            row: dict[str, str | None] = dict(zip(header, cells, strict=False))
+            if len(cells) > len(header):
+                row[None] = cells[len(header) :]
+            yield line, row
+        line = reader.line_num + 1
+
+
+def _write_chunk(rows: list[PolicyRow], summary: ImportSummary) -> None:
+    try:
+        with transaction.atomic():
+            _upsert(rows, summary)
+    except IntegrityError:
+        # Something the row checks cannot see (a concurrent writer, say): find the row at fault
+        # one by one, so that the good rows of this chunk still land.
+        for row in rows:
+            try:
+                with transaction.atomic():
+                    _upsert([row], summary)
+            except IntegrityError as error:
+                summary.rejected.append(
+                    RejectedRow(row.line, f"refused by the database: {error}", row.policy_number)
+                )
+
+
+def _upsert(rows: list[PolicyRow], summary: ImportSummary) -> None:
+    customer_ids = _upsert_customers(rows)
+    existing = {
+        values[0]: values[1:]
+        for values in Policy.objects.filter(
+            policy_number__in=[row.policy_number for row in rows]
+        ).values_list("policy_number", *POLICY_FIELDS)
+    }
+    to_write = []
+    created = updated = unchanged = 0
+    for row in rows:
+        values = (
+            row.product_line,
+            customer_ids[row.customer_email],
+            row.agent_id,
+            row.start_date,
+            row.expiry_date,
+            row.status,
+        )
+        current = existing.get(row.policy_number)
+        if current == values:
+            unchanged += 1
+            continue
+        if current is None:
+            created += 1
+        else:
+            updated += 1
+        to_write.append(Policy(policy_number=row.policy_number, **dict(zip(POLICY_FIELDS, values))))
+    Policy.objects.bulk_create(
+        to_write,
+        update_conflicts=True,
+        unique_fields=["policy_number"],
+        update_fields=[*(name.removesuffix("_id") for name in POLICY_FIELDS), "updated_at"],
+    )
+    summary.created += created
+    summary.updated += updated
+    summary.unchanged += unchanged
+
+
+def _upsert_customers(rows: list[PolicyRow]) -> dict[str, int]:
+    """Create or update the chunk's customers (found by email); return email -> id."""
+    wanted = {row.customer_email: row.customer_values() for row in rows}  # the last row wins
+    existing = {customer.email: customer for customer in Customer.objects.filter(email__in=wanted)}
+    new, changed = [], []
+    now = timezone.now()
+    for email, values in wanted.items():
+        customer = existing.get(email)
+        if customer is None:
+            new.append(Customer(email=email, **values))
+        elif any(getattr(customer, name) != value for name, value in values.items()):
+            for name, value in values.items():
+                setattr(customer, name, value)
+            customer.updated_at = now  # bulk_update does not apply auto_now
+            changed.append(customer)
+    Customer.objects.bulk_create(new)
+    if changed:
+        Customer.objects.bulk_update(changed, [*CUSTOMER_FIELDS, "updated_at"])
+    return {customer.email: customer.pk for customer in [*existing.values(), *new]}
+
+
+def _parse_date(name: str, raw: str) -> date:
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise RowError(f"invalid {name} {raw!r} (expected YYYY-MM-DD)") from None
+
+
+def _parse_language(raw: str) -> str:
+    if not raw:
+        return settings.LANGUAGE_CODE
+    code = raw.lower().replace("_", "-").split("-")[0]  # "es-MX" is written in "es"
+    supported = [code for code, _ in settings.LANGUAGES]
+    if code not in supported:
+        raise RowError(
+            f"unsupported customer_language {raw!r} (expected one of: {', '.join(supported)})"
+        )
+    return code
+
+
+def _limited(name: str, value: str, max_length: int) -> str:
+    if len(value) > max_length:
+        raise RowError(f"{name} is longer than {max_length} characters")
+    return value
+
+
+def _choices() -> str:
+    return ", ".join(Policy.Status.values)
+
+
+@cache
+def _known_timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())

@@ -1,0 +1,42 @@
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from policies.importers import COLUMNS, ImportFileError, import_policies
+
+
+class Command(BaseCommand):
+    help = (
+        "Create or update policies (and their customers) from a CSV file with the columns "
+        + ",".join(COLUMNS)
+        + ". Re-importing a file changes nothing; bad rows are reported and skipped."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("path", help="the CSV file to import")
+        parser.add_argument("--chunk-size", type=int, default=5000, help="rows per transaction")
+
+    def handle(self, *args, path, chunk_size, **options):
+        with tqdm(
+            total=0, unit="rows", desc="Importing", disable=not sys.stderr.isatty()
+        ) as bar:
+
+            def show_progress(done: int, total: int) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            try:
+                summary = import_policies(path, chunk_size=chunk_size, progress=show_progress)
+            except FileNotFoundError:
+                raise CommandError(f"{path}: no such file") from None
+            except ImportFileError as error:
+                raise CommandError(f"{path}: {error}; nothing was imported") from None
+
+        for rejected in summary.rejected:
+            self.stderr.write(f"line {rejected.line}: {rejected.reason}")
+        counts = summary.as_dict()
+        self.stdout.write(
+            "Imported {total} rows: {created} created, {updated} updated, "
+            "{unchanged} unchanged, {rejected} rejected".format(**counts)
+        )

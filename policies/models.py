@@ -1,0 +1,119 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+from timezone_field import TimeZoneField
+
+
+class Agent(models.Model):
+    """An insurance agent: a Django login plus the book of business (policies) they look after."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="agent"
+    )
+    # The address imports name the agent by; Django's own User.email is not unique.
+    email = models.EmailField(unique=True)
+    phone = models.CharField(max_length=16, blank=True, help_text="E.164, e.g. +14155550100.")
+
+    class Meta:
+        ordering = ["email"]
+        constraints = [
+            models.CheckConstraint(condition=Q(email=Lower("email")), name="agent_email_lowercase"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def name(self) -> str:
+        return self.user.get_full_name() or self.user.get_username()
+
+
+class Customer(models.Model):
+    """A policyholder: who gets the reminders, where, in which language and local time."""
+
+    name = models.CharField(max_length=200)
+    email = models.EmailField(blank=True)
+    phone = models.CharField(
+        max_length=16, blank=True, help_text="E.164, e.g. +14155550100; empty when unknown."
+    )
+    language = models.CharField(
+        max_length=8, choices=settings.LANGUAGES, default=settings.LANGUAGE_CODE
+    )
+    timezone = TimeZoneField(default=settings.TIME_ZONE, use_pytz=False)
+    email_consent = models.BooleanField(
+        default=True, help_text="The customer accepts reminders by email."
+    )
+    sms_consent = models.BooleanField(
+        default=True, help_text="The customer accepts reminders by SMS."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            # Imports find a customer by email, so one address is one customer.
+            models.UniqueConstraint(
+                fields=["email"], condition=~Q(email=""), name="customer_unique_email"
+            ),
+            models.CheckConstraint(
+                condition=Q(email=Lower("email")), name="customer_email_lowercase"
+            ),
+            models.CheckConstraint(
+                condition=Q(phone="") | Q(phone__startswith="+"), name="customer_phone_e164"
+            ),
+            models.CheckConstraint(
+                condition=Q(language__in=[code for code, _ in settings.LANGUAGES]),
+                name="customer_language_known",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>" if self.email else self.name
+
+
+class PolicyStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    RENEWED = "renewed", "Renewed"
+    CANCELLED = "cancelled", "Cancelled"
+    LAPSED = "lapsed", "Lapsed"
+
+
+class Policy(models.Model):
+    Status = PolicyStatus
+
+    policy_number = models.CharField(max_length=64, unique=True)
+    product_line = models.CharField(
+        max_length=64, help_text="Lower case, e.g. auto, home, life; reminder rules may scope to it."
+    )
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="policies")
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="policies")
+    start_date = models.DateField()
+    expiry_date = models.DateField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "policies"
+        ordering = ["expiry_date", "policy_number"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(expiry_date__gt=models.F("start_date")),
+                name="policy_expiry_after_start",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=PolicyStatus.values),
+                name="policy_status_valid",
+            ),
+        ]
+        indexes = [
+            # The daily scan: active policies whose expiry falls inside the reminder window.
+            models.Index(
+                fields=["expiry_date"], condition=Q(status=PolicyStatus.ACTIVE), name="policy_active_expiry"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.policy_number} ({self.product_line}, expires {self.expiry_date})"
