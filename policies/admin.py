@@ -21,7 +21,15 @@ class AgentAdmin(admin.ModelAdmin):
 
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
-    list_display = ["name", "email", "phone", "language", "timezone", "email_consent", "sms_consent"]
+    list_display = [
+        "name",
+        "email",
+        "phone",
+        "language",
+        "timezone",
+        "email_consent",
+        "sms_consent",
+    ]
     list_filter = ["language", "email_consent", "sms_consent"]
     search_fields = ["name", "email", "phone"]
     readonly_fields = ["created_at", "updated_at"]

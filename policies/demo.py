@@ -14,7 +14,7 @@ from policies.importers import COLUMNS, ImportSummary, import_policies
 from policies.services import ensure_agent
 
 FIXTURES_DIR = Path(settings.BASE_DIR) / "fixtures"
-DEMO_PASSWORD = "renewly-demo"  # noqa: S105 - a published demo login, never a real secret
+DEMO_PASSWORD = "renewly-demo"  # a published demo login, never a real secret
 PRODUCT_LINES = ("auto", "home", "life", "travel", "health")
 POLICY_COUNT = 300
 # Days from the demo day to a policy's expiry: some already past, many inside the usual 1-60

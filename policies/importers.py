@@ -7,11 +7,12 @@ before anything is written.
 
 import csv
 import io
+import re
 import zoneinfo
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import IO
 
@@ -19,7 +20,7 @@ import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 
 from policies.models import Agent, Customer, Policy
@@ -42,6 +43,8 @@ OPTIONAL_COLUMNS = {"status"}
 OPTIONAL_VALUES = {"customer_phone", "customer_timezone", "customer_language", "status"}
 POLICY_FIELDS = ("product_line", "customer_id", "agent_id", "start_date", "expiry_date", "status")
 CUSTOMER_FIELDS = ("name", "phone", "timezone", "language")
+POLICY_STATUSES = tuple(Policy.Status.values)
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -117,10 +120,8 @@ def import_policies(
     summary = ImportSummary(total=total)
     agent_ids = dict(Agent.objects.values_list("email", "id"))
     seen_numbers: dict[str, int] = {}
-    chunk: list[PolicyRow] = []
-    done = 0
+    rows: list[PolicyRow] = []
     for line, raw in _data_rows(text):
-        done += 1
         try:
             row = parse_row(line, raw, agent_ids=agent_ids)
             first_line = seen_numbers.setdefault(row.policy_number, line)
@@ -132,16 +133,15 @@ def import_policies(
             number = (raw.get("policy_number") or "").strip()
             summary.rejected.append(RejectedRow(line=line, reason=str(error), policy_number=number))
         else:
-            chunk.append(row)
-        if len(chunk) >= chunk_size:
-            _write_chunk(chunk, summary)
-            chunk = []
-            if progress:
-                progress(done, total)
-    if chunk:
-        _write_chunk(chunk, summary)
-    if progress:
-        progress(done, total)
+            rows.append(row)
+    # A customer on several rows gets one set of details, the file's last, whatever the chunks.
+    customers = {row.customer_email: row.customer_values() for row in rows}
+    for start in range(0, len(rows), chunk_size):
+        _write_chunk(rows[start : start + chunk_size], customers, summary)
+        if progress:
+            progress(len(summary.rejected) + min(start + chunk_size, len(rows)), total)
+    if progress and not rows:
+        progress(total, total)
     return summary
 
 
@@ -154,7 +154,7 @@ def parse_row(line: int, raw: dict[str, str | None], *, agent_ids: dict[str, int
     if missing:
         raise RowError(f"missing {', '.join(missing)}")
 
-    email = values["customer_email"].lower()
+    email = _limited("customer_email", values["customer_email"].lower(), 254)
     try:
         validate_email(email)
     except ValidationError:
@@ -170,8 +170,10 @@ def parse_row(line: int, raw: dict[str, str | None], *, agent_ids: dict[str, int
         raise RowError(f"expiry_date {expiry} is not after start_date {start}")
 
     status = values["status"].lower() or Policy.Status.ACTIVE
-    if status not in Policy.Status.values:
-        raise RowError(f"invalid status {values['status']!r} (expected one of: {_choices()})")
+    if status not in POLICY_STATUSES:
+        raise RowError(
+            f"invalid status {values['status']!r} (expected one of: {', '.join(POLICY_STATUSES)})"
+        )
 
     timezone_name = values["customer_timezone"] or settings.TIME_ZONE
     if timezone_name not in _known_timezones():
@@ -193,6 +195,7 @@ def parse_row(line: int, raw: dict[str, str | None], *, agent_ids: dict[str, int
     )
 
 
+@lru_cache(maxsize=65536)  # a customer's number repeats on each of their policies
 def normalise_phone(raw: str) -> str:
     """Return the number in E.164 ('+14155550100'), '' for no number, or raise RowError."""
     if not raw:
@@ -209,7 +212,7 @@ def normalise_phone(raw: str) -> str:
 
 
 def _decode(data: bytes) -> str:
-    if b"\x00" in data[:8192]:
+    if b"\x00" in data:
         raise ImportFileError("the file is not a CSV text file (it contains binary data)")
     try:
         return data.decode("utf-8-sig")  # tolerate the byte-order mark spreadsheets write
@@ -263,25 +266,27 @@ def _data_rows(text: str) -> Iterator[tuple[int, dict[str, str | None]]]:
         line = reader.line_num + 1
 
 
-def _write_chunk(rows: list[PolicyRow], summary: ImportSummary) -> None:
+def _write_chunk(rows: list[PolicyRow], customers: dict[str, dict], summary: ImportSummary) -> None:
     try:
         with transaction.atomic():
-            _upsert(rows, summary)
-    except IntegrityError:
+            _upsert(rows, customers, summary)
+    except (IntegrityError, DataError):
         # Something the row checks cannot see (a concurrent writer, say): find the row at fault
         # one by one, so that the good rows of this chunk still land.
         for row in rows:
             try:
                 with transaction.atomic():
-                    _upsert([row], summary)
-            except IntegrityError as error:
+                    _upsert([row], customers, summary)
+            except (IntegrityError, DataError) as error:
                 summary.rejected.append(
                     RejectedRow(row.line, f"refused by the database: {error}", row.policy_number)
                 )
 
 
-def _upsert(rows: list[PolicyRow], summary: ImportSummary) -> None:
-    customer_ids = _upsert_customers(rows)
+def _upsert(rows: list[PolicyRow], customers: dict[str, dict], summary: ImportSummary) -> None:
+    customer_ids = _upsert_customers(
+        {row.customer_email: customers[row.customer_email] for row in rows}
+    )
     existing = {
         values[0]: values[1:]
         for values in Policy.objects.filter(
@@ -307,7 +312,9 @@ def _upsert(rows: list[PolicyRow], summary: ImportSummary) -> None:
             created += 1
         else:
             updated += 1
-        to_write.append(Policy(policy_number=row.policy_number, **dict(zip(POLICY_FIELDS, values))))
+        to_write.append(
+            Policy(policy_number=row.policy_number, **dict(zip(POLICY_FIELDS, values, strict=True)))
+        )
     Policy.objects.bulk_create(
         to_write,
         update_conflicts=True,
@@ -319,9 +326,8 @@ def _upsert(rows: list[PolicyRow], summary: ImportSummary) -> None:
     summary.unchanged += unchanged
 
 
-def _upsert_customers(rows: list[PolicyRow]) -> dict[str, int]:
-    """Create or update the chunk's customers (found by email); return email -> id."""
-    wanted = {row.customer_email: row.customer_values() for row in rows}  # the last row wins
+def _upsert_customers(wanted: dict[str, dict]) -> dict[str, int]:
+    """Create or update customers (found by email) to the wanted values; return email -> id."""
     existing = {customer.email: customer for customer in Customer.objects.filter(email__in=wanted)}
     new, changed = [], []
     now = timezone.now()
@@ -342,6 +348,8 @@ def _upsert_customers(rows: list[PolicyRow]) -> dict[str, int]:
 
 def _parse_date(name: str, raw: str) -> date:
     try:
+        if not ISO_DATE.fullmatch(raw):  # fromisoformat also takes 20260101 and week dates
+            raise ValueError
         return date.fromisoformat(raw)
     except ValueError:
         raise RowError(f"invalid {name} {raw!r} (expected YYYY-MM-DD)") from None
@@ -363,10 +371,6 @@ def _limited(name: str, value: str, max_length: int) -> str:
     if len(value) > max_length:
         raise RowError(f"{name} is longer than {max_length} characters")
     return value
-
-
-def _choices() -> str:
-    return ", ".join(Policy.Status.values)
 
 
 @cache

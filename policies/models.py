@@ -85,7 +85,8 @@ class Policy(models.Model):
 
     policy_number = models.CharField(max_length=64, unique=True)
     product_line = models.CharField(
-        max_length=64, help_text="Lower case, e.g. auto, home, life; reminder rules may scope to it."
+        max_length=64,
+        help_text="Lower case, e.g. auto, home, life; reminder rules may scope to it.",
     )
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="policies")
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="policies")
@@ -111,7 +112,9 @@ class Policy(models.Model):
         indexes = [
             # The daily scan: active policies whose expiry falls inside the reminder window.
             models.Index(
-                fields=["expiry_date"], condition=Q(status=PolicyStatus.ACTIVE), name="policy_active_expiry"
+                fields=["expiry_date"],
+                condition=Q(status=PolicyStatus.ACTIVE),
+                name="policy_active_expiry",
             ),
         ]
 

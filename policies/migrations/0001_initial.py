@@ -8,7 +8,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -17,69 +16,185 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Agent',
+            name="Agent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('email', models.EmailField(max_length=254, unique=True)),
-                ('phone', models.CharField(blank=True, help_text='E.164, e.g. +14155550100.', max_length=16)),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='agent', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("email", models.EmailField(max_length=254, unique=True)),
+                (
+                    "phone",
+                    models.CharField(
+                        blank=True, help_text="E.164, e.g. +14155550100.", max_length=16
+                    ),
+                ),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="agent",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['email'],
+                "ordering": ["email"],
             },
         ),
         migrations.CreateModel(
-            name='Customer',
+            name="Customer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('email', models.EmailField(blank=True, max_length=254)),
-                ('phone', models.CharField(blank=True, help_text='E.164, e.g. +14155550100; empty when unknown.', max_length=16)),
-                ('language', models.CharField(choices=[('en', 'English'), ('es', 'Spanish')], default='en', max_length=8)),
-                ('timezone', timezone_field.fields.TimeZoneField(default='UTC', use_pytz=False)),
-                ('email_consent', models.BooleanField(default=True, help_text='The customer accepts reminders by email.')),
-                ('sms_consent', models.BooleanField(default=True, help_text='The customer accepts reminders by SMS.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("email", models.EmailField(blank=True, max_length=254)),
+                (
+                    "phone",
+                    models.CharField(
+                        blank=True,
+                        help_text="E.164, e.g. +14155550100; empty when unknown.",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "language",
+                    models.CharField(
+                        choices=[("en", "English"), ("es", "Spanish")], default="en", max_length=8
+                    ),
+                ),
+                ("timezone", timezone_field.fields.TimeZoneField(default="UTC", use_pytz=False)),
+                (
+                    "email_consent",
+                    models.BooleanField(
+                        default=True, help_text="The customer accepts reminders by email."
+                    ),
+                ),
+                (
+                    "sms_consent",
+                    models.BooleanField(
+                        default=True, help_text="The customer accepts reminders by SMS."
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['name'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('email', ''), _negated=True), fields=('email',), name='customer_unique_email'), models.CheckConstraint(condition=models.Q(('email', django.db.models.functions.text.Lower('email'))), name='customer_email_lowercase'), models.CheckConstraint(condition=models.Q(('phone', ''), ('phone__startswith', '+'), _connector='OR'), name='customer_phone_e164'), models.CheckConstraint(condition=models.Q(('language__in', ['en', 'es'])), name='customer_language_known')],
+                "ordering": ["name"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("email", ""), _negated=True),
+                        fields=("email",),
+                        name="customer_unique_email",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("email", django.db.models.functions.text.Lower("email"))
+                        ),
+                        name="customer_email_lowercase",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("phone", ""), ("phone__startswith", "+"), _connector="OR"
+                        ),
+                        name="customer_phone_e164",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("language__in", ["en", "es"])),
+                        name="customer_language_known",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Policy',
+            name="Policy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('policy_number', models.CharField(max_length=64, unique=True)),
-                ('product_line', models.CharField(help_text='Lower case, e.g. auto, home, life; reminder rules may scope to it.', max_length=64)),
-                ('start_date', models.DateField()),
-                ('expiry_date', models.DateField()),
-                ('status', models.CharField(choices=[('active', 'Active'), ('renewed', 'Renewed'), ('cancelled', 'Cancelled'), ('lapsed', 'Lapsed')], default='active', max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('agent', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='policies', to='policies.agent')),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='policies', to='policies.customer')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("policy_number", models.CharField(max_length=64, unique=True)),
+                (
+                    "product_line",
+                    models.CharField(
+                        help_text="Lower case, e.g. auto, home, life; reminder rules may scope to it.",
+                        max_length=64,
+                    ),
+                ),
+                ("start_date", models.DateField()),
+                ("expiry_date", models.DateField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("active", "Active"),
+                            ("renewed", "Renewed"),
+                            ("cancelled", "Cancelled"),
+                            ("lapsed", "Lapsed"),
+                        ],
+                        default="active",
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "agent",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="policies",
+                        to="policies.agent",
+                    ),
+                ),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="policies",
+                        to="policies.customer",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'policies',
-                'ordering': ['expiry_date', 'policy_number'],
+                "verbose_name_plural": "policies",
+                "ordering": ["expiry_date", "policy_number"],
             },
         ),
         migrations.AddConstraint(
-            model_name='agent',
-            constraint=models.CheckConstraint(condition=models.Q(('email', django.db.models.functions.text.Lower('email'))), name='agent_email_lowercase'),
+            model_name="agent",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("email", django.db.models.functions.text.Lower("email"))),
+                name="agent_email_lowercase",
+            ),
         ),
         migrations.AddIndex(
-            model_name='policy',
-            index=models.Index(condition=models.Q(('status', 'active')), fields=['expiry_date'], name='policy_active_expiry'),
+            model_name="policy",
+            index=models.Index(
+                condition=models.Q(("status", "active")),
+                fields=["expiry_date"],
+                name="policy_active_expiry",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='policy',
-            constraint=models.CheckConstraint(condition=models.Q(('expiry_date__gt', models.F('start_date'))), name='policy_expiry_after_start'),
+            model_name="policy",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("expiry_date__gt", models.F("start_date"))),
+                name="policy_expiry_after_start",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='policy',
-            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['active', 'renewed', 'cancelled', 'lapsed'])), name='policy_status_valid'),
+            model_name="policy",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("status__in", ["active", "renewed", "cancelled", "lapsed"])),
+                name="policy_status_valid",
+            ),
         ),
     ]

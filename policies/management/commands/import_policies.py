@@ -18,9 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("--chunk-size", type=int, default=5000, help="rows per transaction")
 
     def handle(self, *args, path, chunk_size, **options):
-        with tqdm(
-            total=0, unit="rows", desc="Importing", disable=not sys.stderr.isatty()
-        ) as bar:
+        with tqdm(total=0, unit="rows", desc="Importing", disable=not sys.stderr.isatty()) as bar:
 
             def show_progress(done: int, total: int) -> None:
                 bar.total = total

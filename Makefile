@@ -1,0 +1,55 @@
+# Renewly's single entry point. `make demo` and `make test` are the README's two commands.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The suite runs on the machine's real PostgreSQL unless DATABASE_URL says otherwise.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/renewly
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/renewly_bench
+DEMO_ENV := DEBUG=1
+
+.PHONY: help setup system-deps demo web test test-sqlite lint format bench bench-import clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(BIN)/pip check
+	touch $@
+
+setup: $(BIN)/.installed ## create .venv and install the pinned dependencies
+
+system-deps: ## install the Debian packages the tests drive (docker-compose, chromium)
+	scripts/install-system-deps
+
+demo: setup ## THE RUN COMMAND: set up on embedded defaults, load demo data, run the main job
+	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput -v0
+	$(DEMO_ENV) $(BIN)/python manage.py seed_demo
+	@echo "Admin at http://127.0.0.1:8000/admin/ (admin / renewly-demo). Ctrl-C stops it."
+	$(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
+
+test: setup system-deps lint ## THE TEST COMMAND: the whole suite on PostgreSQL, Redis and RabbitMQ
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(BIN)/pytest
+
+test-sqlite: setup ## the fast run on the embedded SQLite default (no broker tests)
+	DATABASE_URL=sqlite:///$(CURDIR)/var/renewly.sqlite3 $(BIN)/pytest -m "not services"
+
+lint: setup ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup ## ruff fix and format
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: bench-import ## every benchmark
+
+bench-import: setup ## time importing 100,000 policy rows into PostgreSQL
+	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_import.py --rows 100000
+
+clean: ## remove the virtualenv and everything under var/
+	rm -rf $(VENV) var

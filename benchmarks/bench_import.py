@@ -1,0 +1,88 @@
+"""Benchmark: import N policy rows from CSV into a fresh database, then re-import the same file
+and a file with one row in ten changed. Run with `make bench-import`; it creates and drops its
+own test database (DATABASE_URL names the server), so it never touches real data."""
+
+import argparse
+import csv
+import os
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("DEBUG", "1")
+
+import django
+
+django.setup()
+
+from django.db import connection  # noqa: E402
+
+from policies.importers import COLUMNS, import_policies  # noqa: E402
+from policies.services import ensure_agent  # noqa: E402
+
+
+def write_csv(path: Path, rows: int, *, changed_every: int = 0) -> None:
+    today = date(2026, 1, 1)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        for n in range(rows):
+            expiry = today + timedelta(days=n % 365 + 1)
+            if changed_every and n % changed_every == 0:
+                expiry += timedelta(days=365)
+            writer.writerow(
+                [
+                    f"BENCH-{n:07d}",
+                    ("auto", "home", "life", "travel")[n % 4],
+                    f"Customer {n}",
+                    f"customer{n // 2}@mail.example",  # two policies per customer
+                    f"+1415{5550000 + n % 10000:07d}",
+                    ("Europe/Madrid", "America/New_York", "UTC")[n % 3],
+                    ("en", "es")[n % 2],
+                    f"agent{n % 20}@agency.example",
+                    (expiry - timedelta(days=365)).isoformat(),
+                    expiry.isoformat(),
+                    "active",
+                ]
+            )
+
+
+def timed(label: str, path: Path, rows: int) -> None:
+    started = time.perf_counter()
+    summary = import_policies(path)
+    seconds = time.perf_counter() - started
+    counts = summary.as_dict()
+    print(
+        f"{label:<28} {rows:>8} rows {seconds:7.2f} s {rows / seconds:9.0f} rows/s   "
+        f"created {counts['created']}, updated {counts['updated']}, "
+        f"unchanged {counts['unchanged']}, rejected {counts['rejected']}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=100_000)
+    args = parser.parse_args()
+    vendor = connection.vendor
+    connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    try:
+        for n in range(20):
+            ensure_agent(username=f"agent{n}", email=f"agent{n}@agency.example")
+        with tempfile.TemporaryDirectory() as folder:
+            first, changed = Path(folder) / "first.csv", Path(folder) / "changed.csv"
+            write_csv(first, args.rows)
+            write_csv(changed, args.rows, changed_every=10)
+            print(f"Importing {args.rows:,} policy rows into {vendor}")
+            timed("first import (all new)", first, args.rows)
+            timed("same file again", first, args.rows)
+            timed("one row in ten changed", changed, args.rows)
+    finally:
+        connection.creation.destroy_test_db(connection.settings_dict["NAME"], verbosity=0)
+
+
+if __name__ == "__main__":
+    main()
