@@ -26,10 +26,10 @@ setup: $(BIN)/.installed ## create .venv and install the pinned dependencies
 system-deps: ## install the Debian packages the tests drive (docker-compose, chromium)
 	scripts/install-system-deps
 
-demo: setup ## THE RUN COMMAND: set up on embedded defaults, load demo data, run the main job
-	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput -v0
-	$(DEMO_ENV) $(BIN)/python manage.py seed_demo
-	@echo "Admin at http://127.0.0.1:8000/admin/ (admin / renewly-demo). Ctrl-C stops it."
+demo: setup ## THE RUN COMMAND: a full daily reminder cycle on embedded defaults, no server
+	scripts/demo
+
+web: setup ## serve the admin on the demo database at http://127.0.0.1:8000/admin/
 	$(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
 
 test: setup system-deps lint ## THE TEST COMMAND: the whole suite on PostgreSQL, Redis and RabbitMQ

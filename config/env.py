@@ -4,16 +4,25 @@ import os
 
 from django.core.exceptions import ImproperlyConfigured
 
+# The names of every variable settings read, so that a process Renewly starts outside its own
+# environment (a cron job) can be handed the same configuration.
+NAMES_READ: set[str] = set()
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
+def _get(name: str) -> str | None:
+    NAMES_READ.add(name)
+    return os.environ.get(name)
+
+
 def env_str(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
+    value = _get(name)
+    return default if value is None else value
 
 
 def env_bool(name: str, default: bool = False) -> bool:
-    raw = os.environ.get(name)
+    raw = _get(name)
     if raw is None:
         return default
     value = raw.strip().lower()
@@ -25,7 +34,7 @@ def env_bool(name: str, default: bool = False) -> bool:
 
 
 def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
+    raw = _get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
@@ -35,7 +44,7 @@ def env_int(name: str, default: int) -> int:
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
-    raw = os.environ.get(name)
+    raw = _get(name)
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]

@@ -107,7 +107,7 @@ STORAGES = {
 
 # --- Celery ---------------------------------------------------------------------------------
 BROKER_DIR = VAR_DIR / "broker"
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost/")
 _broker_scheme = urlsplit(CELERY_BROKER_URL).scheme
 if _broker_scheme == "filesystem":
     # The embedded broker: messages are files in var/broker, shared by every local process.
@@ -116,8 +116,10 @@ if _broker_scheme == "filesystem":
         "data_folder_out": str(BROKER_DIR / "messages"),
         "control_folder": str(BROKER_DIR / "control"),
     }
+    # The transport reads folders that must exist before any process touches them.
     for _folder in CELERY_BROKER_TRANSPORT_OPTIONS.values():
         Path(_folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS["polling_interval"] = 0.05  # a folder scan is cheap
 elif _broker_scheme in {"redis", "rediss"}:
     # With acks_late, Redis hands an unacknowledged task to another worker after this many
     # seconds; it must outlast the longest task, and no task is scheduled further ahead.
@@ -148,8 +150,7 @@ REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # --- Email and SMS --------------------------------------------------------------------------
 OUTBOX_DIR = Path(env_str("OUTBOX_DIR", str(VAR_DIR / "outbox")))
 # Any backend Django or anymail offers, e.g. anymail.backends.postmark.EmailBackend.
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
-EMAIL_FILE_PATH = OUTBOX_DIR / "email"
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "notifications.channels.outbox.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Renewly <reminders@renewly.example>")
 ANYMAIL = {
     "POSTMARK_SERVER_TOKEN": env_str("POSTMARK_SERVER_TOKEN"),
@@ -176,3 +177,12 @@ LOGGING = {
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", default=True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# --- Reminders ------------------------------------------------------------------------------
+# A notification queued or sending for longer than this lost its task (a broker restart, a
+# killed worker): the next daily scan enqueues it again. The send's claim keeps that safe.
+REMINDER_REQUEUE_AFTER_MINUTES = env_int("REMINDER_REQUEUE_AFTER_MINUTES", 30)
+# How many send tasks the fan-out marks queued and publishes per round trip.
+REMINDER_FANOUT_CHUNK = env_int("REMINDER_FANOUT_CHUNK", 1000)
+# Transient provider errors are retried this many times, backing off exponentially with jitter.
+REMINDER_SEND_MAX_RETRIES = env_int("REMINDER_SEND_MAX_RETRIES", 5)

@@ -116,6 +116,8 @@ class Policy(models.Model):
                 condition=Q(status=PolicyStatus.ACTIVE),
                 name="policy_active_expiry",
             ),
+            # ... and the policies changed since the last scan, whose reminders it re-examines.
+            models.Index(fields=["updated_at"], name="policy_updated_at"),
         ]
 
     def __str__(self) -> str:

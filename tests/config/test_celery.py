@@ -47,7 +47,7 @@ def broker(request, require_service, tmp_path):
     if request.param == "filesystem":
         for folder in filesystem_options(tmp_path).values():
             os.makedirs(folder, exist_ok=True)
-        return "filesystem://", filesystem_options(tmp_path)
+        return "filesystem://localhost/", filesystem_options(tmp_path)
     if request.param == "redis":
         return require_service("Redis", REDIS_TEST_URL), {}
     return require_service("RabbitMQ", AMQP_TEST_URL), {}
@@ -75,7 +75,7 @@ def test_task_sent_through_the_broker_runs_in_a_worker_and_stores_its_result(bro
             result = wait_for(task_result, timeout=90, explain=lambda: worker_log(tmp_path, queue))
     finally:
         with sender.connection_for_write() as connection:
-            if broker_url != "filesystem://":
+            if not broker_url.startswith("filesystem"):
                 connection.default_channel.queue_delete(queue)
 
     assert result.task_name == "policies.tasks.import_policies_file"

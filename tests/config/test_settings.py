@@ -27,7 +27,7 @@ print(json.dumps({
     "debug": s.DEBUG,
     "allowed_hosts": s.ALLOWED_HOSTS,
     "email_backend": s.EMAIL_BACKEND,
-    "email_file_path": str(s.EMAIL_FILE_PATH),
+    "outbox_dir": str(s.OUTBOX_DIR),
     "sms_backend": s.SMS_BACKEND,
     "redis_url": s.REDIS_URL,
 }))
@@ -75,10 +75,10 @@ def test_defaults_need_no_server(tmp_path):
     settings = read_settings(tmp_path, DEBUG="1")
     assert settings["engine"] == "django.db.backends.sqlite3"
     assert settings["database"] == str(tmp_path / "renewly.sqlite3")
-    assert settings["broker"] == "filesystem://"
+    assert settings["broker"] == "filesystem://localhost/"
     assert settings["transport_options"]["data_folder_in"] == str(tmp_path / "broker" / "messages")
-    assert settings["email_backend"] == "django.core.mail.backends.filebased.EmailBackend"
-    assert settings["email_file_path"] == str(tmp_path / "outbox" / "email")
+    assert settings["email_backend"] == "notifications.channels.outbox.EmailBackend"
+    assert settings["outbox_dir"] == str(tmp_path / "outbox")
     assert settings["sms_backend"] == "outbox"
     assert settings["time_zone"] == "UTC"
     assert settings["redis_url"] == "redis://127.0.0.1:6379/0"

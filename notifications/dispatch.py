@@ -1,0 +1,80 @@
+"""Sending one notification: claim it, check it still stands, render it, hand it to its
+channel and record what the provider said. Safe to run any number of times for one id."""
+
+import logging
+import random
+from dataclasses import dataclass
+
+from django.db.models import F
+from django.utils import timezone
+
+from notifications import lifecycle
+from notifications.channels import PermanentSendError, TransientSendError, channel_for
+from notifications.models import Channel, Notification
+from notifications.rendering import render
+from policies.models import Policy
+
+logger = logging.getLogger(__name__)
+Status = Notification.Status
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    detail: str = ""
+
+
+def send(notification_id: int) -> Outcome:
+    """Send the notification unless another process already claimed it. A transient provider
+    error puts it back in the queue and is raised for the caller to retry."""
+    claimed = lifecycle.move(notification_id, Status.SENDING, attempts=F("attempts") + 1)
+    if not claimed:
+        return Outcome("not claimed", "already sent, sending, or no longer due")
+    notification = Notification.objects.select_related(
+        "policy__agent__user", "customer", "rule__template"
+    ).get(pk=notification_id)
+    reason = why_not_send(notification)
+    if reason:
+        lifecycle.move(notification_id, Status.CANCELLED, last_error=reason)
+        return Outcome(Status.CANCELLED, reason)
+    try:
+        provider_message_id = channel_for(notification.channel).send(render(notification))
+    except PermanentSendError as error:
+        lifecycle.move(notification_id, Status.FAILED, last_error=str(error))
+        return Outcome(Status.FAILED, str(error))
+    except TransientSendError as error:
+        lifecycle.move(notification_id, Status.QUEUED, last_error=str(error))
+        raise
+    lifecycle.move(
+        notification_id,
+        Status.SENT,
+        sent_at=timezone.now(),
+        provider_message_id=provider_message_id,
+        last_error="",
+    )
+    return Outcome(Status.SENT, provider_message_id)
+
+
+def why_not_send(notification: Notification) -> str:
+    """Why a claimed notification must not go out after all, or '' when it may."""
+    policy, customer = notification.policy, notification.customer
+    if policy.status != Policy.Status.ACTIVE:
+        return f"policy is {policy.get_status_display().lower()}"
+    if policy.expiry_date != notification.expiry_date:
+        return f"policy expiry date changed to {policy.expiry_date}"
+    if notification.channel == Channel.EMAIL:
+        if not customer.email_consent:
+            return "customer opted out of email"
+        if not customer.email:
+            return "customer has no email address"
+    else:
+        if not customer.sms_consent:
+            return "customer opted out of SMS"
+        if not customer.phone:
+            return "customer has no phone number"
+    return ""
+
+
+def retry_delay(retries: int, *, base: float = 5.0, cap: float = 600.0) -> float:
+    """Seconds before retry number `retries + 1`: exponential backoff with full jitter."""
+    return random.uniform(0, min(cap, base * 2**retries))

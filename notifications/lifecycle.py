@@ -1,0 +1,45 @@
+"""The life of a notification, in one table. Every status change goes through `move`, a
+conditional UPDATE: it changes only rows whose current status allows the move, so two workers
+racing for one notification cannot both win, and no status ever moves backwards."""
+
+from collections.abc import Iterable
+
+from django.utils import timezone
+
+from notifications.models import Notification, NotificationStatus
+
+Status = NotificationStatus
+
+ALLOWED_MOVES: dict[str, set[str]] = {
+    Status.PLANNED: {Status.QUEUED, Status.CANCELLED},
+    # QUEUED -> QUEUED re-enqueues a task the broker lost.
+    Status.QUEUED: {Status.QUEUED, Status.SENDING, Status.CANCELLED},
+    # SENDING -> QUEUED: a transient provider error to retry, or a worker that died mid-send.
+    Status.SENDING: {Status.QUEUED, Status.SENT, Status.FAILED, Status.CANCELLED},
+    Status.SENT: {Status.DELIVERED, Status.FAILED, Status.BOUNCED},
+    Status.DELIVERED: {Status.BOUNCED},
+    # A failed notification can be retried by hand.
+    Status.FAILED: {Status.QUEUED},
+    Status.BOUNCED: set(),
+    Status.CANCELLED: set(),
+    Status.SKIPPED: set(),
+}
+# Still on its way: the daily scan re-enqueues these when they stall.
+IN_FLIGHT = frozenset({Status.PLANNED, Status.QUEUED, Status.SENDING})
+FINAL = frozenset(status for status, moves in ALLOWED_MOVES.items() if not moves)
+
+
+def sources_of(target: str) -> set[str]:
+    """The statuses a notification may move to `target` from."""
+    return {source for source, targets in ALLOWED_MOVES.items() if target in targets}
+
+
+def move(notification_ids: int | Iterable[int], to: str, **fields) -> int:
+    """Move the given notifications to status `to` where their status allows it, setting
+    `fields` too. Returns how many moved: 0 means another process got there first."""
+    ids = [notification_ids] if isinstance(notification_ids, int) else list(notification_ids)
+    if not ids:
+        return 0
+    return Notification.objects.filter(pk__in=ids, status__in=sources_of(to)).update(
+        status=to, status_changed_at=timezone.now(), **fields
+    )

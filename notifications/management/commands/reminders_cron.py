@@ -1,0 +1,82 @@
+import os
+import shlex
+import sys
+
+from cron_descriptor import get_description
+from crontab import CronTab
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django_celery_beat.models import PeriodicTask
+
+from config.env import NAMES_READ
+from notifications.schedule import DAILY_SCAN_NAME, crontab_expression, daily_scan_task
+
+MARKER = "renewly: daily reminders"
+
+
+class Command(BaseCommand):
+    help = (
+        "Cron mode, for sites that cannot run Beat: install, remove or show a crontab entry that "
+        "runs `run_reminders` at the time of the daily scan's PeriodicTask."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("action", choices=["install", "remove", "show"])
+        parser.add_argument(
+            "--tabfile", help="edit this crontab file instead of the current user's crontab"
+        )
+
+    def handle(self, *args, action, tabfile, **options):
+        cron = self._crontab(tabfile)
+        existing = list(cron.find_comment(MARKER))
+        if action == "show":
+            self._show(existing)
+            return
+        cron.remove_all(comment=MARKER)  # installing twice leaves one entry
+        if action == "install":
+            expression, zone = self._schedule()
+            job = cron.new(command=self._command(), comment=MARKER)
+            job.setall(expression)
+            # cron starts jobs with an almost empty environment: hand over the configuration.
+            for name in sorted(NAMES_READ & os.environ.keys()):
+                job.env[name] = os.environ[name]
+            self.stdout.write(f"Installed: {job}")
+            self.stdout.write(f"Schedule: {get_description(expression)} ({zone}).")
+        else:
+            self.stdout.write(
+                f"Removed {len(existing)} entry(ies)." if existing else "Nothing to remove."
+            )
+        cron.write(tabfile) if tabfile else cron.write()
+
+    def _crontab(self, tabfile: str | None) -> CronTab:
+        if tabfile is None:
+            return CronTab(user=True)
+        return CronTab(tabfile=tabfile) if os.path.exists(tabfile) else CronTab(tab="")
+
+    def _show(self, jobs) -> None:
+        expression, zone = self._schedule()
+        self.stdout.write(f"Schedule: {get_description(expression)} ({zone}), cron '{expression}'")
+        if not jobs:
+            self.stdout.write("No cron entry is installed (Beat runs the scan).")
+        for job in jobs:
+            self.stdout.write(f"Cron entry: {job}")
+
+    def _schedule(self) -> tuple[str, str]:
+        """The daily scan's crontab expression and its time zone, as the admin set them."""
+        try:
+            task = daily_scan_task()
+        except PeriodicTask.DoesNotExist:
+            raise CommandError(
+                f"there is no PeriodicTask named {DAILY_SCAN_NAME!r}: run migrate"
+            ) from None
+        if task.crontab is None:
+            raise CommandError("the daily scan's PeriodicTask has no crontab schedule")
+        return crontab_expression(task.crontab), str(task.crontab.timezone)
+
+    def _command(self) -> str:
+        manage = settings.BASE_DIR / "manage.py"
+        return (
+            f"cd {shlex.quote(str(settings.BASE_DIR))} && "
+            f"{shlex.quote(sys.executable)} {shlex.quote(str(manage))} run_reminders "
+            f">> {shlex.quote(str(settings.VAR_DIR / 'cron.log'))} 2>&1"
+        )

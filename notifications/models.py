@@ -1,0 +1,175 @@
+from django.db import models
+from django.db.models import Q
+
+from policies.models import Customer, Policy
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+
+
+class MessageTemplate(models.Model):
+    """The words of a reminder on one channel; rules point at a template."""
+
+    name = models.CharField(max_length=100, unique=True)
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    subject = models.CharField(
+        max_length=200, blank=True, help_text="Email only. Django template syntax."
+    )
+    body = models.TextField(
+        help_text=(
+            "Django template syntax. Available: customer, policy, agent, expiry_date, "
+            "days_left, lead_days."
+        )
+    )
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(channel__in=Channel.values), name="template_channel_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_channel_display()})"
+
+
+class ReminderRule(models.Model):
+    """Send a reminder on `channel` `lead_days` before a policy expires. Admins edit these; the
+    next daily scan uses whatever is here, with no restart."""
+
+    lead_days = models.PositiveSmallIntegerField(
+        help_text="Days before the expiry date the reminder is due."
+    )
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    product_line = models.CharField(
+        max_length=64, blank=True, help_text="Only policies of this product line; empty: all."
+    )
+    template = models.ForeignKey(MessageTemplate, on_delete=models.PROTECT, related_name="rules")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-lead_days", "channel", "product_line"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["lead_days", "channel", "product_line"], name="rule_unique_lead_channel"
+            ),
+            models.CheckConstraint(
+                condition=Q(lead_days__gte=1, lead_days__lte=365), name="rule_lead_days_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(channel__in=Channel.values), name="rule_channel_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(product_line=models.functions.Lower("product_line")),
+                name="rule_product_line_lowercase",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = self.product_line or "all products"
+        return f"{self.lead_days} days before expiry by {self.get_channel_display()} ({scope})"
+
+
+class NotificationStatus(models.TextChoices):
+    PLANNED = "planned", "Planned"
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+    BOUNCED = "bounced", "Bounced"
+    CANCELLED = "cancelled", "Cancelled"
+    SKIPPED = "skipped", "Skipped"
+
+
+class Notification(models.Model):
+    """One reminder for one policy's expiry on one channel at one lead time. Its natural key is
+    unique in the database, so no scan, however repeated or concurrent, plans it twice."""
+
+    Status = NotificationStatus
+
+    policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="notifications")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="notifications")
+    rule = models.ForeignKey(ReminderRule, on_delete=models.PROTECT, related_name="notifications")
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    expiry_date = models.DateField(help_text="The policy's expiry date this reminder is about.")
+    lead_days = models.PositiveSmallIntegerField()
+    due_on = models.DateField(help_text="Expiry date minus lead days.")
+    run = models.ForeignKey(
+        "ReminderRun",
+        on_delete=models.PROTECT,
+        related_name="notifications",
+        help_text="The daily scan that planned it.",
+    )
+    status = models.CharField(
+        max_length=16, choices=NotificationStatus.choices, default=NotificationStatus.PLANNED
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    status_changed_at = models.DateTimeField(auto_now_add=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-due_on", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["policy", "expiry_date", "channel", "lead_days"],
+                name="notification_natural_key",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=NotificationStatus.values), name="notification_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(channel__in=Channel.values), name="notification_channel_valid"
+            ),
+        ]
+        indexes = [
+            # The scan's re-enqueue of stalled work, and the fan-out of what was planned.
+            models.Index(
+                fields=["status", "status_changed_at"],
+                condition=Q(status__in=["planned", "queued", "sending"]),
+                name="notification_in_flight",
+            ),
+            models.Index(fields=["run", "channel", "status"], name="notification_run"),
+            models.Index(
+                fields=["provider_message_id"],
+                condition=~Q(provider_message_id=""),
+                name="notification_provider_id",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.get_channel_display()} reminder for {self.policy.policy_number}, "
+            f"{self.lead_days} days before {self.expiry_date} ({self.get_status_display()})"
+        )
+
+
+class ReminderRun(models.Model):
+    """One daily scan: what it planned, and when it finished. The next scan plans what fell due
+    since the last finished one, so a scan that died is made up for by the next."""
+
+    run_date = models.DateField()
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    planned = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    cancelled = models.PositiveIntegerField(default=0)
+    enqueued = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["finished_at", "run_date"], name="reminder_run_finished")]
+
+    def __str__(self) -> str:
+        state = "finished" if self.finished_at else "running"
+        return f"Scan for {self.run_date} ({state}: {self.planned} planned)"

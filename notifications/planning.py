@@ -1,0 +1,196 @@
+"""Planning: which reminders are due on a run date, written as Notification rows in one bulk,
+idempotent insert. Sending them is dispatch's job; the rows are the outbox it works from."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+from django.db import transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from notifications import lifecycle
+from notifications.models import Channel, Notification, ReminderRule, ReminderRun
+from policies.models import Policy
+
+Status = Notification.Status
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An active policy inside the reminder window, with what planning needs of its customer."""
+
+    policy_id: int
+    customer_id: int
+    expiry_date: date
+    product_line: str
+    email: str
+    phone: str
+    email_consent: bool
+    sms_consent: bool
+
+    def reachable_by(self, channel: str) -> bool:
+        if channel == Channel.EMAIL:
+            return self.email_consent and bool(self.email)
+        return self.sms_consent and bool(self.phone)
+
+
+@transaction.atomic
+def plan_due(*, run_date: date) -> ReminderRun:
+    """Plan every reminder due on `run_date` and record the run.
+
+    A reminder is due when its rule's lead time before the policy's expiry has been reached.
+    If scans were missed, only the most urgent due reminder per policy and channel is planned;
+    the older ones are recorded as skipped. Re-running a day, or running two scans at once,
+    plans nothing twice: the natural key is unique in the database."""
+    previous = (
+        ReminderRun.objects.filter(finished_at__isnull=False, run_date__lte=run_date)
+        .order_by("-run_date", "-started_at")
+        .first()
+    )
+    run = ReminderRun.objects.create(run_date=run_date)
+    cancelled = cancel_outdated()
+    rules = list(ReminderRule.objects.filter(active=True))
+    if rules:
+        Notification.objects.bulk_create(
+            _due_notifications(run, rules, previous), ignore_conflicts=True, batch_size=5000
+        )
+    counts = dict(run.notifications.values_list("status").annotate(Count("id")))
+    run.planned = counts.get(Status.PLANNED, 0)
+    run.skipped = counts.get(Status.SKIPPED, 0)
+    run.cancelled = cancelled
+    run.finished_at = timezone.now()
+    run.save(update_fields=["planned", "skipped", "cancelled", "finished_at"])
+    return run
+
+
+def cancel_outdated() -> int:
+    """Cancel reminders not yet sent whose policy was renewed, cancelled or lapsed, or whose
+    expiry date changed: the reminder is about an expiry that no longer stands."""
+    waiting = Notification.objects.filter(status__in=[Status.PLANNED, Status.QUEUED])
+    inactive = waiting.exclude(policy__status=Policy.Status.ACTIVE)
+    moved = waiting.exclude(expiry_date=F("policy__expiry_date"))
+    return lifecycle.move(
+        inactive.values_list("id", flat=True),
+        Status.CANCELLED,
+        last_error="policy no longer active",
+    ) + lifecycle.move(
+        moved.values_list("id", flat=True),
+        Status.CANCELLED,
+        last_error="policy expiry date changed",
+    )
+
+
+def claim_for_enqueue(*, limit: int, stalled_after: timedelta) -> list[int]:
+    """Mark up to `limit` notifications queued and return their ids, for the fan-out to send
+    as tasks: the newly planned, and those whose task stalled (lost with a broker or a worker)
+    for longer than `stalled_after`. Concurrent callers never get the same ids."""
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Notification.objects.filter(
+                Q(status=Status.PLANNED)
+                | Q(
+                    status__in=[Status.QUEUED, Status.SENDING],
+                    status_changed_at__lt=now - stalled_after,
+                )
+            )
+            .order_by("id")
+            .select_for_update(skip_locked=True)
+            .values_list("id", flat=True)[:limit]
+        )
+        lifecycle.move(ids, Status.QUEUED, queued_at=now)
+    return ids
+
+
+def _due_notifications(
+    run: ReminderRun, rules: list[ReminderRule], previous: ReminderRun | None
+) -> Iterator[Notification]:
+    rules_for = _RuleBook(rules)
+    for candidate in _candidates(run.run_date, rules_for.lead_days, previous):
+        for channel in Channel.values:
+            if not candidate.reachable_by(channel):
+                continue
+            due = [
+                rule
+                for rule in rules_for(channel, candidate.product_line)
+                if candidate.expiry_date - timedelta(days=rule.lead_days) <= run.run_date
+            ]
+            for rank, rule in enumerate(due):  # most urgent (shortest lead) first
+                yield Notification(
+                    policy_id=candidate.policy_id,
+                    customer_id=candidate.customer_id,
+                    rule=rule,
+                    run=run,
+                    channel=channel,
+                    expiry_date=candidate.expiry_date,
+                    lead_days=rule.lead_days,
+                    due_on=candidate.expiry_date - timedelta(days=rule.lead_days),
+                    status=Status.PLANNED if rank == 0 else Status.SKIPPED,
+                    last_error=""
+                    if rank == 0
+                    else "a more urgent reminder was due in the same run",
+                )
+
+
+def _candidates(
+    run_date: date, lead_days: list[int], previous: ReminderRun | None
+) -> Iterator[Candidate]:
+    """One indexed query: active policies whose reminders fell due since the previous finished
+    scan, plus those changed since it began. Its cost follows the due reminders, not the
+    number of policies."""
+    window = Q(
+        status=Policy.Status.ACTIVE,
+        expiry_date__gte=run_date,
+        expiry_date__lte=run_date + timedelta(days=max(lead_days)),
+    )
+    newly_due = Q()
+    if previous is not None:
+        newly_due = Q(updated_at__gte=previous.started_at)
+        for lead in lead_days:
+            newly_due |= Q(
+                expiry_date__gt=previous.run_date + timedelta(days=lead),
+                expiry_date__lte=run_date + timedelta(days=lead),
+            )
+    rows = (
+        Policy.objects.filter(window & newly_due)
+        .values_list(
+            "id",
+            "customer_id",
+            "expiry_date",
+            "product_line",
+            "customer__email",
+            "customer__phone",
+            "customer__email_consent",
+            "customer__sms_consent",
+        )
+        .iterator(chunk_size=5000)
+    )
+    for row in rows:
+        yield Candidate(*row)
+
+
+class _RuleBook:
+    """The active rules that apply to a channel and product line, shortest lead first. A rule
+    scoped to the product line takes the place of an all-products rule with the same lead."""
+
+    def __init__(self, rules: list[ReminderRule]):
+        self.rules = rules
+        self.lead_days = sorted({rule.lead_days for rule in rules})
+        self._chosen: dict[tuple[str, str], list[ReminderRule]] = {}
+
+    def __call__(self, channel: str, product_line: str) -> list[ReminderRule]:
+        key = (channel, product_line)
+        if key not in self._chosen:
+            self._chosen[key] = self._choose(channel, product_line)
+        return self._chosen[key]
+
+    def _choose(self, channel: str, product_line: str) -> list[ReminderRule]:
+        chosen: dict[int, ReminderRule] = {}
+        for rule in self.rules:
+            if rule.channel != channel or rule.product_line not in ("", product_line):
+                continue
+            current = chosen.get(rule.lead_days)
+            if current is None or (rule.product_line and not current.product_line):
+                chosen[rule.lead_days] = rule
+        return [chosen[lead] for lead in sorted(chosen)]

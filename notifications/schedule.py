@@ -1,0 +1,23 @@
+"""The daily scan's schedule: a django-celery-beat PeriodicTask that admins edit in the admin.
+Cron mode (reminders_cron) reads the same crontab, so both fire at the same time."""
+
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+DAILY_SCAN_NAME = "Daily reminder scan"
+DAILY_SCAN_TASK = "notifications.tasks.daily_scan"
+
+
+def daily_scan_task() -> PeriodicTask:
+    return PeriodicTask.objects.select_related("crontab").get(name=DAILY_SCAN_NAME)
+
+
+def crontab_expression(crontab: CrontabSchedule) -> str:
+    return " ".join(
+        [
+            crontab.minute,
+            crontab.hour,
+            crontab.day_of_month,
+            crontab.month_of_year,
+            crontab.day_of_week,
+        ]
+    )

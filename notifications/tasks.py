@@ -1,0 +1,63 @@
+"""Thin Celery tasks: each parses its arguments, calls one service and reports the result."""
+
+from datetime import date, timedelta
+
+from celery import shared_task
+from celery.utils.log import get_task_logger
+from django.conf import settings
+from django.utils import timezone
+
+from notifications import dispatch, lifecycle, planning
+from notifications.channels import TransientSendError
+from notifications.models import Notification
+
+logger = get_task_logger(__name__)
+
+
+@shared_task
+def daily_scan(run_date: str | None = None) -> dict:
+    """Plan the reminders due on run_date (default: today in TIME_ZONE), then fan them out."""
+    day = date.fromisoformat(run_date) if run_date else timezone.localdate()
+    run = planning.plan_due(run_date=day)  # committed before any task is sent for it
+    run.enqueued = fan_out()
+    run.save(update_fields=["enqueued"])
+    logger.info("scan %s: %s planned, %s enqueued", day, run.planned, run.enqueued)
+    return {
+        "run_id": run.pk,
+        "run_date": day.isoformat(),
+        "planned": run.planned,
+        "skipped": run.skipped,
+        "cancelled": run.cancelled,
+        "enqueued": run.enqueued,
+    }
+
+
+def fan_out() -> int:
+    """Send one send_notification task per planned (or stalled) notification, in chunks."""
+    stalled_after = timedelta(minutes=settings.REMINDER_REQUEUE_AFTER_MINUTES)
+    total = 0
+    while ids := planning.claim_for_enqueue(
+        limit=settings.REMINDER_FANOUT_CHUNK, stalled_after=stalled_after
+    ):
+        with send_notification.app.producer_or_acquire() as producer:
+            for notification_id in ids:
+                send_notification.apply_async((notification_id,), producer=producer)
+        total += len(ids)
+    return total
+
+
+@shared_task(bind=True, soft_time_limit=60, time_limit=90)
+def send_notification(self, notification_id: int) -> str:
+    try:
+        return dispatch.send(notification_id).status
+    except TransientSendError as error:
+        if self.request.retries >= settings.REMINDER_SEND_MAX_RETRIES:
+            lifecycle.move(
+                notification_id,
+                Notification.Status.FAILED,
+                last_error=f"gave up after {self.request.retries + 1} attempts: {error}",
+            )
+            return Notification.Status.FAILED
+        # Exponential backoff with full jitter, capped well below Redis' visibility timeout.
+        countdown = dispatch.retry_delay(self.request.retries)
+        raise self.retry(exc=error, countdown=countdown) from error
