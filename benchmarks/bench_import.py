@@ -19,10 +19,10 @@ import django
 
 django.setup()
 
-from django.db import connection  # noqa: E402
+from django.db import connection
 
-from policies.importers import COLUMNS, import_policies  # noqa: E402
-from policies.services import ensure_agent  # noqa: E402
+from policies.importers import COLUMNS, import_policies
+from policies.services import ensure_agent
 
 
 def write_csv(path: Path, rows: int, *, changed_every: int = 0) -> None:

@@ -11,7 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 from config.env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(env_str("RENEWLY_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR = BASE_DIR / env_str("RENEWLY_VAR_DIR", "var")  # a relative path is under the project
 
 DEBUG = env_bool("DEBUG", default=False)
 SECRET_KEY = env_str("SECRET_KEY")
@@ -144,6 +144,8 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Sites sharing one broker between several Renewly installations give each its own queue.
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 

@@ -2,6 +2,7 @@
 
 from datetime import date, timedelta
 
+from notifications.models import MessageTemplate, ReminderRule
 from policies.models import Agent, Customer, Policy
 from policies.services import ensure_agent
 
@@ -34,4 +35,22 @@ def make_policy(
         agent=agent,
         expiry_date=expiry_date,
         **{**defaults, **fields},
+    )
+
+
+def make_template(channel: str = "email", name: str | None = None) -> MessageTemplate:
+    return MessageTemplate.objects.create(
+        name=name or f"test {channel} template",
+        channel=channel,
+        subject="Policy {{ policy.policy_number }} expires {{ expiry_date|date:'Y-m-d' }}",
+        body="Dear {{ customer.name }}, {{ policy.policy_number }} expires in {{ days_left }}d.",
+    )
+
+
+def make_rule(
+    lead_days: int, channel: str = "email", product_line: str = "", **fields
+) -> ReminderRule:
+    template = MessageTemplate.objects.filter(channel=channel).first() or make_template(channel)
+    return ReminderRule.objects.create(
+        lead_days=lead_days, channel=channel, product_line=product_line, template=template, **fields
     )

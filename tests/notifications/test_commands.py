@@ -1,0 +1,91 @@
+"""The operator's commands: cron mode for sites without Beat, and run_reminders' answer when no
+worker is listening."""
+
+import subprocess
+import sys
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django_celery_beat.models import CrontabSchedule
+
+from notifications.schedule import DAILY_SCAN_NAME, daily_scan_task
+from tests.workers import BASE_DIR, worker_environment
+
+pytestmark = pytest.mark.django_db
+
+
+def cron(*args: str, capsys) -> str:
+    call_command("reminders_cron", *args)
+    return capsys.readouterr().out
+
+
+def test_the_daily_scan_is_a_periodic_task_at_eight_by_default():
+    task = daily_scan_task()
+    assert task.name == DAILY_SCAN_NAME
+    assert task.task == "notifications.tasks.daily_scan"
+    assert task.enabled
+    assert (task.crontab.minute, task.crontab.hour) == ("0", "8")
+    assert task.crontab.human_readable.startswith("At 08:00 AM")
+
+
+def test_show_describes_the_schedule_in_words(tmp_path, capsys):
+    out = cron("show", "--tabfile", str(tmp_path / "crontab"), capsys=capsys)
+    assert "At 08:00 AM" in out
+    assert "No cron entry is installed" in out
+
+
+def test_installing_twice_leaves_one_entry_at_the_periodic_tasks_time(tmp_path, capsys):
+    tabfile = tmp_path / "crontab"
+    cron("install", "--tabfile", str(tabfile), capsys=capsys)
+    cron("install", "--tabfile", str(tabfile), capsys=capsys)
+    jobs = [line for line in tabfile.read_text().splitlines() if "run_reminders" in line]
+    assert len(jobs) == 1
+    assert jobs[0].startswith("0 8 * * * ")
+    assert "renewly: daily reminders" in jobs[0]
+
+
+def test_the_cron_entry_follows_the_schedule_an_admin_edited(tmp_path, capsys):
+    task = daily_scan_task()
+    task.crontab = CrontabSchedule.objects.create(minute="30", hour="6", timezone="Europe/Madrid")
+    task.save()
+    tabfile = tmp_path / "crontab"
+    out = cron("install", "--tabfile", str(tabfile), capsys=capsys)
+    assert "At 06:30 AM (Europe/Madrid)" in out
+    assert any(line.startswith("30 6 * * * ") for line in tabfile.read_text().splitlines())
+
+
+def test_the_cron_entry_carries_the_configuration(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgres://renewly@db.internal/renewly")
+    tabfile = tmp_path / "crontab"
+    cron("install", "--tabfile", str(tabfile), capsys=capsys)
+    assert "DATABASE_URL=postgres://renewly@db.internal/renewly" in tabfile.read_text()
+
+
+def test_remove_takes_the_entry_out_and_keeps_other_jobs(tmp_path, capsys):
+    tabfile = tmp_path / "crontab"
+    tabfile.write_text("15 3 * * * /usr/bin/backup\n")
+    cron("install", "--tabfile", str(tabfile), capsys=capsys)
+    out = cron("remove", "--tabfile", str(tabfile), capsys=capsys)
+    assert "Removed 1" in out
+    assert tabfile.read_text().strip() == "15 3 * * * /usr/bin/backup"
+
+
+def test_cron_mode_without_the_periodic_task_says_to_migrate(tmp_path):
+    daily_scan_task().delete()
+    with pytest.raises(CommandError, match="run migrate"):
+        call_command("reminders_cron", "show", "--tabfile", str(tmp_path / "crontab"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_reminders_waiting_with_no_worker_says_so(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "run_reminders", "--wait", "--timeout", "2"],
+        cwd=BASE_DIR,
+        env=worker_environment(broker_url="filesystem://localhost/", var_dir=tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "No worker ran the scan within 2 s" in result.stderr
