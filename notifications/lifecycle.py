@@ -12,8 +12,8 @@ Status = NotificationStatus
 
 ALLOWED_MOVES: dict[str, set[str]] = {
     Status.PLANNED: {Status.QUEUED, Status.CANCELLED},
-    # QUEUED -> QUEUED re-enqueues a task the broker lost.
-    Status.QUEUED: {Status.QUEUED, Status.SENDING, Status.CANCELLED},
+    # QUEUED -> QUEUED re-enqueues a task the broker lost; QUEUED -> FAILED gives up retrying.
+    Status.QUEUED: {Status.QUEUED, Status.SENDING, Status.FAILED, Status.CANCELLED},
     # SENDING -> QUEUED: a transient provider error to retry, or a worker that died mid-send.
     Status.SENDING: {Status.QUEUED, Status.SENT, Status.FAILED, Status.CANCELLED},
     Status.SENT: {Status.DELIVERED, Status.FAILED, Status.BOUNCED},

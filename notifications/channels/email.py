@@ -1,9 +1,16 @@
+import smtplib
 from email.utils import make_msgid
 
+from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 
-from notifications.channels.base import OutgoingMessage
+from notifications.channels.base import (
+    OutgoingMessage,
+    PermanentSendError,
+    SendError,
+    TransientSendError,
+)
 
 NOTIFICATION_HEADER = "X-Renewly-Notification"
 
@@ -25,6 +32,31 @@ class EmailChannel:
         )
         if message.html_body:
             email.attach_alternative(message.html_body, "text/html")
-        email.send()
+        try:
+            email.send()
+        except Exception as error:
+            send_error = classify_email_error(error)
+            if send_error is None:
+                raise
+            raise send_error from error
         status = getattr(email, "anymail_status", None)  # set by anymail backends only
         return (status and status.message_id) or message_id
+
+
+def classify_email_error(error: Exception) -> SendError | None:
+    """The send error an email backend's exception means: permanent when the recipient or the
+    message is refused, transient when trying again later may succeed; None for anything else
+    (a bug, a misconfiguration), which must surface as it is."""
+    if isinstance(error, AnymailRecipientsRefused | smtplib.SMTPRecipientsRefused):
+        return PermanentSendError(f"recipient refused: {error}")
+    if isinstance(error, AnymailAPIError):
+        status = error.status_code
+        if status is None or status == 429 or status >= 500:
+            return TransientSendError(f"email provider unavailable: {error}")
+        return PermanentSendError(f"email provider refused the message: {error}")
+    if isinstance(error, smtplib.SMTPResponseException):
+        kind = PermanentSendError if error.smtp_code >= 500 else TransientSendError
+        return kind(f"mail server answered {error.smtp_code}: {error.smtp_error!r}")
+    if isinstance(error, smtplib.SMTPException | OSError):  # refused, reset, timed out
+        return TransientSendError(f"mail server unreachable: {error}")
+    return None

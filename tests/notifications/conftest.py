@@ -1,0 +1,124 @@
+"""Fixtures for planning and dispatch: exactly the rules a test asks for, and an outbox of
+files in a directory of the test's own."""
+
+import importlib
+import threading
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from notifications import planning
+from notifications.models import Channel, MessageTemplate, Notification, ReminderRule
+
+# The rules migration 0002 seeds (email 60/30/14/7 days, SMS 14/7/1), read from the migration
+# itself so these tests follow it.
+DEFAULT_RULES: list[tuple[int, str]] = importlib.import_module(
+    "notifications.migrations.0002_defaults"
+).DEFAULT_RULES
+
+# A subject and bodies whose rendering a test can predict without knowing today's date.
+SUBJECT = "Policy {{ policy.policy_number }} expires {{ expiry_date|date:'Y-m-d' }}"
+BODY = "Dear {{ customer.name }}, {{ policy.policy_number }} expires on {{ expiry_date }}."
+
+
+def template_for(channel: str, name: str = "") -> MessageTemplate:
+    template, _ = MessageTemplate.objects.get_or_create(
+        name=name or f"test reminder ({channel})",
+        defaults={
+            "channel": channel,
+            "subject": SUBJECT if channel == Channel.EMAIL else "",
+            "body": BODY,
+        },
+    )
+    return template
+
+
+@pytest.fixture
+def rules(db):
+    """Deletes the seeded rules; call the fixture to create exactly the rules a test wants:
+    `rules(7, "sms")`, `rules(30, product_line="home")`, `rules(14, active=False)`."""
+    ReminderRule.objects.all().delete()
+
+    def add(
+        lead_days: int,
+        channel: str = Channel.EMAIL,
+        product_line: str = "",
+        *,
+        active: bool = True,
+        template: MessageTemplate | None = None,
+    ) -> ReminderRule:
+        return ReminderRule.objects.create(
+            lead_days=lead_days,
+            channel=channel,
+            product_line=product_line,
+            active=active,
+            template=template or template_for(channel),
+        )
+
+    return add
+
+
+@pytest.fixture
+def default_rules(rules) -> list[ReminderRule]:
+    """The seeded set of rules, created afresh (a transactional test elsewhere may have
+    flushed the seeded rows)."""
+    return [rules(lead_days, channel) for lead_days, channel in DEFAULT_RULES]
+
+
+@pytest.fixture
+def outbox(settings, tmp_path) -> Path:
+    """The local outbox, in this test's own directory, for both channels."""
+    settings.OUTBOX_DIR = tmp_path / "outbox"
+    settings.EMAIL_BACKEND = "notifications.channels.outbox.EmailBackend"
+    settings.SMS_BACKEND = "outbox"
+    return settings.OUTBOX_DIR
+
+
+def plan(day: date, *, days: int = 0):
+    """plan_due for `day` shifted by `days`: `plan(RUN, days=-5)` is the scan five days before."""
+    return planning.plan_due(run_date=day + timedelta(days=days))
+
+
+def keys(notifications) -> set[tuple[str, str, int, str]]:
+    """(policy number, channel, lead days, status) of each notification, for exact asserts."""
+    return {
+        (n.policy.policy_number, n.channel, n.lead_days, n.status)
+        for n in notifications.select_related("policy")
+    }
+
+
+def statuses(**filters) -> dict[tuple[str, int], str]:
+    """{(channel, lead days): status} of the notifications matching `filters`."""
+    return {(n.channel, n.lead_days): n.status for n in Notification.objects.filter(**filters)}
+
+
+def run_at_once(*calls: Callable, timeout: float = 120) -> list:
+    """Run each call in a thread of its own, all released together by a barrier, each on its
+    own database connection (closed when the thread ends). Returns their results in order;
+    re-raises the first error a thread met. Needs a transactional test: the threads must see
+    what the test wrote, and the test what they wrote."""
+    barrier = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+    errors: list[BaseException] = []
+
+    def run(index: int, call: Callable) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[index] = call()
+        except BaseException as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=item) for item in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    assert not any(thread.is_alive() for thread in threads), "a thread is still running"
+    if errors:
+        raise errors[0]
+    return results
