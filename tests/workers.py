@@ -40,25 +40,38 @@ def worker_environment(*, broker_url: str, var_dir: Path, **extra: str) -> dict[
 @contextmanager
 def celery_worker(*, broker_url: str, queue: str, var_dir: Path, concurrency: int = 1, **env):
     """Run `celery worker` in a child process for the duration of the block."""
-    log_path = var_dir / f"worker-{queue}.log"
+    arguments = [
+        "worker",
+        "--pool=threads" if concurrency > 1 else "--pool=solo",
+        f"--concurrency={concurrency}",
+        f"--queues={queue}",
+        f"--hostname=test-{queue}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel=INFO",
+    ]
+    with _celery(
+        arguments, log_name=f"worker-{queue}", broker_url=broker_url, var_dir=var_dir, **env
+    ) as process:
+        yield process
+
+
+@contextmanager
+def celery_beat(*, broker_url: str, var_dir: Path, **env):
+    """Run `celery beat` (the DatabaseScheduler, as configured) in a child process."""
+    arguments = ["beat", "--loglevel=INFO", f"--pidfile={var_dir / 'beat.pid'}"]
+    with _celery(
+        arguments, log_name="beat", broker_url=broker_url, var_dir=var_dir, **env
+    ) as process:
+        yield process
+
+
+@contextmanager
+def _celery(arguments: list[str], *, log_name: str, broker_url: str, var_dir: Path, **env):
     var_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "wb") as log:
+    with open(var_dir / f"{log_name}.log", "wb") as log:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool=threads" if concurrency > 1 else "--pool=solo",
-                f"--concurrency={concurrency}",
-                f"--queues={queue}",
-                f"--hostname=test-{queue}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--loglevel=INFO",
-            ],
+            [sys.executable, "-m", "celery", "-A", "config", *arguments],
             cwd=BASE_DIR,
             env=worker_environment(broker_url=broker_url, var_dir=var_dir, **env),
             stdout=log,
@@ -76,7 +89,11 @@ def celery_worker(*, broker_url: str, queue: str, var_dir: Path, concurrency: in
 
 
 def worker_log(var_dir: Path, queue: str) -> str:
-    path = var_dir / f"worker-{queue}.log"
+    return process_log(var_dir, f"worker-{queue}")
+
+
+def process_log(var_dir: Path, log_name: str) -> str:
+    path = var_dir / f"{log_name}.log"
     return path.read_text(errors="replace") if path.exists() else "(no log)"
 
 
