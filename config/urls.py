@@ -1,5 +1,7 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+
+from notifications import webhooks
 
 admin.site.site_header = "Renewly"
 admin.site.site_title = "Renewly admin"
@@ -7,4 +9,8 @@ admin.site.index_title = "Policies, reminders and schedules"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("webhooks/twilio/status/", webhooks.twilio_status, name="twilio-status"),
+    path("webhooks/twilio/inbound/", webhooks.twilio_inbound, name="twilio-inbound"),
+    # anymail's tracking webhooks, e.g. /anymail/postmark/tracking/, behind WEBHOOK_SECRET.
+    path("anymail/", include("anymail.urls")),
 ]

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from django.db.models import F
 from django.utils import timezone
 
-from notifications import lifecycle
+from notifications import lifecycle, tracking
 from notifications.channels import PermanentSendError, TransientSendError, channel_for
-from notifications.models import Channel, Notification
+from notifications.models import Channel, DeliveryEvent, Notification
 from notifications.rendering import render
 from policies.models import Policy
 
@@ -41,17 +41,17 @@ def send(notification_id: int) -> Outcome:
         provider_message_id = channel_for(notification.channel).send(render(notification))
     except PermanentSendError as error:
         lifecycle.move(notification_id, Status.FAILED, last_error=str(error))
+        tracking.apply_to_customer(
+            notification.customer_id, DeliveryEvent.Type.REJECTED, error.code
+        )
         return Outcome(Status.FAILED, str(error))
     except TransientSendError as error:
         lifecycle.move(notification_id, Status.QUEUED, last_error=str(error))
         raise
-    lifecycle.move(
-        notification_id,
-        Status.SENT,
-        sent_at=timezone.now(),
-        provider_message_id=provider_message_id,
-        last_error="",
-    )
+    sent = {"sent_at": timezone.now(), "provider_message_id": provider_message_id}
+    if not lifecycle.move(notification_id, Status.SENT, last_error="", **sent):
+        # The provider's callback already moved it on (delivered, say): keep its id all the same.
+        Notification.objects.filter(pk=notification_id).update(**sent)
     return Outcome(Status.SENT, provider_message_id)
 
 
@@ -67,6 +67,8 @@ def why_not_send(notification: Notification) -> str:
             return "customer opted out of email"
         if not customer.email:
             return "customer has no email address"
+        if customer.email_undeliverable:
+            return "customer's email address bounced"
     else:
         if not customer.sms_consent:
             return "customer opted out of SMS"

@@ -15,7 +15,15 @@ ALLOWED_MOVES: dict[str, set[str]] = {
     # QUEUED -> QUEUED re-enqueues a task the broker lost; QUEUED -> FAILED gives up retrying.
     Status.QUEUED: {Status.QUEUED, Status.SENDING, Status.FAILED, Status.CANCELLED},
     # SENDING -> QUEUED: a transient provider error to retry, or a worker that died mid-send.
-    Status.SENDING: {Status.QUEUED, Status.SENT, Status.FAILED, Status.CANCELLED},
+    # SENDING -> DELIVERED/BOUNCED: the provider's callback overtook the worker's own record.
+    Status.SENDING: {
+        Status.QUEUED,
+        Status.SENT,
+        Status.DELIVERED,
+        Status.FAILED,
+        Status.BOUNCED,
+        Status.CANCELLED,
+    },
     Status.SENT: {Status.DELIVERED, Status.FAILED, Status.BOUNCED},
     Status.DELIVERED: {Status.BOUNCED},
     # A failed notification can be retried by hand.

@@ -154,6 +154,52 @@ class Notification(models.Model):
         )
 
 
+class DeliveryEvent(models.Model):
+    """One thing a provider told us about a message, in one normalized shape whatever the
+    provider: Twilio's status callbacks and anymail's tracking events both land here."""
+
+    class Type(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        DEFERRED = "deferred", "Deferred"
+        BOUNCED = "bounced", "Bounced"
+        REJECTED = "rejected", "Rejected"
+        FAILED = "failed", "Failed"
+        UNDELIVERED = "undelivered", "Undelivered"
+        COMPLAINED = "complained", "Complained"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        OPENED = "opened", "Opened"
+        CLICKED = "clicked", "Clicked"
+        UNKNOWN = "unknown", "Unknown"
+
+    notification = models.ForeignKey(
+        Notification, on_delete=models.CASCADE, related_name="events", null=True, blank=True
+    )
+    provider = models.CharField(max_length=32)
+    event_type = models.CharField(max_length=16, choices=Type.choices)
+    provider_event_id = models.CharField(
+        max_length=255, help_text="The provider's id of this event: a replay has the same."
+    )
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    error_code = models.CharField(max_length=32, blank=True)
+    reason = models.TextField(blank=True)
+    raw_payload = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["occurred_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "provider_event_id"], name="delivery_event_once"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.event_type} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"
+
+
 class ReminderRun(models.Model):
     """One daily scan: what it planned, and when it finished. The next scan plans what fell due
     since the last finished one, so a scan that died is made up for by the next."""

@@ -29,12 +29,13 @@ class Candidate:
     email: str
     phone: str
     email_consent: bool
+    email_undeliverable: bool
     sms_consent: bool
     updated_at: datetime
 
     def reachable_by(self, channel: str) -> bool:
         if channel == Channel.EMAIL:
-            return self.email_consent and bool(self.email)
+            return self.email_consent and bool(self.email) and not self.email_undeliverable
         return self.sms_consent and bool(self.phone)
 
 
@@ -232,6 +233,7 @@ def _candidates(
             "customer__email",
             "customer__phone",
             "customer__email_consent",
+            "customer__email_undeliverable",
             "customer__sms_consent",
             "updated_at",
         )

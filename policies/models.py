@@ -47,6 +47,9 @@ class Customer(models.Model):
     sms_consent = models.BooleanField(
         default=True, help_text="The customer accepts reminders by SMS."
     )
+    email_undeliverable = models.BooleanField(
+        default=False, help_text="Mail to this address bounced: no more reminders by email."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

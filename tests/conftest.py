@@ -1,8 +1,10 @@
+import importlib
 import os
 import socket
 from urllib.parse import urlsplit
 
 import pytest
+from django.apps import apps as django_apps
 
 from tests.factories import make_agent
 
@@ -35,3 +37,11 @@ def require_service():
 @pytest.fixture
 def agent(db):
     return make_agent("agent", "agent@agency.example")
+
+
+@pytest.fixture
+def seeded_defaults(db):
+    """The data migration's defaults (templates, rules, the daily scan's PeriodicTask), applied
+    again: a transactional test's flush removes them for the tests that follow it."""
+    seed = importlib.import_module("notifications.migrations.0002_defaults").create_defaults
+    seed(django_apps, schema_editor=None)

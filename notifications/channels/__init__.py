@@ -14,6 +14,7 @@ from notifications.models import Channel
 
 SMS_BACKENDS = {
     "outbox": "notifications.channels.outbox.OutboxSmsChannel",
+    "twilio": "notifications.channels.sms.TwilioSmsChannel",
 }
 
 __all__ = [

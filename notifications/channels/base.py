@@ -14,7 +14,12 @@ class OutgoingMessage:
 
 
 class SendError(Exception):
-    """The provider did not accept the message; the text says why, for a person."""
+    """The provider did not accept the message; the text says why, for a person, and `code`
+    is the provider's own error code, when it gave one."""
+
+    def __init__(self, reason: str, *, code: str = ""):
+        super().__init__(reason)
+        self.code = code
 
 
 class TransientSendError(SendError):

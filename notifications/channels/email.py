@@ -32,6 +32,9 @@ class EmailChannel:
         )
         if message.html_body:
             email.attach_alternative(message.html_body, "text/html")
+        # anymail hands these to the ESP, whose tracking events bring them back.
+        email.metadata = message.metadata
+        email.tags = ["renewal-reminder"]
         try:
             email.send()
         except Exception as error:

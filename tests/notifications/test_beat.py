@@ -10,7 +10,9 @@ from notifications.models import ReminderRun
 from notifications.schedule import daily_scan_task
 from tests.workers import celery_beat, celery_worker, process_log, wait_for, worker_log
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# The daily scan PeriodicTask comes from a data migration, which the flush after an earlier
+# transactional test removed: seeded_defaults puts it back.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("seeded_defaults")]
 
 
 def test_beat_fires_the_daily_scan_on_the_schedule_an_admin_set(tmp_path):

@@ -1,0 +1,111 @@
+"""Delivery tracking, written once for every provider: a provider's webhook parses its payload
+into a TrackingEvent, and `apply` records it and moves the notification's status. A replayed
+event is recorded once; an event that arrives late never moves a status backwards."""
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from notifications import lifecycle
+from notifications.models import DeliveryEvent, Notification
+from policies.models import Customer
+
+logger = logging.getLogger(__name__)
+Status = Notification.Status
+Type = DeliveryEvent.Type
+
+# What each event means for its notification's status; events not listed leave it alone.
+STATUS_AFTER = {
+    Type.SENT: Status.SENT,
+    Type.DELIVERED: Status.DELIVERED,
+    Type.BOUNCED: Status.BOUNCED,
+    Type.REJECTED: Status.FAILED,
+    Type.FAILED: Status.FAILED,
+    Type.UNDELIVERED: Status.FAILED,
+}
+# The timestamp a status records when an event moves a notification there.
+TIMESTAMP_OF = {Status.SENT: "sent_at", Status.DELIVERED: "delivered_at"}
+# Twilio's code for "the recipient replied STOP": the customer opted out of SMS.
+TWILIO_UNSUBSCRIBED = "21610"
+
+
+@dataclass(frozen=True)
+class TrackingEvent:
+    provider: str
+    event_type: str
+    event_id: str
+    occurred_at: datetime
+    provider_message_id: str = ""
+    notification_id: int | None = None
+    error_code: str = ""
+    reason: str = ""
+    payload: dict = field(default_factory=dict)
+
+
+def apply(event: TrackingEvent) -> DeliveryEvent | None:
+    """Record the event and act on it. Returns None for a replay (nothing happens twice)."""
+    notification = _find_notification(event)
+    try:
+        with transaction.atomic():
+            recorded = DeliveryEvent.objects.create(
+                notification=notification,
+                provider=event.provider,
+                event_type=event.event_type,
+                provider_event_id=event.event_id,
+                provider_message_id=event.provider_message_id,
+                occurred_at=event.occurred_at,
+                error_code=event.error_code,
+                reason=event.reason,
+                raw_payload=event.payload,
+            )
+    except IntegrityError:
+        return None  # the same event again: its effects were applied the first time
+    if notification is None:
+        logger.warning(
+            "%s %s event for an unknown message %r",
+            event.provider,
+            event.event_type,
+            event.provider_message_id,
+        )
+        return recorded
+    target = STATUS_AFTER.get(event.event_type)
+    if target:
+        fields = {}
+        if target in TIMESTAMP_OF:
+            fields[TIMESTAMP_OF[target]] = event.occurred_at
+        if target in (Status.FAILED, Status.BOUNCED):
+            fields["last_error"] = describe(event)
+        lifecycle.move(notification.pk, target, **fields)
+    apply_to_customer(notification.customer_id, event.event_type, event.error_code)
+    return recorded
+
+
+def apply_to_customer(customer_id: int, event_type: str, error_code: str = "") -> None:
+    """What an event says about the customer: bounces make the address undeliverable, a
+    complaint or an unsubscribe withdraws email consent, Twilio's STOP code withdraws SMS."""
+    customers = Customer.objects.filter(pk=customer_id)
+    if event_type == Type.BOUNCED:
+        customers.update(email_undeliverable=True, updated_at=timezone.now())
+    elif event_type in (Type.COMPLAINED, Type.UNSUBSCRIBED):
+        customers.update(email_consent=False, updated_at=timezone.now())
+    elif error_code == TWILIO_UNSUBSCRIBED:
+        customers.update(sms_consent=False, updated_at=timezone.now())
+
+
+def describe(event: TrackingEvent) -> str:
+    code = f" (error {event.error_code})" if event.error_code else ""
+    return f"{event.provider}: {event.reason or event.event_type}{code}"
+
+
+def _find_notification(event: TrackingEvent) -> Notification | None:
+    """The notification an event is about: by the id we attached to the message, else by
+    the provider's message id."""
+    notifications = Notification.objects.only("pk", "customer_id", "status")
+    if event.notification_id is not None:
+        return notifications.filter(pk=event.notification_id).first()
+    if event.provider_message_id:
+        return notifications.filter(provider_message_id=event.provider_message_id).first()
+    return None

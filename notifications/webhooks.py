@@ -1,0 +1,149 @@
+"""Providers' callbacks. Each view only checks who is calling and parses the payload into a
+TrackingEvent; notifications.tracking does the rest, the same way for every provider."""
+
+import hashlib
+import json
+import logging
+
+from anymail.signals import tracking as anymail_tracking
+from django.conf import settings
+from django.dispatch import receiver
+from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from twilio.request_validator import RequestValidator
+
+from notifications import tracking
+from notifications.models import DeliveryEvent
+from policies.models import Customer
+
+logger = logging.getLogger(__name__)
+Type = DeliveryEvent.Type
+
+# Twilio's MessageStatus values, in our event types.
+TWILIO_STATUSES = {
+    "accepted": Type.QUEUED,
+    "scheduled": Type.QUEUED,
+    "queued": Type.QUEUED,
+    "sending": Type.QUEUED,
+    "sent": Type.SENT,
+    "delivered": Type.DELIVERED,
+    "read": Type.DELIVERED,
+    "undelivered": Type.UNDELIVERED,
+    "failed": Type.FAILED,
+    "canceled": Type.FAILED,
+}
+# Reasons for Twilio's common delivery error codes, in words a person can act on.
+TWILIO_ERRORS = {
+    "21211": "the phone number is not valid",
+    "21610": "the customer replied STOP to this number",
+    "21614": "the number is not a mobile number",
+    "30003": "the handset is unreachable (switched off or out of coverage)",
+    "30004": "the message was blocked by the recipient or their carrier",
+    "30005": "the number is unknown or no longer exists",
+    "30006": "the number is a landline or cannot receive SMS",
+    "30007": "the carrier filtered the message as spam",
+    "30008": "the carrier reported an unknown error",
+}
+OPT_OUT_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"}
+OPT_IN_WORDS = {"START", "UNSTOP"}
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+def signed_by_twilio(request) -> bool:
+    """Check X-Twilio-Signature against the URL Twilio called, as the public sees it."""
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not signature or not settings.TWILIO_AUTH_TOKEN:
+        return False
+    url = settings.PUBLIC_BASE_URL.rstrip("/") + request.get_full_path()
+    return RequestValidator(settings.TWILIO_AUTH_TOKEN).validate(
+        url, request.POST.dict(), signature
+    )
+
+
+@csrf_exempt
+@require_POST
+def twilio_status(request):
+    if not signed_by_twilio(request):
+        return HttpResponseForbidden("Missing or invalid X-Twilio-Signature.")
+    params = request.POST.dict()
+    message_sid, status = params.get("MessageSid", ""), params.get("MessageStatus", "")
+    if not message_sid or not status:
+        return HttpResponseBadRequest("MessageSid and MessageStatus are required.")
+    notification = request.GET.get("notification", "")
+    if notification and not notification.isdigit():
+        return HttpResponseBadRequest("notification must be a number.")
+    error_code = params.get("ErrorCode", "")
+    tracking.apply(
+        tracking.TrackingEvent(
+            provider="twilio",
+            event_type=TWILIO_STATUSES.get(status, Type.UNKNOWN),
+            # Twilio reports each status of a message once; a retry of it is a replay.
+            event_id=f"{message_sid}:{status}",
+            occurred_at=timezone.now(),
+            provider_message_id=message_sid,
+            notification_id=int(notification) if notification else None,
+            error_code=error_code,
+            reason=TWILIO_ERRORS.get(error_code, ""),
+            payload=params,
+        )
+    )
+    return HttpResponse(status=204)
+
+
+@csrf_exempt
+@require_POST
+def twilio_inbound(request):
+    """A customer's reply: STOP and its synonyms opt them out of SMS, START opts them back in."""
+    if not signed_by_twilio(request):
+        return HttpResponseForbidden("Missing or invalid X-Twilio-Signature.")
+    word = request.POST.get("Body", "").strip().upper()
+    sender = request.POST.get("From", "")
+    if word in OPT_OUT_WORDS | OPT_IN_WORDS and sender:
+        consent = word in OPT_IN_WORDS
+        changed = Customer.objects.filter(phone=sender).update(
+            sms_consent=consent, updated_at=timezone.now()
+        )
+        logger.info(
+            "SMS %s from %s: %s customer(s) %s",
+            word,
+            sender,
+            changed,
+            "opted in" if consent else "opted out",
+        )
+    return HttpResponse(EMPTY_TWIML, content_type="text/xml")
+
+
+@receiver(anymail_tracking)
+def record_email_event(sender, event, esp_name, **kwargs):
+    """anymail's normalized tracking event, from whichever ESP's webhook, into ours."""
+    metadata = event.metadata or {}
+    notification = str(metadata.get("notification_id", ""))
+    tracking.apply(
+        tracking.TrackingEvent(
+            provider=esp_name.lower(),
+            event_type=event.event_type if event.event_type in Type.values else Type.UNKNOWN,
+            event_id=event.event_id or _fingerprint(esp_name, event),
+            occurred_at=event.timestamp or timezone.now(),
+            provider_message_id=event.message_id or "",
+            notification_id=int(notification) if notification.isdigit() else None,
+            error_code=event.reject_reason or "",
+            reason=event.description or event.mta_response or "",
+            payload=_as_json(event.esp_event),
+        )
+    )
+
+
+def _fingerprint(esp_name: str, event) -> str:
+    """An id for ESPs whose events carry none: the same event replayed gives the same id."""
+    parts = [esp_name, event.event_type, event.message_id, event.recipient, str(event.timestamp)]
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
+
+
+def _as_json(payload) -> dict:
+    try:
+        json.dumps(payload)
+    except (TypeError, ValueError):
+        return {"repr": repr(payload)}
+    return payload if isinstance(payload, dict) else {"payload": payload}
