@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
@@ -11,6 +12,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("webhooks/twilio/status/", webhooks.twilio_status, name="twilio-status"),
     path("webhooks/twilio/inbound/", webhooks.twilio_inbound, name="twilio-inbound"),
-    # anymail's tracking webhooks, e.g. /anymail/postmark/tracking/, behind WEBHOOK_SECRET.
-    path("anymail/", include("anymail.urls")),
 ]
+if settings.ANYMAIL["WEBHOOK_SECRET"]:
+    # anymail's tracking webhooks, e.g. /anymail/postmark/tracking/, behind basic auth. Without
+    # a secret anymail would accept anyone's events, so they are not served at all.
+    urlpatterns.append(path("anymail/", include("anymail.urls")))

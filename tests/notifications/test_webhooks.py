@@ -1,0 +1,283 @@
+"""Provider callbacks through the real endpoints: Twilio's, signed with twilio's own
+RequestValidator, and anymail's Postmark tracking webhook behind its basic auth."""
+
+import base64
+import json
+from datetime import timedelta
+from urllib.parse import urlencode
+
+import pytest
+from django.conf import settings as django_settings
+from django.utils import timezone
+from twilio.request_validator import RequestValidator
+
+from notifications import dispatch, planning
+from notifications.models import DeliveryEvent, Notification, ReminderRule
+from notifications.planning import plan_due
+from tests.factories import make_agent, make_customer, make_policy, make_rule
+
+pytestmark = pytest.mark.django_db
+Status = Notification.Status
+TOKEN = "twilio-test-auth-token"
+PUBLIC = "https://renewly.example"
+STATUS_PATH = "/webhooks/twilio/status/"
+INBOUND_PATH = "/webhooks/twilio/inbound/"
+
+
+@pytest.fixture(autouse=True)
+def twilio_settings(settings, tmp_path):
+    settings.TWILIO_AUTH_TOKEN = TOKEN
+    settings.PUBLIC_BASE_URL = PUBLIC
+    settings.OUTBOX_DIR = tmp_path
+    settings.SMS_BACKEND = "outbox"
+    settings.EMAIL_BACKEND = "notifications.channels.outbox.EmailBackend"
+
+
+@pytest.fixture
+def sent():
+    """One email and one SMS reminder, sent to the outbox: {channel: Notification}."""
+    ReminderRule.objects.all().delete()
+    make_rule(7, "email")
+    make_rule(7, "sms")
+    today = timezone.localdate()
+    customer = make_customer("pat@mail.example", phone="+14155550100")
+    make_policy("P-1", customer=customer, agent=make_agent(), expiry_date=today + timedelta(7))
+    plan_due(run_date=today)
+    for notification_id in planning.claim_for_enqueue(limit=10, stalled_after=timedelta(hours=1)):
+        dispatch.send(notification_id)
+    return {n.channel: n for n in Notification.objects.filter(status=Status.SENT)}
+
+
+def twilio_post(client, path, params, *, token=TOKEN, signature=None, query=""):
+    url = f"{PUBLIC}{path}{query}"
+    if signature is None:
+        signature = RequestValidator(token).compute_signature(url, params)
+    headers = {"X-Twilio-Signature": signature} if signature else {}
+    return client.post(f"{path}{query}", params, headers=headers)
+
+
+def status_callback(client, notification, status, **extra):
+    params = {
+        "MessageSid": notification.provider_message_id,
+        "MessageStatus": status,
+        "AccountSid": "AC" + "0" * 32,
+        **extra,
+    }
+    return twilio_post(
+        client, STATUS_PATH, params, query="?" + urlencode({"notification": notification.pk})
+    )
+
+
+def reload(notification):
+    return Notification.objects.get(pk=notification.pk)
+
+
+def test_a_signed_delivered_callback_marks_the_sms_delivered(client, sent):
+    response = status_callback(client, sent["sms"], "delivered")
+
+    assert response.status_code == 204
+    notification = reload(sent["sms"])
+    assert notification.status == Status.DELIVERED
+    assert notification.delivered_at is not None
+    (event,) = notification.events.all()
+    assert (event.provider, event.event_type) == ("twilio", "delivered")
+    assert event.raw_payload["MessageStatus"] == "delivered"
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        "",  # missing
+        "bm90IGEgc2lnbmF0dXJl",  # made up
+        RequestValidator("someone-elses-token").compute_signature(
+            f"{PUBLIC}{STATUS_PATH}", {"MessageSid": "SMx", "MessageStatus": "delivered"}
+        ),
+    ],
+    ids=["missing", "made-up", "wrong-token"],
+)
+def test_a_forged_status_callback_is_refused_and_records_nothing(client, sent, signature):
+    params = {"MessageSid": sent["sms"].provider_message_id, "MessageStatus": "delivered"}
+    response = twilio_post(client, STATUS_PATH, params, signature=signature)
+
+    assert response.status_code == 403
+    assert DeliveryEvent.objects.count() == 0
+    assert reload(sent["sms"]).status == Status.SENT
+
+
+def test_a_signature_for_other_parameters_is_refused(client, sent):
+    genuine = {"MessageSid": sent["sms"].provider_message_id, "MessageStatus": "sent"}
+    signature = RequestValidator(TOKEN).compute_signature(f"{PUBLIC}{STATUS_PATH}", genuine)
+    tampered = {**genuine, "MessageStatus": "delivered"}
+
+    assert twilio_post(client, STATUS_PATH, tampered, signature=signature).status_code == 403
+    assert DeliveryEvent.objects.count() == 0
+
+
+def test_a_replayed_callback_is_recorded_once(client, sent):
+    assert status_callback(client, sent["sms"], "delivered").status_code == 204
+    assert status_callback(client, sent["sms"], "delivered").status_code == 204
+
+    assert DeliveryEvent.objects.filter(notification=sent["sms"]).count() == 1
+
+
+def test_a_late_sent_callback_never_moves_delivered_back(client, sent):
+    status_callback(client, sent["sms"], "delivered")
+    status_callback(client, sent["sms"], "sent")
+
+    assert reload(sent["sms"]).status == Status.DELIVERED
+    assert list(sent["sms"].events.values_list("event_type", flat=True)) == ["delivered", "sent"]
+
+
+def test_an_undelivered_callback_fails_the_sms_with_the_reason_in_words(client, sent):
+    status_callback(client, sent["sms"], "undelivered", ErrorCode="30003")
+
+    notification = reload(sent["sms"])
+    assert notification.status == Status.FAILED
+    assert "handset is unreachable" in notification.last_error
+    assert "30003" in notification.last_error
+    assert notification.events.get().error_code == "30003"
+
+
+def test_a_callback_with_no_message_status_is_a_bad_request(client, sent):
+    response = twilio_post(client, STATUS_PATH, {"MessageSid": "SM123"})
+    assert response.status_code == 400
+    assert DeliveryEvent.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "word", ["STOP", " stop ", "Unsubscribe", "CANCEL", "END", "QUIT", "STOPALL"]
+)
+def test_replying_stop_opts_the_customer_out_of_sms(client, sent, word):
+    response = twilio_post(client, INBOUND_PATH, {"From": "+14155550100", "Body": word})
+
+    assert response.status_code == 200
+    assert "<Response>" in response.content.decode()
+    customer = sent["sms"].customer
+    customer.refresh_from_db()
+    assert customer.sms_consent is False
+    assert customer.email_consent is True
+
+
+@pytest.mark.parametrize("word", ["START", "unstop"])
+def test_replying_start_opts_the_customer_back_in(client, sent, word):
+    twilio_post(client, INBOUND_PATH, {"From": "+14155550100", "Body": "STOP"})
+    twilio_post(client, INBOUND_PATH, {"From": "+14155550100", "Body": word})
+
+    customer = sent["sms"].customer
+    customer.refresh_from_db()
+    assert customer.sms_consent is True
+
+
+def test_an_unsigned_stop_changes_nothing(client, sent):
+    response = twilio_post(
+        client, INBOUND_PATH, {"From": "+14155550100", "Body": "STOP"}, signature=""
+    )
+    assert response.status_code == 403
+    customer = sent["sms"].customer
+    customer.refresh_from_db()
+    assert customer.sms_consent is True
+
+
+def test_an_opted_out_customer_gets_no_more_sms(client, sent):
+    twilio_post(client, INBOUND_PATH, {"From": "+14155550100", "Body": "STOP"})
+    policy = sent["sms"].policy
+    policy.expiry_date += timedelta(days=1)  # a new expiry: new reminders fall due
+    policy.save()
+    make_rule(8, "sms")
+    make_rule(8, "email")
+
+    plan_due(run_date=timezone.localdate())
+
+    planned = Notification.objects.filter(status=Status.PLANNED)
+    assert list(planned.values_list("channel", flat=True)) == ["email"]
+
+
+# --- anymail (Postmark) ---------------------------------------------------------------------
+
+
+def postmark_event(client, payload, *, secret=None):
+    secret = secret or django_settings.ANYMAIL["WEBHOOK_SECRET"]
+    auth = base64.b64encode(secret.encode()).decode()
+    return client.post(
+        "/anymail/postmark/tracking/",
+        json.dumps(payload),
+        content_type="application/json",
+        headers={"Authorization": f"Basic {auth}"},
+    )
+
+
+def delivery(notification):
+    return {
+        "RecordType": "Delivery",
+        "MessageID": "pm-0001",
+        "Recipient": notification.customer.email,
+        "DeliveredAt": "2026-03-10T08:00:05Z",
+        "Metadata": {"notification_id": str(notification.pk)},
+        "Details": "250 OK",
+    }
+
+
+def bounce(notification, *, bounce_type="HardBounce", bounce_id=4242):
+    return {
+        "RecordType": "Bounce",
+        "ID": bounce_id,
+        "Type": bounce_type,
+        "MessageID": "pm-0001",
+        "Email": notification.customer.email,
+        "BouncedAt": "2026-03-10T08:00:09Z",
+        "Description": "The server was unable to deliver your message",
+        "Metadata": {"notification_id": str(notification.pk)},
+    }
+
+
+def test_a_postmark_delivery_marks_the_email_delivered(client, sent):
+    response = postmark_event(client, delivery(sent["email"]))
+
+    assert response.status_code == 200
+    notification = reload(sent["email"])
+    assert notification.status == Status.DELIVERED
+    event = notification.events.get()
+    assert (event.provider, event.event_type) == ("postmark", "delivered")
+    assert event.raw_payload["RecordType"] == "Delivery"
+
+
+def test_anymail_webhook_refuses_the_wrong_basic_auth(client, sent):
+    response = postmark_event(client, delivery(sent["email"]), secret="someone:else")
+
+    assert response.status_code in (400, 401, 403)
+    assert DeliveryEvent.objects.count() == 0
+    assert reload(sent["email"]).status == Status.SENT
+
+
+def test_a_hard_bounce_marks_the_address_undeliverable_and_stops_email(client, sent):
+    postmark_event(client, bounce(sent["email"]))
+
+    notification = reload(sent["email"])
+    assert notification.status == Status.BOUNCED
+    assert "unable to deliver" in notification.last_error
+    customer = notification.customer
+    customer.refresh_from_db()
+    assert customer.email_undeliverable is True
+
+
+def test_a_replayed_bounce_is_recorded_once(client, sent):
+    postmark_event(client, bounce(sent["email"]))
+    postmark_event(client, bounce(sent["email"]))
+
+    assert DeliveryEvent.objects.filter(event_type="bounced").count() == 1
+
+
+def test_a_spam_complaint_opts_the_customer_out_of_email(client, sent):
+    postmark_event(client, bounce(sent["email"], bounce_type="SpamComplaint", bounce_id=77))
+
+    customer = sent["email"].customer
+    customer.refresh_from_db()
+    assert customer.email_consent is False
+    assert DeliveryEvent.objects.get().event_type == "complained"
+
+
+def test_a_delivery_after_a_bounce_does_not_undo_it(client, sent):
+    postmark_event(client, bounce(sent["email"]))
+    postmark_event(client, delivery(sent["email"]))
+
+    assert reload(sent["email"]).status == Status.BOUNCED
