@@ -170,6 +170,8 @@ TWILIO_TIMEOUT_SECONDS = env_int("TWILIO_TIMEOUT_SECONDS", 10)
 # The address providers reach Renewly at: status callback URLs are built from it, and Twilio's
 # signatures are checked against it (a proxy in front may change what Django itself sees).
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+# How long the signed unsubscribe / preferences link in a reminder keeps working.
+PREFERENCES_LINK_MAX_AGE_DAYS = env_int("PREFERENCES_LINK_MAX_AGE_DAYS", 180)
 
 # --- Logging --------------------------------------------------------------------------------
 LOGGING = {

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
-from notifications import webhooks
+from notifications import views, webhooks
 
 admin.site.site_header = "Renewly"
 admin.site.site_title = "Renewly admin"
@@ -10,6 +10,7 @@ admin.site.index_title = "Policies, reminders and schedules"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("unsubscribe/<str:token>/", views.one_click_unsubscribe, name="one-click-unsubscribe"),
     path("webhooks/twilio/status/", webhooks.twilio_status, name="twilio-status"),
     path("webhooks/twilio/inbound/", webhooks.twilio_inbound, name="twilio-inbound"),
 ]

@@ -3,6 +3,7 @@
 from django.template import Context, Template
 from django.utils import timezone, translation
 
+from notifications import preferences
 from notifications.channels import OutgoingMessage
 from notifications.models import Channel, Notification
 
@@ -33,4 +34,13 @@ def render(notification: Notification) -> OutgoingMessage:
         subject=" ".join(subject.split()) if is_email else "",  # a subject is one line
         body=body,
         metadata={"notification_id": str(notification.pk), "policy": policy.policy_number},
+        headers=unsubscribe_headers(customer) if is_email else {},
     )
+
+
+def unsubscribe_headers(customer) -> dict:
+    """RFC 8058 one-click unsubscribe: mail clients show an Unsubscribe button that POSTs."""
+    return {
+        "List-Unsubscribe": f"<{preferences.unsubscribe_url(customer)}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }

@@ -11,6 +11,7 @@ class OutgoingMessage:
     subject: str = ""
     html_body: str = ""
     metadata: dict = field(default_factory=dict)
+    headers: dict = field(default_factory=dict)
 
 
 class SendError(Exception):

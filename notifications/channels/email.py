@@ -28,7 +28,11 @@ class EmailChannel:
             body=message.body,
             from_email=settings.DEFAULT_FROM_EMAIL,
             to=[message.to],
-            headers={NOTIFICATION_HEADER: str(message.notification_id), "Message-ID": message_id},
+            headers={
+                **message.headers,
+                NOTIFICATION_HEADER: str(message.notification_id),
+                "Message-ID": message_id,
+            },
         )
         if message.html_body:
             email.attach_alternative(message.html_body, "text/html")

@@ -1,0 +1,43 @@
+"""Signed links that let a customer change their channels without logging in."""
+
+from django.conf import settings
+from django.core import signing
+from django.urls import reverse
+
+from policies.models import Customer
+
+SALT = "renewly.preferences"
+
+
+class InvalidLink(Exception):
+    """The link was tampered with, has expired, or names no customer."""
+
+
+def token_for(customer: Customer) -> str:
+    return signing.dumps({"customer": customer.pk}, salt=SALT, compress=True)
+
+
+def customer_from(token: str) -> Customer:
+    try:
+        data = signing.loads(
+            token, salt=SALT, max_age=settings.PREFERENCES_LINK_MAX_AGE_DAYS * 86400
+        )
+    except signing.SignatureExpired:
+        raise InvalidLink(
+            "This link has expired. Use the link in a more recent reminder."
+        ) from None
+    except signing.BadSignature:
+        raise InvalidLink("This link is not valid. Copy the whole link from the email.") from None
+    customer = Customer.objects.filter(pk=data.get("customer")).first()
+    if customer is None:
+        raise InvalidLink("This link does not match any customer.")
+    return customer
+
+
+def unsubscribe_url(customer: Customer) -> str:
+    path = reverse("one-click-unsubscribe", args=[token_for(customer)])
+    return settings.PUBLIC_BASE_URL.rstrip("/") + path
+
+
+def unsubscribe_from_email(customer: Customer) -> None:
+    Customer.objects.filter(pk=customer.pk).update(email_consent=False)
