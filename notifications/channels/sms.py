@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 import requests
 from django.conf import settings
 from django.urls import reverse
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
@@ -71,15 +71,17 @@ class TwilioSmsChannel:
                 status_callback=status_callback_url(message.notification_id),
                 **sender,
             )
-        except TwilioRestException as error:
+        except (TwilioRestException, TwilioServiceException) as error:
             raise classify_twilio_error(error) from error
         except requests.RequestException as error:  # refused, reset, timed out
             raise TransientSendError(f"Twilio unreachable: {error.__class__.__name__}") from error
         return sent.sid
 
 
-def classify_twilio_error(error: TwilioRestException) -> SendError:
-    reason = f"Twilio error {error.code or error.status}: {error.msg}"
+def classify_twilio_error(error: TwilioRestException | TwilioServiceException) -> SendError:
+    # TwilioRestException says why in .msg, TwilioServiceException in .detail or .title.
+    why = getattr(error, "msg", "") or getattr(error, "detail", "") or getattr(error, "title", "")
+    reason = f"Twilio error {error.code or error.status}: {why}"
     if error.status == 429 or error.status >= 500 or error.code == TWILIO_RATE_LIMITED:
         return TransientSendError(reason, code=str(error.code or error.status))
     return PermanentSendError(reason, code=str(error.code or error.status))
