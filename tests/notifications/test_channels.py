@@ -1,0 +1,174 @@
+"""The real channels: SMS through the twilio SDK and email through anymail's Postmark backend,
+both talking HTTP to the local fake provider, which counts what it accepted."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from notifications import planning
+from notifications.models import Notification, ReminderRule
+from notifications.tasks import send_notification
+from tests.factories import make_agent, make_customer, make_policy, make_rule
+from tests.fake_provider import FakeProvider
+from tests.workers import wait_for
+
+Status = Notification.Status
+PHONE = "+14155550100"
+EMAIL = "pat@mail.example"
+
+
+@pytest.fixture
+def fake():
+    with FakeProvider(status_callbacks=False) as provider:
+        yield provider
+
+
+@pytest.fixture
+def providers(settings, fake):
+    for name, value in fake.django_settings(anymail=dict(settings.ANYMAIL)).items():
+        setattr(settings, name, value)
+    settings.SMS_BACKEND = "twilio"
+    settings.TWILIO_FROM_NUMBER = "+15005550006"
+    settings.TWILIO_MESSAGING_SERVICE_SID = ""
+    settings.REMINDER_SEND_MAX_RETRIES = 3
+    return fake
+
+
+@pytest.fixture
+def queued(db):
+    """An email and an SMS reminder, planned and queued: {channel: Notification}."""
+    ReminderRule.objects.all().delete()
+    make_rule(7, "email")
+    make_rule(7, "sms")
+    today = timezone.localdate()
+    customer = make_customer(EMAIL, phone=PHONE)
+    make_policy("P-7", customer=customer, agent=make_agent(), expiry_date=today + timedelta(7))
+    planning.plan_due(run_date=today)
+    planning.claim_for_enqueue(limit=10, stalled_after=timedelta(hours=1))
+    return {n.channel: n for n in Notification.objects.all()}
+
+
+def send(notification) -> Notification:
+    send_notification.apply(args=[notification.pk])  # retries run in place, without waiting
+    return Notification.objects.get(pk=notification.pk)
+
+
+def test_an_sms_goes_out_through_twilio_once(providers, queued):
+    notification = send(queued["sms"])
+
+    assert notification.status == Status.SENT
+    (message,) = providers.messages
+    assert notification.provider_message_id == message.id
+    assert message.id.startswith("SM")
+    assert (message.recipient, message.sender) == (PHONE, "+15005550006")
+    assert "P-7" in message.body
+    assert f"notification={notification.pk}" in message.data["StatusCallback"]
+    assert providers.accepted[PHONE] == 1
+
+
+def test_an_email_goes_out_through_anymail_with_its_notification_id(providers, queued):
+    notification = send(queued["email"])
+
+    assert notification.status == Status.SENT
+    (message,) = providers.messages
+    assert notification.provider_message_id == message.id
+    assert message.metadata["notification_id"] == str(notification.pk)
+    assert "List-Unsubscribe" in message.headers
+    assert "P-7" in message.subject
+    assert providers.accepted[EMAIL] == 1
+
+
+@pytest.mark.parametrize("transient", ["500", "503", "429", "reset"])
+@pytest.mark.parametrize("channel", ["sms", "email"])
+def test_a_transient_error_is_retried_and_sent_once(providers, queued, channel, transient):
+    recipient = PHONE if channel == "sms" else EMAIL
+    providers.script(recipient, [transient, "ok"])
+
+    notification = send(queued[channel])
+
+    assert notification.status == Status.SENT
+    assert notification.attempts == 2
+    assert providers.attempts[recipient] == 2
+    assert providers.accepted[recipient] == 1
+
+
+def test_twilio_rate_limit_code_20429_is_retried(providers, queued):
+    providers.script(PHONE, ["429", "ok"])
+    assert send(queued["sms"]).status == Status.SENT
+
+
+def test_a_transient_error_that_persists_gives_up_as_failed(providers, queued, settings):
+    settings.REMINDER_SEND_MAX_RETRIES = 2
+    providers.always(PHONE, "500")
+
+    notification = send(queued["sms"])
+
+    assert notification.status == Status.FAILED
+    assert "gave up after 3 attempts" in notification.last_error
+    assert providers.attempts[PHONE] == 3
+    assert providers.accepted[PHONE] == 0
+
+
+@pytest.mark.parametrize(("outcome", "code"), [("invalid", "21211"), ("not_mobile", "21614")])
+def test_an_invalid_number_fails_at_once_without_retry(providers, queued, outcome, code):
+    providers.script(PHONE, [outcome])
+
+    notification = send(queued["sms"])
+
+    assert notification.status == Status.FAILED
+    assert code in notification.last_error
+    assert notification.attempts == 1
+    assert providers.attempts[PHONE] == 1
+
+
+def test_twilio_21610_fails_and_opts_the_customer_out_of_sms(providers, queued):
+    providers.script(PHONE, ["unsubscribed"])
+
+    notification = send(queued["sms"])
+
+    assert notification.status == Status.FAILED
+    customer = notification.customer
+    customer.refresh_from_db()
+    assert (customer.sms_consent, customer.email_consent) == (False, True)
+
+
+def test_a_rejected_email_recipient_fails_at_once(providers, queued):
+    providers.script(EMAIL, ["inactive"])
+
+    notification = send(queued["email"])
+
+    assert notification.status == Status.FAILED
+    assert "recipient refused" in notification.last_error
+    assert providers.attempts[EMAIL] == 1
+
+
+def test_a_twilio_timeout_is_transient(providers, queued, settings):
+    settings.TWILIO_TIMEOUT_SECONDS = 1
+    providers.hang_seconds = 3
+    providers.script(PHONE, ["timeout", "ok"])
+
+    notification = send(queued["sms"])
+
+    assert notification.status == Status.SENT
+    assert notification.attempts == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twilio_status_callbacks_reach_the_webhook_and_mark_delivery(
+    providers, queued, live_server, settings
+):
+    settings.PUBLIC_BASE_URL = live_server.url
+    providers.status_callbacks = True
+
+    notification = send(queued["sms"])
+    assert notification.status in (Status.SENT, Status.DELIVERED)
+
+    def delivered():
+        return Notification.objects.filter(pk=notification.pk, status=Status.DELIVERED).exists()
+
+    wait_for(delivered, timeout=15, explain=lambda: repr(providers.callbacks))
+    assert all(callback.status == 204 for callback in providers.callbacks)
+    kinds = list(notification.events.values_list("event_type", flat=True))
+    assert kinds[-1] == "delivered"
+    assert "sent" in kinds
