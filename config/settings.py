@@ -194,3 +194,9 @@ REMINDER_REQUEUE_AFTER_MINUTES = env_int("REMINDER_REQUEUE_AFTER_MINUTES", 30)
 REMINDER_FANOUT_CHUNK = env_int("REMINDER_FANOUT_CHUNK", 1000)
 # Transient provider errors are retried this many times, backing off exponentially with jitter.
 REMINDER_SEND_MAX_RETRIES = env_int("REMINDER_SEND_MAX_RETRIES", 5)
+# SMS goes out only from this hour to that one, in the customer's own time zone; outside it a
+# reminder is deferred, and the fan-out (every few minutes) releases it when the window opens.
+SMS_WINDOW_START_HOUR = env_int("SMS_WINDOW_START_HOUR", 8)
+SMS_WINDOW_END_HOUR = env_int("SMS_WINDOW_END_HOUR", 21)
+if not 0 <= SMS_WINDOW_START_HOUR < SMS_WINDOW_END_HOUR <= 24:
+    raise ImproperlyConfigured("SMS_WINDOW_START_HOUR must come before SMS_WINDOW_END_HOUR (0-24).")

@@ -11,6 +11,7 @@ from django.utils import timezone
 from notifications import lifecycle, tracking
 from notifications.channels import PermanentSendError, TransientSendError, channel_for
 from notifications.models import Channel, DeliveryEvent, Notification
+from notifications.quiet_hours import next_sms_window
 from notifications.rendering import render
 from policies.models import Policy
 
@@ -37,6 +38,18 @@ def send(notification_id: int) -> Outcome:
     if reason:
         lifecycle.move(notification_id, Status.CANCELLED, last_error=reason)
         return Outcome(Status.CANCELLED, reason)
+    if notification.channel == Channel.SMS:
+        window = next_sms_window(timezone.now(), notification.customer.timezone)
+        if window:
+            # Wait in the database, not in the broker: a long ETA outlives Redis' visibility
+            # timeout and comes back as a duplicate.
+            lifecycle.move(
+                notification_id,
+                Status.DEFERRED,
+                send_after=window,
+                attempts=F("attempts") - 1,  # nothing was attempted
+            )
+            return Outcome(Status.DEFERRED, f"quiet hours: waits until {window.isoformat()}")
     try:
         provider_message_id = channel_for(notification.channel).send(render(notification))
     except PermanentSendError as error:

@@ -16,14 +16,17 @@ ALLOWED_MOVES: dict[str, set[str]] = {
     Status.QUEUED: {Status.QUEUED, Status.SENDING, Status.FAILED, Status.CANCELLED},
     # SENDING -> QUEUED: a transient provider error to retry, or a worker that died mid-send.
     # SENDING -> DELIVERED/BOUNCED: the provider's callback overtook the worker's own record.
+    # SENDING -> DEFERRED: quiet hours at the customer's; the fan-out releases it after them.
     Status.SENDING: {
         Status.QUEUED,
+        Status.DEFERRED,
         Status.SENT,
         Status.DELIVERED,
         Status.FAILED,
         Status.BOUNCED,
         Status.CANCELLED,
     },
+    Status.DEFERRED: {Status.QUEUED, Status.CANCELLED},
     Status.SENT: {Status.DELIVERED, Status.FAILED, Status.BOUNCED},
     Status.DELIVERED: {Status.BOUNCED},
     # A failed notification can be retried by hand.
@@ -32,8 +35,10 @@ ALLOWED_MOVES: dict[str, set[str]] = {
     Status.CANCELLED: set(),
     Status.SKIPPED: set(),
 }
-# Still on its way: the daily scan re-enqueues these when they stall.
+# On its way now: the daily scan re-enqueues these when they stall.
 IN_FLIGHT = frozenset({Status.PLANNED, Status.QUEUED, Status.SENDING})
+# Not sent yet, and still to be: what a renewal or cancellation of the policy cancels.
+WAITING = frozenset({Status.PLANNED, Status.QUEUED, Status.DEFERRED})
 FINAL = frozenset(status for status, moves in ALLOWED_MOVES.items() if not moves)
 
 

@@ -79,6 +79,7 @@ class NotificationStatus(models.TextChoices):
     PLANNED = "planned", "Planned"
     QUEUED = "queued", "Queued"
     SENDING = "sending", "Sending"
+    DEFERRED = "deferred", "Deferred"
     SENT = "sent", "Sent"
     DELIVERED = "delivered", "Delivered"
     FAILED = "failed", "Failed"
@@ -117,6 +118,9 @@ class Notification(models.Model):
     queued_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    send_after = models.DateTimeField(
+        null=True, blank=True, help_text="Deferred (quiet hours): not sent before this time."
+    )
 
     class Meta:
         ordering = ["-due_on", "-id"]
@@ -136,7 +140,7 @@ class Notification(models.Model):
             # The scan's re-enqueue of stalled work, and the fan-out of what was planned.
             models.Index(
                 fields=["status", "status_changed_at"],
-                condition=Q(status__in=["planned", "queued", "sending"]),
+                condition=Q(status__in=["planned", "queued", "sending", "deferred"]),
                 name="notification_in_flight",
             ),
             models.Index(fields=["run", "channel", "status"], name="notification_run"),

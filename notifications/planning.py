@@ -69,7 +69,7 @@ def plan_due(*, run_date: date) -> ReminderRun:
 def cancel_outdated() -> int:
     """Cancel reminders not yet sent whose policy was renewed, cancelled or lapsed, or whose
     expiry date changed: the reminder is about an expiry that no longer stands."""
-    waiting = Notification.objects.filter(status__in=[Status.PLANNED, Status.QUEUED])
+    waiting = Notification.objects.filter(status__in=lifecycle.WAITING)
     inactive = waiting.exclude(policy__status=Policy.Status.ACTIVE)
     moved = waiting.exclude(expiry_date=F("policy__expiry_date"))
     return lifecycle.move(
@@ -85,13 +85,15 @@ def cancel_outdated() -> int:
 
 def claim_for_enqueue(*, limit: int, stalled_after: timedelta) -> list[int]:
     """Mark up to `limit` notifications queued and return their ids, for the fan-out to send
-    as tasks: the newly planned, and those whose task stalled (lost with a broker or a worker)
-    for longer than `stalled_after`. Concurrent callers never get the same ids."""
+    as tasks: the newly planned, the deferred whose time has come, and those whose task
+    stalled (lost with a broker or a worker) for longer than `stalled_after`. Concurrent
+    callers never get the same ids."""
     now = timezone.now()
     with transaction.atomic():
         ids = list(
             Notification.objects.filter(
                 Q(status=Status.PLANNED)
+                | Q(status=Status.DEFERRED, send_after__lte=now)
                 | Q(
                     status__in=[Status.QUEUED, Status.SENDING],
                     status_changed_at__lt=now - stalled_after,

@@ -5,6 +5,8 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 DAILY_SCAN_NAME = "Daily reminder scan"
 DAILY_SCAN_TASK = "notifications.tasks.daily_scan"
+RELEASE_NAME = "Release deferred and stalled reminders"
+RELEASE_TASK = "notifications.tasks.release_reminders"
 
 
 def daily_scan_task() -> PeriodicTask:

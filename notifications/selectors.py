@@ -11,6 +11,7 @@ SUMMARY_COLUMNS = {
     "planned": set(Status.values) - {Status.SKIPPED},
     "sent": {Status.SENT, Status.DELIVERED},
     "skipped": {Status.SKIPPED},
+    "deferred": {Status.DEFERRED},
     "cancelled": {Status.CANCELLED},
     "failed": {Status.FAILED, Status.BOUNCED},
     "in flight": set(IN_FLIGHT),

@@ -32,8 +32,15 @@ def daily_scan(run_date: str | None = None) -> dict:
     }
 
 
+@shared_task
+def release_reminders() -> int:
+    """Every few minutes (a PeriodicTask): send what quiet hours deferred and what stalled."""
+    return fan_out()
+
+
 def fan_out() -> int:
-    """Send one send_notification task per planned (or stalled) notification, in chunks."""
+    """Send one send_notification task per notification that is due to go (newly planned,
+    released from quiet hours, or stalled), in chunks."""
     stalled_after = timedelta(minutes=settings.REMINDER_REQUEUE_AFTER_MINUTES)
     total = 0
     while ids := planning.claim_for_enqueue(
