@@ -23,6 +23,7 @@ Status = Notification.Status
 class Outcome:
     status: str
     detail: str = ""
+    fallback_id: int | None = None  # an email planned in place of a failed SMS, to send next
 
 
 def send(notification_id: int) -> Outcome:
@@ -57,7 +58,7 @@ def send(notification_id: int) -> Outcome:
         tracking.apply_to_customer(
             notification.customer_id, DeliveryEvent.Type.REJECTED, error.code
         )
-        return Outcome(Status.FAILED, str(error))
+        return Outcome(Status.FAILED, str(error), fallback_id=plan_fallback(notification))
     except TransientSendError as error:
         lifecycle.move(notification_id, Status.QUEUED, last_error=str(error))
         raise
@@ -66,6 +67,35 @@ def send(notification_id: int) -> Outcome:
         # The provider's callback already moved it on (delivered, say): keep its id all the same.
         Notification.objects.filter(pk=notification_id).update(**sent)
     return Outcome(Status.SENT, provider_message_id)
+
+
+def plan_fallback(notification: Notification) -> int | None:
+    """When a failed SMS's rule says so, plan the same reminder by email; return its id, or
+    None when the rule has no fallback, the customer takes no email, or it exists already."""
+    customer = notification.customer
+    customer.refresh_from_db()  # the failure may just have changed their consent
+    if (
+        notification.channel != Channel.SMS
+        or notification.rule.fallback_template_id is None
+        or not (customer.email and customer.email_consent and not customer.email_undeliverable)
+    ):
+        return None
+    fallback, created = Notification.objects.get_or_create(
+        policy_id=notification.policy_id,
+        expiry_date=notification.expiry_date,
+        channel=Channel.EMAIL,
+        lead_days=notification.lead_days,
+        defaults={
+            "customer_id": notification.customer_id,
+            "rule_id": notification.rule_id,
+            "run_id": notification.run_id,
+            "due_on": notification.due_on,
+            "status": Status.QUEUED,
+            "queued_at": timezone.now(),
+            "fallback_for": notification,
+        },
+    )
+    return fallback.pk if created else None
 
 
 def why_not_send(notification: Notification) -> str:

@@ -1,3 +1,4 @@
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
@@ -48,6 +49,14 @@ class ReminderRule(models.Model):
         max_length=64, blank=True, help_text="Only policies of this product line; empty: all."
     )
     template = models.ForeignKey(MessageTemplate, on_delete=models.PROTECT, related_name="rules")
+    fallback_template = models.ForeignKey(
+        MessageTemplate,
+        on_delete=models.PROTECT,
+        related_name="fallback_rules",
+        null=True,
+        blank=True,
+        help_text="SMS rules: when the SMS fails for good, send this email template instead.",
+    )
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -73,6 +82,22 @@ class ReminderRule(models.Model):
     def __str__(self) -> str:
         scope = self.product_line or "all products"
         return f"{self.lead_days} days before expiry by {self.get_channel_display()} ({scope})"
+
+    def clean(self):
+        errors = {}
+        if self.template_id and self.template.channel != self.channel:
+            errors["template"] = f"Choose a {self.get_channel_display()} template."
+        if self.fallback_template_id:
+            if self.channel != Channel.SMS:
+                errors["fallback_template"] = "Only an SMS rule falls back, to email."
+            elif self.fallback_template.channel != Channel.EMAIL:
+                errors["fallback_template"] = "Choose an email template to fall back to."
+        if errors:
+            raise ValidationError(errors)
+
+    def template_for(self, channel: str) -> MessageTemplate:
+        """The rule's own template, or its fallback's for a reminder that fell back."""
+        return self.template if channel == self.channel else self.fallback_template
 
 
 class NotificationStatus(models.TextChoices):
@@ -118,6 +143,14 @@ class Notification(models.Model):
     queued_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    fallback_for = models.OneToOneField(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="fallback",
+        help_text="The failed SMS this email was sent in place of.",
+    )
     send_after = models.DateTimeField(
         null=True, blank=True, help_text="Deferred (quiet hours): not sent before this time."
     )

@@ -11,7 +11,7 @@ from notifications.models import Channel, Notification
 def render(notification: Notification) -> OutgoingMessage:
     policy = notification.policy
     customer = notification.customer
-    template = notification.rule.template
+    template = notification.rule.template_for(notification.channel)
     today = timezone.localdate(timezone=customer.timezone)
     context = Context(
         {

@@ -56,7 +56,7 @@ def fan_out() -> int:
 @shared_task(bind=True, soft_time_limit=60, time_limit=90)
 def send_notification(self, notification_id: int) -> str:
     try:
-        return dispatch.send(notification_id).status
+        outcome = dispatch.send(notification_id)
     except TransientSendError as error:
         if self.request.retries >= settings.REMINDER_SEND_MAX_RETRIES:
             lifecycle.move(
@@ -68,3 +68,6 @@ def send_notification(self, notification_id: int) -> str:
         # Exponential backoff with full jitter, capped well below Redis' visibility timeout.
         countdown = dispatch.retry_delay(self.request.retries)
         raise self.retry(exc=error, countdown=countdown) from error
+    if outcome.fallback_id:
+        send_notification.delay(outcome.fallback_id)
+    return outcome.status

@@ -172,3 +172,60 @@ def test_twilio_status_callbacks_reach_the_webhook_and_mark_delivery(
     kinds = list(notification.events.values_list("event_type", flat=True))
     assert kinds[-1] == "delivered"
     assert "sent" in kinds
+
+
+@pytest.fixture
+def sms_rule_falls_back(queued):
+    from notifications.models import MessageTemplate
+
+    rule = queued["sms"].rule
+    rule.fallback_template = MessageTemplate.objects.filter(channel="email").first()
+    rule.full_clean()
+    rule.save()
+    # Only the SMS reminder exists: the email rule's own reminder is not part of this story.
+    queued["email"].delete()
+    return queued["sms"]
+
+
+@pytest.fixture
+def eager_tasks():
+    """Tasks a task sends run in place, so a test sees the whole chain."""
+    conf = send_notification.app.conf
+    conf.update(task_always_eager=True)
+    yield
+    conf.update(task_always_eager=False)
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_a_permanently_failed_sms_falls_back_to_email(providers, sms_rule_falls_back):
+    providers.script(PHONE, ["invalid"])
+
+    failed = send(sms_rule_falls_back)
+
+    assert failed.status == Status.FAILED
+    fallback = Notification.objects.get(channel="email")
+    assert fallback.status == Status.SENT
+    assert fallback.fallback_for == failed
+    assert providers.accepted[EMAIL] == 1
+    (email,) = [m for m in providers.messages if m.channel == "email"]
+    assert "P-7" in email.subject
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_no_fallback_when_the_rule_has_none(providers, queued):
+    queued["email"].delete()
+    providers.script(PHONE, ["invalid"])
+
+    send(queued["sms"])
+
+    assert not Notification.objects.filter(channel="email").exists()
+    assert providers.accepted[EMAIL] == 0
+
+
+def test_a_fallback_template_must_be_an_email_one(queued):
+    from django.core.exceptions import ValidationError
+
+    rule = queued["sms"].rule
+    rule.fallback_template = rule.template  # an SMS template
+    with pytest.raises(ValidationError, match="email template"):
+        rule.full_clean()
