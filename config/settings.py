@@ -194,6 +194,12 @@ REMINDER_REQUEUE_AFTER_MINUTES = env_int("REMINDER_REQUEUE_AFTER_MINUTES", 30)
 REMINDER_FANOUT_CHUNK = env_int("REMINDER_FANOUT_CHUNK", 1000)
 # Transient provider errors are retried this many times, backing off exponentially with jitter.
 REMINDER_SEND_MAX_RETRIES = env_int("REMINDER_SEND_MAX_RETRIES", 5)
+# Messages per second each channel may send, across all workers (0: no limit). A limit needs
+# Redis at REDIS_URL, where the workers count what they sent.
+SEND_RATE_LIMITS = {
+    "email": env_int("EMAIL_RATE_LIMIT_PER_SECOND", 0),
+    "sms": env_int("SMS_RATE_LIMIT_PER_SECOND", 0),
+}
 # SMS goes out only from this hour to that one, in the customer's own time zone; outside it a
 # reminder is deferred, and the fan-out (every few minutes) releases it when the window opens.
 SMS_WINDOW_START_HOUR = env_int("SMS_WINDOW_START_HOUR", 8)

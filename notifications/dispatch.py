@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.db.models import F
 from django.utils import timezone
 
-from notifications import lifecycle, tracking
+from notifications import lifecycle, rate_limit, tracking
 from notifications.channels import PermanentSendError, TransientSendError, channel_for
 from notifications.models import Channel, DeliveryEvent, Notification
 from notifications.quiet_hours import next_sms_window
@@ -52,7 +52,9 @@ def send(notification_id: int) -> Outcome:
             )
             return Outcome(Status.DEFERRED, f"quiet hours: waits until {window.isoformat()}")
     try:
-        provider_message_id = channel_for(notification.channel).send(render(notification))
+        message = render(notification)
+        rate_limit.acquire(notification.channel)
+        provider_message_id = channel_for(notification.channel).send(message)
     except PermanentSendError as error:
         lifecycle.move(notification_id, Status.FAILED, last_error=str(error))
         tracking.apply_to_customer(
