@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from notifications.channels.base import OutgoingMessage
 from notifications.channels.email import NOTIFICATION_HEADER
+from notifications.channels.sms import sms_segments
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -47,6 +48,7 @@ class OutboxSmsChannel:
             "notification_id": message.notification_id,
             "to": message.to,
             "body": message.body,
+            "segments": sms_segments(message.body),
             "written_at": timezone.now().isoformat(),
         }
         path = Path(settings.OUTBOX_DIR) / "sms" / f"notification-{message.notification_id}.json"
