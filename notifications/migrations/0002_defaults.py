@@ -1,10 +1,11 @@
-"""Sensible defaults an admin can change: reminder templates, rules, and the daily scan at
-08:00 in TIME_ZONE as a django-celery-beat PeriodicTask."""
+"""Sensible defaults an admin can change: reminder templates, rules, the daily scan at 08:00 in
+TIME_ZONE, and every 5 minutes the release of what quiet hours deferred (an SMS deferred
+overnight goes when its customer's morning comes, whatever their time zone)."""
 
 from django.conf import settings
 from django.db import migrations
 
-from notifications.schedule import DAILY_SCAN_NAME, DAILY_SCAN_TASK
+from notifications.schedule import DAILY_SCAN_NAME, DAILY_SCAN_TASK, RELEASE_NAME, RELEASE_TASK
 
 EMAIL_SUBJECT = (
     "Your {{ policy.product_line }} policy {{ policy.policy_number }} expires in "
@@ -72,11 +73,21 @@ def create_defaults(apps, schema_editor):
             "description": "Plans the reminders due today and sends them.",
         },
     )
+    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
+    every_five_minutes, _ = IntervalSchedule.objects.get_or_create(every=5, period="minutes")
+    PeriodicTask.objects.get_or_create(
+        name=RELEASE_NAME,
+        defaults={
+            "task": RELEASE_TASK,
+            "interval": every_five_minutes,
+            "description": "Sends reminders whose quiet hours ended, and re-sends stalled ones.",
+        },
+    )
 
 
 def remove_schedule(apps, schema_editor):
     apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(
-        name=DAILY_SCAN_NAME
+        name__in=[DAILY_SCAN_NAME, RELEASE_NAME]
     ).delete()
 
 
