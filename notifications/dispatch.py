@@ -1,7 +1,6 @@
 """Sending one notification: claim it, check it still stands, render it, hand it to its
 channel and record what the provider said. Safe to run any number of times for one id."""
 
-import logging
 import random
 from dataclasses import dataclass
 
@@ -15,7 +14,6 @@ from notifications.quiet_hours import next_sms_window
 from notifications.rendering import render
 from policies.models import Policy
 
-logger = logging.getLogger(__name__)
 Status = Notification.Status
 
 
@@ -33,7 +31,7 @@ def send(notification_id: int) -> Outcome:
     if not claimed:
         return Outcome("not claimed", "already sent, sending, or no longer due")
     notification = Notification.objects.select_related(
-        "policy__agent__user", "customer", "rule__template"
+        "policy__agent__user", "customer", "rule__template", "rule__fallback_template"
     ).get(pk=notification_id)
     reason = why_not_send(notification)
     if reason:
