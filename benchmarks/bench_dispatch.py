@@ -1,0 +1,784 @@
+"""Benchmark: dispatch throughput through real Celery workers on Redis, to the fake provider.
+
+Seeds 10,000 customers (each with an email address and a phone number, one policy each) and one
+email and one SMS rule, so that `plan_due` plans exactly 20,000 reminders; then starts real
+`celery worker` processes on Redis, enqueues everything with `tasks.fan_out()` and waits until
+the fake Twilio + Postmark provider (tests/fake_provider.py, 50 ms per call, in a process of its
+own) has accepted every message. Reports messages per second from the first enqueue to the last
+acceptance, p50/p95 from each notification's queued_at to its acceptance, duplicates and losses
+as the fake counted them, and the workers' peak RSS. Then the naive baseline a cron job would be:
+one loop in this process calling `dispatch.send(id)` on a fresh set of reminders, in turn.
+
+Run with `make bench-dispatch`; it creates and drops its own PostgreSQL database and uses its own
+queue on BENCH_REDIS_URL (default redis://127.0.0.1:6379/13). `--configs` tries several worker
+pools, e.g. `--configs threads:2x20,threads:1x32,prefork:1x8` (pool:processes x concurrency)."""
+
+import argparse
+import logging
+import multiprocessing
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# The workers run as production does (DEBUG off: no query log, no template debug info); the
+# baseline in this process runs the same way. DEBUG=1 in the environment turns it on for both.
+os.environ.setdefault("DEBUG", "0")
+os.environ.setdefault("SECRET_KEY", "renewly-bench-only-not-a-secret")
+BROKER_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+QUEUE_PREFIX = "renewly-bench-dispatch-"
+QUEUE = f"{QUEUE_PREFIX}{os.getpid()}"
+os.environ["CELERY_BROKER_URL"] = BROKER_URL  # fan_out() publishes through these
+os.environ["CELERY_TASK_DEFAULT_QUEUE"] = QUEUE
+# SMS may go at any hour: what is measured must not depend on the clock (quiet hours would
+# defer every SMS sent outside 08:00-21:00 at the customer's).
+os.environ["SMS_WINDOW_START_HOUR"] = "0"
+os.environ["SMS_WINDOW_END_HOUR"] = "24"
+# ...nor on a provider's rate limit: what is measured is how fast the workers can go.
+os.environ["EMAIL_RATE_LIMIT_PER_SECOND"] = "0"
+os.environ["SMS_RATE_LIMIT_PER_SECOND"] = "0"
+
+import django
+
+django.setup()
+
+from django.conf import settings
+from django.db import OperationalError, connection
+from django.test import override_settings
+from django.utils import timezone
+from django_celery_results.models import TaskResult
+
+from notifications import dispatch, planning
+from notifications.models import MessageTemplate, Notification, ReminderRule, ReminderRun
+from notifications.tasks import fan_out
+from policies.services import ensure_agent
+from tests.workers import worker_environment
+
+RUN_DATE = date(2026, 6, 1)
+LEAD_DAYS = 7  # one email rule and one SMS rule, both 7 days ahead
+FROM_NUMBER = "+15005550006"
+# On 2 cores every setup tried (threads 1x32, 2x20, 2x40, 3x25; prefork 1x8, 2x8, 1x16) sent
+# 43-52 messages/s, bound by CPU per message: two threads-pool workers of 20 threads were among
+# the fastest with a quarter of prefork's memory and 40 PostgreSQL connections.
+DEFAULT_CONFIGS = "threads:2x20"
+VAR_DIR = Path(settings.BASE_DIR) / "var" / "bench-dispatch"
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# Not sent yet, nor given up on: what the trial waits for.
+UNSETTLED = ("planned", "queued", "sending", "deferred")
+
+
+# --- The fake provider, in a process of its own ------------------------------------------------
+
+
+def serve_fake_provider(conn, parent_conn, latency: float) -> None:
+    """Child process: serve a FakeProvider until told to stop (or the parent goes away). On
+    "collect" send back what it accepted (each message with its acceptance time) and reset."""
+    from tests.fake_provider import FakeProvider
+
+    parent_conn.close()  # the parent's end, inherited: else its death would not close the pipe
+
+    class TimedFakeProvider(FakeProvider):
+        def _record(self, sent) -> None:
+            sent.accepted_at = time.time()  # when the fake accepted it, before it answers
+            super()._record(sent)
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops it, even on Ctrl-C
+    fake = TimedFakeProvider(latency=latency, status_callbacks=False).start()
+    try:
+        conn.send(fake.django_settings())
+        while True:
+            try:
+                command = conn.recv()
+            except EOFError:  # the parent died
+                return
+            if command == "collect":
+                conn.send(_fake_report(fake))
+                fake.reset()
+            else:
+                return
+    finally:
+        fake.stop()
+
+
+def _fake_report(fake) -> dict:
+    messages = []
+    for sent in fake.messages:
+        if sent.channel == "email":
+            notification_id = sent.metadata.get("notification_id", "")
+        else:  # the SMS channel names its notification in the status callback URL
+            query = parse_qs(urlsplit(sent.data.get("StatusCallback", "")).query)
+            notification_id = query.get("notification", [""])[0]
+        messages.append((sent.channel, sent.recipient, notification_id, sent.accepted_at))
+    return {"accepted": fake.accepted, "attempts": fake.attempts, "messages": messages}
+
+
+class FakeProviderProcess:
+    def __init__(self, latency: float):
+        context = multiprocessing.get_context("fork")  # before any thread or DB connection
+        self.conn, child_conn = context.Pipe()
+        self.process = context.Process(
+            target=serve_fake_provider, args=(child_conn, self.conn, latency), daemon=True
+        )
+        self.process.start()
+        child_conn.close()
+        if not self.conn.poll(30):
+            raise RuntimeError("the fake provider did not start")
+        self.django_settings = self.conn.recv()
+
+    def collect(self) -> dict:
+        self.conn.send("collect")
+        return self.conn.recv()
+
+    def stop(self) -> None:
+        with suppress(OSError):
+            self.conn.send("stop")
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5)
+        self.conn.close()
+
+
+# --- Celery workers --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    pool: str  # threads, prefork, solo
+    processes: int  # `celery worker` processes
+    concurrency: int  # per process
+
+    @classmethod
+    def parse(cls, text: str) -> "WorkerConfig":
+        pool, _, sizes = text.strip().partition(":")
+        processes, _, concurrency = sizes.partition("x")
+        config = cls(pool, int(processes), int(concurrency))
+        if pool not in ("threads", "prefork", "solo"):
+            raise ValueError(f"unknown pool {pool!r} in {text!r}")
+        # Each thread or child process holds a PostgreSQL connection (max_connections is 100).
+        if config.processes * config.concurrency > 90:
+            raise ValueError(f"{text}: more than 90 database connections")
+        return config
+
+    def __str__(self) -> str:
+        return (
+            f"--pool={self.pool}, {self.processes} worker process"
+            f"{'es' if self.processes > 1 else ''} x --concurrency={self.concurrency}"
+        )
+
+
+def _die_with_parent() -> None:
+    """In a worker, before exec: get SIGTERM if the benchmark dies, even by SIGKILL."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class Workers:
+    config: WorkerConfig
+    env: dict[str, str]
+    processes: list[subprocess.Popen] = field(default_factory=list)
+    logs: list[Path] = field(default_factory=list)
+
+    def start(self) -> None:
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        for n in range(self.config.processes):
+            log = VAR_DIR / f"worker-{n}.log"
+            with open(log, "wb") as out:
+                process = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "config",
+                        "worker",
+                        f"--pool={self.config.pool}",
+                        f"--concurrency={self.config.concurrency}",
+                        f"--queues={QUEUE}",
+                        f"--hostname=bench{n}-{os.getpid()}@%h",
+                        "--without-gossip",
+                        "--without-mingle",
+                        "--loglevel=INFO",  # as docker-compose.yml runs it
+                    ],
+                    cwd=settings.BASE_DIR,
+                    env=self.env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # its own process group, prefork children too
+                    preexec_fn=_die_with_parent,
+                )
+            self.processes.append(process)
+            self.logs.append(log)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        pending = set(range(len(self.processes)))
+        while pending and time.monotonic() < deadline:
+            for n in list(pending):
+                if self.processes[n].poll() is not None:
+                    raise RuntimeError(f"worker {n} exited:\n{self.tail(n)}")
+                if " ready." in self.logs[n].read_text(errors="replace"):
+                    pending.discard(n)
+            time.sleep(0.1)
+        if pending:
+            raise RuntimeError(f"workers {sorted(pending)} not ready in {timeout}s")
+
+    def tail(self, n: int, lines: int = 30) -> str:
+        text = self.logs[n].read_text(errors="replace") if self.logs[n].exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)  # warm shutdown
+        for process in self.processes:
+            with suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=30)
+            with suppress(ProcessLookupError):  # whatever is left of its group (prefork children)
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def log_counts(self, needle: str) -> int:
+        return sum(log.read_text(errors="replace").count(needle) for log in self.logs)
+
+
+@dataclass(frozen=True)
+class Proc:
+    ppid: int
+    comm: str
+    cpu: float  # seconds, its own
+    reaped_cpu: float  # seconds, of its children that exited
+
+
+def process_table() -> dict[int, Proc]:
+    table = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as stat:
+                    head, _, rest = stat.read().rpartition(")")
+                fields = rest.split()
+                ticks = [int(value) for value in fields[11:15]]  # utime stime cutime cstime
+            except (OSError, IndexError, ValueError):
+                continue
+            table[int(entry.name)] = Proc(
+                ppid=int(fields[1]),
+                comm=head.partition("(")[2],
+                cpu=(ticks[0] + ticks[1]) / CLOCK_TICKS,
+                reaped_cpu=(ticks[2] + ticks[3]) / CLOCK_TICKS,
+            )
+    return table
+
+
+def descendants(root: int, table: dict[int, Proc]) -> list[int]:
+    children = defaultdict(list)
+    for pid, proc in table.items():
+        children[proc.ppid].append(pid)
+    found, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        if pid in table:
+            found.append(pid)
+        stack.extend(children.get(pid, ()))
+    return found
+
+
+def tree_cpu(root: int, table: dict[int, Proc]) -> float:
+    """CPU seconds of a process, its live descendants and those it reaped."""
+    pids = descendants(root, table)
+    return sum(table[pid].cpu for pid in pids) + (table[root].reaped_cpu if pids else 0)
+
+
+def cpu_snapshot(worker_pids: list[int]) -> dict[str, float]:
+    """CPU seconds so far: the workers, PostgreSQL (all of its processes) and the machine."""
+    table = process_table()
+    postmasters = [
+        pid
+        for pid, proc in table.items()
+        if proc.comm == "postgres" and table.get(proc.ppid, proc).comm != "postgres"
+    ]
+    with open("/proc/stat") as stat:
+        ticks = [int(value) for value in stat.readline().split()[1:]]
+    return {
+        "workers": sum(tree_cpu(pid, table) for pid in worker_pids),
+        "postgres": sum(tree_cpu(pid, table) for pid in postmasters),
+        "machine": (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS,  # all but idle, iowait
+    }
+
+
+class RssSampler:
+    """Polls /proc for the RSS of each worker's process tree; keeps the peaks."""
+
+    def __init__(self, pids: list[int], interval: float = 0.25):
+        self.pids = pids
+        self.interval = interval
+        self.peak_each = [0] * len(pids)
+        self.peak_total = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self.sample()
+            if self._stop.wait(self.interval):
+                return
+
+    def sample(self) -> None:
+        table = process_table()
+        sizes = [sum(map(self._rss, descendants(pid, table))) for pid in self.pids]
+        self.peak_each = [max(a, b) for a, b in zip(self.peak_each, sizes, strict=True)]
+        self.peak_total = max(self.peak_total, sum(sizes))
+
+    @staticmethod
+    def _rss(pid: int) -> int:
+        try:
+            with open(f"/proc/{pid}/statm") as statm:
+                return int(statm.read().split()[1]) * PAGE_SIZE
+        except (OSError, IndexError, ValueError):
+            return 0
+
+
+# --- Data --------------------------------------------------------------------------------------
+
+
+def seed(main_customers: int, baseline_customers: int) -> None:
+    """One policy per customer, each customer with an email address and a phone number. The
+    first `main_customers` expire LEAD_DAYS after RUN_DATE (due on RUN_DATE by email and SMS);
+    the rest a day later (due on the next day: the baseline's fresh reminders)."""
+    agent_ids = [
+        ensure_agent(username=f"agent{n}", email=f"agent{n}@agency.example").pk for n in range(20)
+    ]
+    ReminderRule.objects.all().delete()
+    for channel in ("email", "sms"):
+        template = MessageTemplate.objects.filter(channel=channel).first()  # the default ones
+        if template is None:
+            raise RuntimeError(f"no {channel} template: the migrations seed one per channel")
+        ReminderRule.objects.create(lead_days=LEAD_DAYS, channel=channel, template=template)
+    total = main_customers + baseline_customers
+    now = timezone.now()
+    with connection.connection.cursor() as cursor:  # psycopg's own cursor, for COPY
+        with cursor.copy(
+            "COPY policies_customer (id, name, email, phone, language, timezone, "
+            "email_consent, sms_consent, email_undeliverable, created_at, updated_at) FROM STDIN"
+        ) as copy:
+            for n in range(1, total + 1):
+                phone = f"+1415{5550000 + n:07d}"
+                email = f"c{n}@mail.example"
+                copy.write_row(
+                    (n, f"Customer {n}", email, phone, "en", "UTC", True, True, False, now, now)
+                )
+        with cursor.copy(
+            "COPY policies_policy (id, policy_number, product_line, customer_id, agent_id, "
+            "start_date, expiry_date, status, created_at, updated_at) FROM STDIN"
+        ) as copy:
+            for n in range(1, total + 1):
+                expiry = RUN_DATE + timedelta(days=LEAD_DAYS + (n > main_customers))
+                product = ("auto", "home", "life", "travel")[n % 4]
+                agent_id = agent_ids[n % len(agent_ids)]
+                start = expiry - timedelta(days=365)
+                copy.write_row(
+                    (n, f"D-{n:08d}", product, n, agent_id, start, expiry, "active", now, now)
+                )
+        cursor.execute("SELECT setval('policies_customer_id_seq', %s)", [total])
+        cursor.execute("SELECT setval('policies_policy_id_seq', %s)", [total])
+        cursor.execute("ANALYZE policies_customer")
+        cursor.execute("ANALYZE policies_policy")
+
+
+def plan_main(expected: int) -> ReminderRun:
+    """A fresh plan for RUN_DATE: exactly `expected` reminders, half email, half SMS."""
+    with connection.cursor() as cursor:
+        for model in (Notification, ReminderRun, TaskResult):
+            cursor.execute(f"TRUNCATE {model._meta.db_table} RESTART IDENTITY CASCADE")
+    run = planning.plan_due(run_date=RUN_DATE)
+    by_channel = dict(Counter(run.notifications.values_list("channel", flat=True)))
+    if run.planned != expected or by_channel != {"email": expected // 2, "sms": expected // 2}:
+        raise RuntimeError(f"planned {run.planned} ({by_channel}), expected {expected}")
+    # Statistics as a production table has them most of the time: gathered when nothing was
+    # queued (autovacuum does not analyze a large table for a day's 20,000 rows).
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Notification._meta.db_table}")
+    return run
+
+
+# --- Measuring ------------------------------------------------------------------------------
+
+
+@dataclass
+class Delivery:
+    """What the fake provider saw of one run's notifications."""
+
+    planned: int
+    accepted: int
+    attempts: int
+    duplicates: int  # messages accepted beyond the first, per recipient
+    losses: int  # planned notifications the fake never accepted
+    first_accept: float
+    last_accept: float
+    latencies: list[float]  # queued_at -> acceptance, seconds
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def compare(run: ReminderRun, report: dict) -> Delivery:
+    queued_at = {
+        str(pk): at.timestamp()
+        for pk, at in run.notifications.values_list("pk", "queued_at")
+        if at is not None
+    }
+    planned = set(
+        map(str, run.notifications.exclude(status="skipped").values_list("pk", flat=True))
+    )
+    messages = report["messages"]
+    seen = {notification_id for _, _, notification_id, _ in messages}
+    times = [accepted_at for *_, accepted_at in messages]
+    return Delivery(
+        planned=len(planned),
+        accepted=len(messages),
+        attempts=sum(report["attempts"].values()),
+        duplicates=sum(count - 1 for count in report["accepted"].values() if count > 1),
+        losses=len(planned - seen),
+        first_accept=min(times, default=float("nan")),
+        last_accept=max(times, default=float("nan")),
+        latencies=[
+            accepted_at - queued_at[notification_id]
+            for _, _, notification_id, accepted_at in messages
+            if notification_id in queued_at
+        ],
+    )
+
+
+def database_sessions() -> int:
+    """Sessions PostgreSQL has opened on the bench database so far."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+def wait_until_sent(run: ReminderRun, workers: Workers, timeout: float) -> None:
+    in_flight = run.notifications.filter(status__in=UNSETTLED)
+    deadline = time.monotonic() + timeout
+    while (left := in_flight.count()) and time.monotonic() < deadline:
+        for n, process in enumerate(workers.processes):
+            if process.poll() is not None:
+                raise RuntimeError(f"worker {n} died:\n{workers.tail(n)}")
+        time.sleep(0.25)
+    if left:
+        raise RuntimeError(f"{left} notifications still in flight after {timeout:.0f}s")
+
+
+@dataclass
+class Trial:
+    config: WorkerConfig
+    delivery: Delivery
+    started: float
+    fan_out_seconds: float
+    statuses: dict[str, int]
+    peak_rss_each: list[int]
+    peak_rss_total: int
+    pool_warnings: int
+    cpu_ms: dict[str, float]  # CPU milliseconds per message: workers, postgres, machine
+    machine_busy: float  # cores busy on average, while sending
+    connections_per_message: float  # PostgreSQL sessions opened per message
+
+    @property
+    def seconds(self) -> float:
+        return self.delivery.last_accept - self.started
+
+    @property
+    def rate(self) -> float:
+        return self.delivery.accepted / self.seconds
+
+
+def trial(config: WorkerConfig, reminders: int, env: dict, fake, timeout: float) -> Trial:
+    run = plan_main(reminders)
+    workers = Workers(config, env)
+    with ExitStack() as stack:
+        stack.callback(workers.stop)
+        workers.start()
+        pids = [process.pid for process in workers.processes]
+        with RssSampler(pids) as rss:
+            workers.wait_ready()
+            cpu_before, sessions_before = cpu_snapshot(pids), database_sessions()
+            started = time.time()  # the first enqueue: fan_out claims, then publishes
+            run.enqueued = fan_out()
+            fan_out_seconds = time.time() - started
+            if run.enqueued != reminders:
+                raise RuntimeError(f"fan_out enqueued {run.enqueued}, expected {reminders}")
+            wait_until_sent(run, workers, timeout)
+            cpu_after, sessions_after = cpu_snapshot(pids), database_sessions()
+            busy_seconds = time.time() - started
+        statuses = dict(Counter(run.notifications.values_list("status", flat=True)))
+    delivery = compare(run, fake.collect())
+    return Trial(
+        config=config,
+        delivery=delivery,
+        started=started,
+        fan_out_seconds=fan_out_seconds,
+        statuses=statuses,
+        peak_rss_each=rss.peak_each,
+        peak_rss_total=rss.peak_total,
+        pool_warnings=workers.log_counts("Connection pool is full"),
+        cpu_ms={
+            name: (cpu_after[name] - cpu_before[name]) * 1000 / reminders for name in cpu_after
+        },
+        machine_busy=(cpu_after["machine"] - cpu_before["machine"]) / busy_seconds,
+        connections_per_message=(sessions_after - sessions_before) / reminders,
+    )
+
+
+@dataclass
+class Baseline:
+    sent: int
+    seconds: float
+    delivery: Delivery
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.seconds
+
+
+def baseline(expected: int, fake) -> Baseline:
+    """The cron job's way: one process, one loop, dispatch.send(id) for each reminder in turn."""
+    run = planning.plan_due(run_date=RUN_DATE + timedelta(days=1))
+    if run.planned != expected:
+        raise RuntimeError(f"baseline planned {run.planned}, expected {expected}")
+    # The app logs as it would in a worker (twilio's client logs each request at INFO), but to
+    # a file rather than over this report.
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    with open(VAR_DIR / "baseline.log", "w") as log:
+        root.handlers = [logging.StreamHandler(log)]
+        root.handlers[0].setFormatter(handlers[0].formatter if handlers else None)
+        try:
+            started = time.perf_counter()
+            ids = planning.claim_for_enqueue(limit=expected, stalled_after=timedelta(hours=1))
+            outcomes = Counter(dispatch.send(notification_id).status for notification_id in ids)
+            seconds = time.perf_counter() - started
+        finally:
+            root.handlers = handlers
+    if outcomes != {"sent": expected}:
+        raise RuntimeError(f"baseline outcomes: {dict(outcomes)}")
+    return Baseline(sent=len(ids), seconds=seconds, delivery=compare(run, fake.collect()))
+
+
+# --- Output -------------------------------------------------------------------------------------
+
+
+def mib(size: int) -> str:
+    return f"{size / 2**20:,.0f} MiB"
+
+
+def print_trial(t: Trial) -> None:
+    d = t.delivery
+    print(
+        f"  {t.config!s:<46} {d.accepted:>6,} accepted in {t.seconds:6.2f} s "
+        f"{t.rate:7,.0f} msg/s  p50 {d.percentile(0.5):6.2f} s  p95 {d.percentile(0.95):6.2f} s"
+        f"  dup {d.duplicates}  lost {d.losses}  peak RSS {mib(t.peak_rss_total)}",
+        flush=True,
+    )
+
+
+def print_report(best: Trial, base: Baseline, reminders: int, latency: float) -> None:
+    d = best.delivery
+    print()
+    print(f"Chosen: {best.config} (the script's default: {DEFAULT_CONFIGS})")
+    print(
+        f"  end to end (first enqueue -> last acceptance)  {d.accepted:,} messages in "
+        f"{best.seconds:.2f} s = {best.rate:,.0f} messages/s"
+    )
+    print(
+        f"  fan_out() enqueued {reminders:,} tasks in {best.fan_out_seconds:.2f} s; "
+        f"first acceptance {d.first_accept - best.started:.2f} s after the first enqueue"
+    )
+    print(
+        f"  queued_at -> provider acceptance            p50 {d.percentile(0.5):.2f} s, "
+        f"p95 {d.percentile(0.95):.2f} s, max {max(d.latencies, default=0):.2f} s"
+    )
+    print(
+        f"  duplicates {d.duplicates}, losses {d.losses} (as the fake provider counted: "
+        f"{d.accepted:,} accepted of {d.planned:,} planned, {d.attempts:,} send requests)"
+    )
+    print(f"  notification statuses afterwards: {best.statuses}")
+    cpu = best.cpu_ms
+    print(
+        f"  CPU per message: workers {cpu['workers']:.1f} ms, PostgreSQL {cpu['postgres']:.1f} ms,"
+        f" whole machine {cpu['machine']:.1f} ms ({best.machine_busy:.1f} of {os.cpu_count()}"
+        f" cores busy); {best.connections_per_message:.2f} new PostgreSQL connections per message"
+    )
+    each = ", ".join(mib(size) for size in best.peak_rss_each)
+    print(
+        f"  workers' peak RSS (each process tree): {each}; all together {mib(best.peak_rss_total)}"
+    )
+    if best.pool_warnings:
+        print(
+            f"  urllib3 'Connection pool is full' warnings in the worker logs: "
+            f"{best.pool_warnings:,}"
+        )
+    b = base.delivery
+    print()
+    print(
+        f"Baseline: one loop calling dispatch.send(id) in one process, {base.sent:,} fresh "
+        f"reminders in {base.seconds:.2f} s = {base.rate:,.1f} messages/s"
+    )
+    print(
+        f"  extrapolated to {reminders:,}: {reminders / base.rate / 60:,.1f} min "
+        f"(vs {best.seconds:.0f} s through the workers); duplicates {b.duplicates}, "
+        f"losses {b.losses}"
+    )
+    print(f"  workers / baseline: {best.rate / base.rate:,.1f}x")
+    print(
+        f"  (provider latency {latency * 1000:.0f} ms per call; at most "
+        f"{1 / latency:,.0f} messages/s for any one loop)"
+    )
+
+
+# --- Main ----------------------------------------------------------------------------------------
+
+
+def drop_database(name: str) -> None:
+    for attempt in range(10):  # workers' connections close as their processes exit
+        try:
+            connection.creation.destroy_test_db(name, verbosity=0)
+            return
+        except OperationalError:
+            if attempt == 9:
+                raise
+            time.sleep(1)
+
+
+def clean_redis() -> None:
+    """Remove this run's queue and its messages still unacknowledged (after a failure) from the
+    bench's Redis database, and those of earlier runs whose process is gone (killed)."""
+    import redis
+
+    def ours(name: str) -> bool:
+        pid = re.match(r"\d*", name.partition(QUEUE_PREFIX)[2]).group()
+        return pid == str(os.getpid()) or (pid != "" and not Path(f"/proc/{pid}").exists())
+
+    client = redis.Redis.from_url(BROKER_URL, decode_responses=True)
+    try:
+        keys = [key for key in client.scan_iter(f"*{QUEUE_PREFIX}*") if ours(key)]
+        if keys:
+            client.delete(*keys)
+        for tag, payload in client.hscan_iter("unacked"):
+            queue = next((word for word in payload.split('"') if QUEUE_PREFIX in word), "")
+            if queue and ours(queue):
+                client.hdel("unacked", tag)
+                client.zrem("unacked_index", tag)
+    finally:
+        client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reminders", type=int, default=20_000, help="even: half email, half SMS")
+    parser.add_argument("--baseline", type=int, default=1_000, help="reminders the loop sends")
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds per provider call")
+    parser.add_argument(
+        "--configs",
+        default=DEFAULT_CONFIGS,
+        help="worker setups to try, comma-separated pool:PROCESSESxCONCURRENCY; the best is "
+        "reported (default: %(default)s)",
+    )
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per trial at most")
+    parser.add_argument("--skip-baseline", action="store_true")
+    args = parser.parse_args()
+    if connection.vendor != "postgresql":
+        sys.exit("bench_dispatch needs PostgreSQL: set DATABASE_URL (make bench-dispatch does).")
+    if args.reminders % 2 or args.baseline % 2:
+        sys.exit("--reminders and --baseline must be even: one email and one SMS per customer")
+    configs = [WorkerConfig.parse(text) for text in args.configs.split(",")]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up as on Ctrl-C
+
+    with ExitStack() as stack:
+        fake = FakeProviderProcess(args.latency)  # forked before any DB connection or thread
+        stack.callback(fake.stop)
+        provider = fake.django_settings
+        stack.enter_context(
+            override_settings(  # for the baseline, in this process
+                EMAIL_BACKEND=provider["EMAIL_BACKEND"],
+                ANYMAIL={**settings.ANYMAIL, **provider["ANYMAIL"]},
+                SMS_BACKEND="twilio",
+                TWILIO_ACCOUNT_SID=provider["TWILIO_ACCOUNT_SID"],
+                TWILIO_AUTH_TOKEN=provider["TWILIO_AUTH_TOKEN"],
+                TWILIO_API_BASE_URL=provider["TWILIO_API_BASE_URL"],
+                TWILIO_FROM_NUMBER=FROM_NUMBER,
+                TWILIO_MESSAGING_SERVICE_SID="",
+            )
+        )
+        clean_redis()
+        stack.callback(clean_redis)
+        connection.creation.create_test_db(verbosity=0, autoclobber=True)
+        stack.callback(drop_database, connection.settings_dict["NAME"])
+        env = worker_environment(  # after create_test_db: DATABASE_URL names the bench database
+            broker_url=BROKER_URL,
+            var_dir=VAR_DIR,
+            DEBUG=os.environ["DEBUG"],
+            CELERY_TASK_DEFAULT_QUEUE=QUEUE,
+            EMAIL_BACKEND=provider["EMAIL_BACKEND"],
+            POSTMARK_SERVER_TOKEN=provider["ANYMAIL"]["POSTMARK_SERVER_TOKEN"],
+            POSTMARK_API_URL=provider["ANYMAIL"]["POSTMARK_API_URL"],
+            SMS_BACKEND="twilio",
+            TWILIO_ACCOUNT_SID=provider["TWILIO_ACCOUNT_SID"],
+            TWILIO_AUTH_TOKEN=provider["TWILIO_AUTH_TOKEN"],
+            TWILIO_API_BASE_URL=provider["TWILIO_API_BASE_URL"],
+            TWILIO_FROM_NUMBER=FROM_NUMBER,
+            TWILIO_MESSAGING_SERVICE_SID="",
+        )
+
+        started = time.perf_counter()
+        seed(args.reminders // 2, args.baseline // 2)
+        print(
+            f"Dispatching {args.reminders:,} reminders (half email, half SMS) through Celery "
+            f"on {BROKER_URL} (queue {QUEUE}) to the fake provider, {args.latency * 1000:.0f} ms "
+            f"per call; {os.cpu_count()} CPUs; seeded in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
+        trials = []
+        for config in configs:
+            trials.append(trial(config, args.reminders, env, fake, args.timeout))
+            print_trial(trials[-1])
+        best = max(trials, key=lambda t: t.rate)
+        for t in trials:
+            d = t.delivery
+            if d.duplicates or d.losses or d.accepted != args.reminders:
+                raise SystemExit(
+                    f"{t.config}: {d.accepted} accepted, {d.duplicates} duplicates, "
+                    f"{d.losses} losses"
+                )
+        if args.skip_baseline:
+            return
+        base = baseline(args.baseline, fake)
+        print_report(best, base, args.reminders, args.latency)
+        if base.delivery.duplicates or base.delivery.losses:
+            raise SystemExit("the baseline sent duplicates or lost reminders")
+
+
+if __name__ == "__main__":
+    main()
