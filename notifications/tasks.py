@@ -53,7 +53,8 @@ def fan_out() -> int:
     return total
 
 
-@shared_task(bind=True, soft_time_limit=60, time_limit=90)
+# No stored result: the notification's own row records the outcome.
+@shared_task(bind=True, soft_time_limit=60, time_limit=90, ignore_result=True)
 def send_notification(self, notification_id: int) -> str:
     try:
         outcome = dispatch.send(notification_id)
