@@ -720,16 +720,20 @@ def main() -> None:
         fake = FakeProviderProcess(args.latency)  # forked before any DB connection or thread
         stack.callback(fake.stop)
         provider = fake.django_settings
+        # The SMS settings, the same for this process (the baseline) and the workers' environment.
+        sms = {
+            "SMS_BACKEND": "twilio",
+            "TWILIO_ACCOUNT_SID": provider["TWILIO_ACCOUNT_SID"],
+            "TWILIO_AUTH_TOKEN": provider["TWILIO_AUTH_TOKEN"],
+            "TWILIO_API_BASE_URL": provider["TWILIO_API_BASE_URL"],
+            "TWILIO_FROM_NUMBER": FROM_NUMBER,
+            "TWILIO_MESSAGING_SERVICE_SID": "",
+        }
         stack.enter_context(
             override_settings(  # for the baseline, in this process
                 EMAIL_BACKEND=provider["EMAIL_BACKEND"],
                 ANYMAIL={**settings.ANYMAIL, **provider["ANYMAIL"]},
-                SMS_BACKEND="twilio",
-                TWILIO_ACCOUNT_SID=provider["TWILIO_ACCOUNT_SID"],
-                TWILIO_AUTH_TOKEN=provider["TWILIO_AUTH_TOKEN"],
-                TWILIO_API_BASE_URL=provider["TWILIO_API_BASE_URL"],
-                TWILIO_FROM_NUMBER=FROM_NUMBER,
-                TWILIO_MESSAGING_SERVICE_SID="",
+                **sms,
             )
         )
         clean_redis()
@@ -744,12 +748,7 @@ def main() -> None:
             EMAIL_BACKEND=provider["EMAIL_BACKEND"],
             POSTMARK_SERVER_TOKEN=provider["ANYMAIL"]["POSTMARK_SERVER_TOKEN"],
             POSTMARK_API_URL=provider["ANYMAIL"]["POSTMARK_API_URL"],
-            SMS_BACKEND="twilio",
-            TWILIO_ACCOUNT_SID=provider["TWILIO_ACCOUNT_SID"],
-            TWILIO_AUTH_TOKEN=provider["TWILIO_AUTH_TOKEN"],
-            TWILIO_API_BASE_URL=provider["TWILIO_API_BASE_URL"],
-            TWILIO_FROM_NUMBER=FROM_NUMBER,
-            TWILIO_MESSAGING_SERVICE_SID="",
+            **sms,
         )
 
         started = time.perf_counter()
