@@ -54,7 +54,7 @@ ASGI_APPLICATION = "config.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "config" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -100,6 +100,7 @@ LANGUAGES = [("en", "English"), ("es", "Spanish")]
 # --- Static files ---------------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
+STATICFILES_DIRS = [BASE_DIR / "config" / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -174,6 +175,11 @@ TWILIO_TIMEOUT_SECONDS = env_int("TWILIO_TIMEOUT_SECONDS", 10)
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 # How long the signed unsubscribe / preferences link in a reminder keeps working.
 PREFERENCES_LINK_MAX_AGE_DAYS = env_int("PREFERENCES_LINK_MAX_AGE_DAYS", 180)
+# The renew link in a reminder: the insurer's renewal portal. {policy_number}, {product_line}
+# and {agent_email} are filled in; by default the link writes to the policy's agent.
+RENEW_URL_TEMPLATE = env_str(
+    "RENEW_URL_TEMPLATE", "mailto:{agent_email}?subject=Renew%20policy%20{policy_number}"
+)
 
 # --- Logging --------------------------------------------------------------------------------
 LOGGING = {

@@ -11,6 +11,7 @@ admin.site.index_title = "Policies, reminders and schedules"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("unsubscribe/<str:token>/", views.one_click_unsubscribe, name="one-click-unsubscribe"),
+    path("preferences/<str:token>/", views.customer_preferences, name="customer-preferences"),
     path("webhooks/twilio/status/", webhooks.twilio_status, name="twilio-status"),
     path("webhooks/twilio/inbound/", webhooks.twilio_inbound, name="twilio-inbound"),
 ]

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
@@ -10,19 +11,26 @@ class Channel(models.TextChoices):
     SMS = "sms", "SMS"
 
 
+TEMPLATE_HELP = (
+    "Django template syntax. Available: customer, policy, agent, expiry_date (a date), "
+    "expiry_date_text (written out in the customer's language), days_left, lead_days, "
+    "renew_url, preferences_url."
+)
+
+
 class MessageTemplate(models.Model):
-    """The words of a reminder on one channel; rules point at a template."""
+    """The words of a reminder on one channel; rules point at a template. Its own text is in
+    the default language (LANGUAGE_CODE); translations add the others."""
 
     name = models.CharField(max_length=100, unique=True)
     channel = models.CharField(max_length=8, choices=Channel.choices)
     subject = models.CharField(
         max_length=200, blank=True, help_text="Email only. Django template syntax."
     )
-    body = models.TextField(
-        help_text=(
-            "Django template syntax. Available: customer, policy, agent, expiry_date, "
-            "days_left, lead_days."
-        )
+    body = models.TextField(help_text=f"The plain-text body (the whole SMS). {TEMPLATE_HELP}")
+    html_body = models.TextField(
+        blank=True,
+        help_text="Email only, optional: the HTML body. Values are HTML-escaped for you.",
     )
 
     class Meta:
@@ -35,6 +43,47 @@ class MessageTemplate(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_channel_display()})"
+
+    def clean(self):
+        if self.channel == Channel.SMS and (self.subject or self.html_body):
+            raise ValidationError("An SMS has no subject and no HTML body; leave them empty.")
+        if self.channel == Channel.EMAIL and not self.subject:
+            raise ValidationError({"subject": "An email needs a subject."})
+
+    def in_language(self, language: str) -> "TemplateText":
+        """The words for a customer who reads `language`: its translation when there is one,
+        the template's own (default-language) text otherwise."""
+        for translation in self.translations.all():
+            if translation.language == language:
+                return translation
+        return self
+
+
+class TemplateTranslation(models.Model):
+    """A template's words in another language than the default."""
+
+    template = models.ForeignKey(
+        MessageTemplate, on_delete=models.CASCADE, related_name="translations"
+    )
+    language = models.CharField(max_length=8, choices=settings.LANGUAGES)
+    subject = models.CharField(max_length=200, blank=True)
+    body = models.TextField(help_text=TEMPLATE_HELP)
+    html_body = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["language"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["template", "language"], name="template_translation_unique_language"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template.name} [{self.language}]"
+
+
+# What rendering reads from a template or a translation.
+TemplateText = MessageTemplate | TemplateTranslation
 
 
 class ReminderRule(models.Model):

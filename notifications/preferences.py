@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.core import signing
 from django.urls import reverse
+from django.utils import timezone
 
 from policies.models import Customer
 
@@ -34,6 +35,11 @@ def customer_from(token: str) -> Customer:
     return customer
 
 
+def preferences_url(customer: Customer) -> str:
+    path = reverse("customer-preferences", args=[token_for(customer)])
+    return settings.PUBLIC_BASE_URL.rstrip("/") + path
+
+
 def unsubscribe_url(customer: Customer) -> str:
     path = reverse("one-click-unsubscribe", args=[token_for(customer)])
     return settings.PUBLIC_BASE_URL.rstrip("/") + path
@@ -41,3 +47,9 @@ def unsubscribe_url(customer: Customer) -> str:
 
 def unsubscribe_from_email(customer: Customer) -> None:
     Customer.objects.filter(pk=customer.pk).update(email_consent=False)
+
+
+def set_channels(customer: Customer, *, email: bool, sms: bool) -> None:
+    Customer.objects.filter(pk=customer.pk).update(
+        email_consent=email, sms_consent=sms, updated_at=timezone.now()
+    )

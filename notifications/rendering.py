@@ -1,40 +1,109 @@
-"""Turn a notification into the words its customer reads, from its rule's template."""
+"""Turn a reminder into the words its customer reads: the rule's template, in the customer's
+language, filled in with the policy's data. Sending and the admin's preview both come here."""
 
+import datetime
+import functools
+from urllib.parse import quote
+
+from django.conf import settings
 from django.template import Context, Template
-from django.utils import timezone, translation
+from django.utils import formats, timezone, translation
 
 from notifications import preferences
 from notifications.channels import OutgoingMessage
-from notifications.models import Channel, Notification
+from notifications.models import Channel, MessageTemplate, Notification
+from policies.models import Customer, Policy
 
 
 def render(notification: Notification) -> OutgoingMessage:
-    policy = notification.policy
-    customer = notification.customer
-    template = notification.rule.template_for(notification.channel)
-    today = timezone.localdate(timezone=customer.timezone)
-    context = Context(
-        {
-            "customer": customer,
-            "policy": policy,
-            "agent": policy.agent,
-            "expiry_date": notification.expiry_date,
-            "days_left": (notification.expiry_date - today).days,
-            "lead_days": notification.lead_days,
-        },
-        autoescape=False,  # plain text; the HTML body escapes its own values
-    )
-    with translation.override(customer.language):
-        subject = Template(template.subject).render(context).strip()
-        body = Template(template.body).render(context).strip()
-    is_email = notification.channel == Channel.EMAIL
-    return OutgoingMessage(
+    return compose(
+        notification.rule.template_for(notification.channel),
+        policy=notification.policy,
+        customer=notification.customer,
+        expiry_date=notification.expiry_date,
+        lead_days=notification.lead_days,
         notification_id=notification.pk,
+    )
+
+
+def preview(template: MessageTemplate, policy: Policy, *, lead_days: int | None = None):
+    """What `policy`'s customer would read from `template` today; nothing is saved or sent."""
+    today = timezone.localdate(timezone=policy.customer.timezone)
+    return compose(
+        template,
+        policy=policy,
+        customer=policy.customer,
+        expiry_date=policy.expiry_date,
+        lead_days=lead_days if lead_days is not None else (policy.expiry_date - today).days,
+        notification_id=0,
+    )
+
+
+def compose(
+    template: MessageTemplate,
+    *,
+    policy: Policy,
+    customer: Customer,
+    expiry_date: datetime.date,
+    lead_days: int,
+    notification_id: int,
+) -> OutgoingMessage:
+    text = template.in_language(customer.language)
+    is_email = template.channel == Channel.EMAIL
+    values = context_for(policy, customer, expiry_date, lead_days)
+    with translation.override(customer.language):
+        subject = fill(text.subject, values) if is_email else ""
+        body = fill(text.body, values)
+        html_body = fill(text.html_body, values, html=True) if is_email else ""
+    return OutgoingMessage(
+        notification_id=notification_id,
         to=customer.email if is_email else customer.phone,
-        subject=" ".join(subject.split()) if is_email else "",  # a subject is one line
+        subject=" ".join(subject.split()),  # a subject is one line
         body=body,
-        metadata={"notification_id": str(notification.pk), "policy": policy.policy_number},
+        html_body=html_body,
+        metadata={"notification_id": str(notification_id), "policy": policy.policy_number},
         headers=unsubscribe_headers(customer) if is_email else {},
+    )
+
+
+def context_for(policy, customer, expiry_date, lead_days) -> dict:
+    # "Today" is the customer's today: late evening in Los Angeles is tomorrow in UTC.
+    today = timezone.localdate(timezone=customer.timezone)
+    with translation.override(customer.language):
+        expiry_date_text = formats.date_format(expiry_date, "DATE_FORMAT")
+    return {
+        "customer": customer,
+        "policy": policy,
+        "agent": policy.agent,
+        "expiry_date": expiry_date,
+        "expiry_date_text": expiry_date_text,
+        "days_left": (expiry_date - today).days,
+        "lead_days": lead_days,
+        "renew_url": renew_url(policy),
+        "preferences_url": preferences.preferences_url(customer),
+    }
+
+
+def fill(source: str, values: dict, *, html: bool = False) -> str:
+    if not source:
+        return ""
+    # Plain text must not be HTML-escaped ("O&#x27;Brien"); the HTML body must be.
+    return compiled(source).render(Context(values, autoescape=html)).strip()
+
+
+@functools.lru_cache(maxsize=256)
+def compiled(source: str) -> Template:
+    """Parse each template source once per process; the same few serve every reminder."""
+    return Template(source)
+
+
+def renew_url(policy: Policy) -> str:
+    """RENEW_URL_TEMPLATE filled in for this policy: the insurer's renewal portal, or by
+    default an email to the policy's agent."""
+    return settings.RENEW_URL_TEMPLATE.format(
+        policy_number=quote(policy.policy_number),
+        agent_email=policy.agent.email,
+        product_line=quote(policy.product_line),
     )
 
 

@@ -33,3 +33,31 @@ def one_click_unsubscribe(request, token: str):
             '<button type="submit">Unsubscribe from email reminders</button></form>'
         )
     )
+
+
+@require_http_methods(["GET", "POST"])
+def customer_preferences(request, token: str):
+    """The customer's channels, changed through the signed link in every reminder."""
+    try:
+        customer = preferences.customer_from(token)
+    except preferences.InvalidLink as error:
+        return HttpResponse(
+            PAGE.format(body=f"<h1>Link not valid</h1><p>{escape(error)}</p>"), status=400
+        )
+    if request.method == "POST":
+        preferences.set_channels(
+            customer,
+            email=request.POST.get("email") == "on",
+            sms=request.POST.get("sms") == "on",
+        )
+        return HttpResponse(PAGE.format(body="<h1>Saved</h1><p>Your choices are saved.</p>"))
+    checked = {True: " checked", False: ""}
+    return HttpResponse(
+        PAGE.format(
+            body='<h1>Your reminders</h1><form method="post">'
+            f'<label><input type="checkbox" name="email"{checked[customer.email_consent]}> '
+            "Email</label><br>"
+            f'<label><input type="checkbox" name="sms"{checked[customer.sms_consent]}> '
+            'SMS</label><br><button type="submit">Save</button></form>'
+        )
+    )

@@ -43,5 +43,9 @@ def agent(db):
 def seeded_defaults(db):
     """The data migration's defaults (templates, rules, the daily scan's PeriodicTask), applied
     again: a transactional test's flush removes them for the tests that follow it."""
-    seed = importlib.import_module("notifications.migrations.0002_defaults").create_defaults
-    seed(django_apps, schema_editor=None)
+    for migration, seed in [
+        ("0002_defaults", "create_defaults"),
+        ("0003_template_languages_and_html", "update_default_templates"),
+    ]:
+        module = importlib.import_module(f"notifications.migrations.{migration}")
+        getattr(module, seed)(django_apps, schema_editor=None)
