@@ -7,8 +7,9 @@ import pytest
 from django.utils import timezone
 
 from notifications import planning
-from notifications.models import Notification, ReminderRule
+from notifications.models import MessageTemplate, Notification, ReminderRule
 from notifications.tasks import send_notification
+from policies.models import Customer
 from tests.factories import make_agent, make_customer, make_policy, make_rule
 from tests.fake_provider import FakeProvider
 from tests.workers import wait_for
@@ -77,6 +78,22 @@ def test_an_email_goes_out_through_anymail_with_its_notification_id(providers, q
     assert "List-Unsubscribe" in message.headers
     assert "P-7" in message.subject
     assert providers.accepted[EMAIL] == 1
+
+
+def test_an_email_carries_text_and_html_in_the_customers_language(
+    providers, queued, seeded_defaults
+):
+    notification = queued["email"]
+    notification.rule.template = MessageTemplate.objects.get(name="Renewal reminder (email)")
+    notification.rule.save()
+    Customer.objects.filter(pk=notification.customer_id).update(language="es")
+
+    send(notification)
+
+    (message,) = providers.messages
+    assert message.subject.startswith("Su póliza de auto P-7 vence en 7 días")
+    assert "Estimado/a" in message.body
+    assert "<strong>P-7</strong>" in message.html
 
 
 @pytest.mark.parametrize("transient", ["500", "503", "429", "reset"])
