@@ -1,21 +1,152 @@
-from django.contrib import admin
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 
-from notifications.models import MessageTemplate, Notification, ReminderRule, ReminderRun
+from notifications import previews
+from notifications.models import (
+    DeliveryEvent,
+    MessageTemplate,
+    Notification,
+    ReminderRule,
+    ReminderRun,
+    TemplateTranslation,
+)
+
+
+class PreviewForm(forms.Form):
+    policy_number = forms.CharField(
+        required=False, help_text="Empty: the next active policy to expire."
+    )
+    language = forms.ChoiceField(
+        choices=[("", "The customer's own"), *list(settings.LANGUAGES)], required=False
+    )
+
+
+class SendTestForm(forms.Form):
+    to = forms.CharField(
+        label="Send a test to", help_text="An email address, or for SMS a number like +14155550100."
+    )
+    policy_number = forms.CharField(required=False, widget=forms.HiddenInput)
+
+
+class PreviewAdminMixin:
+    """A "Preview" page beside the change form: the reminder as a real policy's customer would
+    read it, and a test send to an address the admin types."""
+
+    preview_template = "admin/notifications/preview.html"
+
+    def get_urls(self):
+        info = self.model._meta.app_label, self.model._meta.model_name
+        return [
+            path(
+                "<int:object_id>/preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name="{}_{}_preview".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def templates_of(self, obj) -> list[MessageTemplate]:
+        raise NotImplementedError
+
+    def preview_view(self, request, object_id: int):
+        obj = get_object_or_404(self.get_queryset(request), pk=object_id)
+        if not self.has_view_permission(request, obj):
+            return redirect("admin:index")
+        form = PreviewForm(request.GET or None)
+        send_form = SendTestForm(request.POST or None)
+        rule = obj if isinstance(obj, ReminderRule) else None
+        found, error = [], ""
+        try:
+            form.is_valid()
+            data = getattr(form, "cleaned_data", {})
+            policy = previews.policy_for_preview(data.get("policy_number", ""), rule=rule)
+            found = [
+                previews.preview(
+                    template,
+                    policy,
+                    language=data.get("language", ""),
+                    lead_days=rule.lead_days if rule else None,
+                )
+                for template in self.templates_of(obj)
+            ]
+        except previews.PreviewError as problem:
+            policy, error = None, str(problem)
+        if request.method == "POST" and policy and send_form.is_valid():
+            if not self.has_change_permission(request, obj):
+                return redirect("admin:index")
+            try:
+                provider_id = previews.send_test_reminder(
+                    self.templates_of(obj)[0], policy, to=send_form.cleaned_data["to"]
+                )
+            except previews.PreviewError as problem:
+                send_form.add_error("to", str(problem))
+            else:
+                self.message_user(
+                    request,
+                    f"Test reminder sent to {send_form.cleaned_data['to']} "
+                    f"(provider id {provider_id}).",
+                    messages.SUCCESS,
+                )
+                return redirect(request.get_full_path())
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": obj,
+            "title": f"Preview: {obj}",
+            "form": form,
+            "send_form": send_form,
+            "policy": policy,
+            "previews": found,
+            "error": error,
+        }
+        return TemplateResponse(request, self.preview_template, context)
+
+
+class TemplateTranslationInline(admin.StackedInline):
+    model = TemplateTranslation
+    extra = 0
 
 
 @admin.register(MessageTemplate)
-class MessageTemplateAdmin(admin.ModelAdmin):
-    list_display = ["name", "channel"]
+class MessageTemplateAdmin(PreviewAdminMixin, admin.ModelAdmin):
+    list_display = ["name", "channel", "languages"]
     list_filter = ["channel"]
     search_fields = ["name", "subject", "body"]
+    inlines = [TemplateTranslationInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("translations")
+
+    @admin.display(description="languages")
+    def languages(self, template: MessageTemplate) -> str:
+        others = [t.language for t in template.translations.all()]
+        return ", ".join([settings.LANGUAGE_CODE, *others])
+
+    def templates_of(self, template):
+        return [template]
 
 
 @admin.register(ReminderRule)
-class ReminderRuleAdmin(admin.ModelAdmin):
+class ReminderRuleAdmin(PreviewAdminMixin, admin.ModelAdmin):
     list_display = ["__str__", "lead_days", "channel", "product_line", "template", "active"]
     list_editable = ["lead_days", "active"]
     list_filter = ["active", "channel", "product_line"]
     list_select_related = ["template"]
+    actions = ["preview_and_send_test"]
+
+    def templates_of(self, rule):
+        return [rule.template] + ([rule.fallback_template] if rule.fallback_template else [])
+
+    @admin.action(description="Preview and send a test reminder")
+    def preview_and_send_test(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Choose exactly one rule to test.", messages.WARNING)
+            return None
+        return redirect(reverse("admin:notifications_reminderrule_preview", args=[queryset[0].pk]))
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -31,8 +162,21 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class DeliveryEventInline(admin.TabularInline):
+    model = DeliveryEvent
+    fields = ["occurred_at", "provider", "event_type", "error_code", "reason"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Notification)
 class NotificationAdmin(ReadOnlyAdmin):
+    inlines = [DeliveryEventInline]
     list_display = [
         "id",
         "policy",
@@ -63,3 +207,20 @@ class ReminderRunAdmin(ReadOnlyAdmin):
         "enqueued",
     ]
     date_hierarchy = "run_date"
+
+
+@admin.register(DeliveryEvent)
+class DeliveryEventAdmin(ReadOnlyAdmin):
+    list_display = [
+        "occurred_at",
+        "provider",
+        "event_type",
+        "notification_id",
+        "provider_message_id",
+        "error_code",
+        "reason",
+    ]
+    list_filter = ["provider", "event_type", "occurred_at"]
+    search_fields = ["provider_message_id", "error_code"]
+    date_hierarchy = "occurred_at"
+    show_full_result_count = False

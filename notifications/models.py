@@ -135,7 +135,7 @@ class ReminderRule(models.Model):
     def clean(self):
         errors = {}
         if self.template_id and self.template.channel != self.channel:
-            errors["template"] = f"Choose a {self.get_channel_display()} template."
+            errors["template"] = f"Choose an {self.get_channel_display()} template."
         if self.fallback_template_id:
             if self.channel != Channel.SMS:
                 errors["fallback_template"] = "Only an SMS rule falls back, to email."

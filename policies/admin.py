@@ -29,8 +29,9 @@ class CustomerAdmin(admin.ModelAdmin):
         "timezone",
         "email_consent",
         "sms_consent",
+        "email_undeliverable",
     ]
-    list_filter = ["language", "email_consent", "sms_consent"]
+    list_filter = ["language", "email_consent", "sms_consent", "email_undeliverable"]
     search_fields = ["name", "email", "phone"]
     readonly_fields = ["created_at", "updated_at"]
 

@@ -48,9 +48,10 @@ ES_EMAIL_HTML = """<p>Estimado/a {{ customer.name }}:</p>
 <p><a href="{{ renew_url }}">Renueve su póliza</a> antes de esa fecha para mantener su cobertura sin interrupciones.</p>
 <p>Su agente, {{ agent.name }}, puede ayudarle: <a href="mailto:{{ agent.email }}">{{ agent.email }}</a>{% if agent.phone %} o {{ agent.phone }}{% endif %}.</p>
 <p style="color:#5b6675;font-size:13px">Renewly, en nombre de su aseguradora &middot; <a href="{{ preferences_url }}">Elija cómo le avisamos</a></p>"""
+# No accents: GSM-7 has no "ó" or "á", and one of them turns one SMS segment into three.
 ES_SMS_BODY = (
-    "Su póliza {{ policy.policy_number }} vence el {{ expiry_date_text }}. "
-    "Para renovar, contacte a {{ agent.name }} {{ agent.email }}. Responda STOP para no recibir más."
+    "Su poliza {{ policy.policy_number }} vence el {{ expiry_date_text }}. "
+    "Para renovar, contacte a {{ agent.name }} {{ agent.email }}. Responda STOP para no recibir mas."
 )
 
 

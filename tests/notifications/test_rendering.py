@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from notifications import rendering
+from notifications.channels.sms import sms_segments
 from notifications.models import MessageTemplate, Notification, TemplateTranslation
 from tests.factories import make_agent, make_customer, make_policy
 
@@ -112,8 +113,8 @@ def test_the_sms_is_short_and_in_the_customers_language(policy, sms_template):
 
     assert message.subject == message.html_body == ""
     assert message.to == policy.customer.phone
-    assert message.body.startswith("Su póliza AUTO-42 vence el 2 de diciembre de 2026.")
-    assert len(message.body) <= 160 * 2
+    assert message.body.startswith("Su poliza AUTO-42 vence el 2 de diciembre de 2026.")
+    assert sms_segments(message.body) == 1
 
 
 def test_a_preview_saves_nothing(policy, email_template):

@@ -1,0 +1,102 @@
+"""What an admin sees before a rule goes live: its reminders rendered for a real policy, and a
+test reminder sent through the real channel to an address the admin types."""
+
+import copy
+import dataclasses
+
+import phonenumbers
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+
+from notifications import rendering
+from notifications.channels import OutgoingMessage, SendError, channel_for
+from notifications.channels.sms import sms_segments
+from notifications.models import Channel, MessageTemplate, ReminderRule
+from policies.models import Policy
+
+
+class PreviewError(Exception):
+    """Nothing to preview with, or nowhere to send: the message says what to change."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Preview:
+    template: MessageTemplate
+    language: str
+    message: OutgoingMessage
+
+    @property
+    def sms_segments(self) -> int | None:
+        return sms_segments(self.message.body) if self.template.channel == Channel.SMS else None
+
+
+def policy_for_preview(policy_number: str = "", *, rule: ReminderRule | None = None) -> Policy:
+    """The policy named, or else the next active one to expire in the rule's scope."""
+    policies = Policy.objects.select_related("customer", "agent__user")
+    if policy_number:
+        policy = policies.filter(policy_number=policy_number.strip()).first()
+        if policy is None:
+            raise PreviewError(f"No policy numbered {policy_number.strip()!r}.")
+        return policy
+    policies = policies.filter(status=Policy.Status.ACTIVE).order_by("expiry_date")
+    if rule and rule.product_line:
+        policies = policies.filter(product_line=rule.product_line)
+    policy = policies.first()
+    if policy is None:
+        raise PreviewError("There is no active policy to fill the template with; import some.")
+    return policy
+
+
+def preview(template: MessageTemplate, policy: Policy, *, language: str = "", lead_days=None):
+    """`template` rendered for `policy`, in `language` or else in its customer's language."""
+    if language:
+        # Copies, so that a preview in another language never touches the records.
+        customer = copy.copy(policy.customer)
+        customer.language = language
+        policy = copy.copy(policy)
+        policy.customer = customer
+    return Preview(
+        template=template,
+        language=policy.customer.language,
+        message=rendering.preview(template, policy, lead_days=lead_days),
+    )
+
+
+def previews_for_rule(rule: ReminderRule, policy: Policy, *, language: str = "") -> list[Preview]:
+    """The rule's reminder, and the email it falls back to, as `policy`'s customer reads them."""
+    templates = [rule.template] + ([rule.fallback_template] if rule.fallback_template else [])
+    return [preview(t, policy, language=language, lead_days=rule.lead_days) for t in templates]
+
+
+def send_test_reminder(template: MessageTemplate, policy: Policy, *, to: str) -> str:
+    """Send `template`, filled in for `policy`, to `to` through the real channel; return the
+    provider's message id. No notification is recorded and the customer gets nothing."""
+    to = _checked_address(template.channel, to)
+    message = preview(template, policy).message
+    message = dataclasses.replace(
+        message,
+        to=to,
+        subject=f"[Test] {message.subject}" if message.subject else "",
+        metadata={"test": "true", "policy": policy.policy_number},
+    )
+    try:
+        return channel_for(template.channel).send(message)
+    except SendError as error:
+        raise PreviewError(f"The provider did not accept the test reminder: {error}") from error
+
+
+def _checked_address(channel: str, to: str) -> str:
+    to = to.strip()
+    if channel == Channel.EMAIL:
+        try:
+            validate_email(to)
+        except ValidationError:
+            raise PreviewError(f"{to!r} is not an email address.") from None
+        return to.lower()
+    try:
+        number = phonenumbers.parse(to, None)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_valid_number(number):
+        raise PreviewError(f"{to!r} is not a phone number; write it as +14155550100.")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

@@ -1,0 +1,144 @@
+"""The admin made for the job: templates and rules previewed against a real policy, a test
+reminder sent through the real channel, rules validated, the record read-only."""
+
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+from django.utils import timezone
+
+from notifications.models import Notification, ReminderRule
+from tests.factories import make_agent, make_customer, make_policy
+from tests.fake_provider import FakeProvider
+
+
+@pytest.fixture
+def policy(seeded_defaults):
+    customer = make_customer("lucia@mail.example", name="Lucía Gómez", language="es")
+    expiry = timezone.localdate() + timedelta(days=20)
+    return make_policy(
+        "HOME-7", customer=customer, agent=make_agent(), expiry_date=expiry, product_line="home"
+    )
+
+
+@pytest.fixture
+def sms_rule(seeded_defaults):
+    return ReminderRule.objects.get(lead_days=7, channel="sms", product_line="")
+
+
+def preview_url(rule) -> str:
+    return reverse("admin:notifications_reminderrule_preview", args=[rule.pk])
+
+
+def test_a_rule_preview_renders_its_sms_for_a_chosen_policy(admin_client, policy, sms_rule):
+    page = admin_client.get(preview_url(sms_rule), {"policy_number": "HOME-7"})
+
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Su poliza HOME-7 vence el" in html  # the customer's own language
+    assert "SMS segment" in html
+
+
+def test_a_preview_can_be_read_in_another_language(admin_client, policy, sms_rule):
+    page = admin_client.get(preview_url(sms_rule), {"policy_number": "HOME-7", "language": "en"})
+
+    assert "Your home policy HOME-7 expires" in page.content.decode()
+
+
+def test_an_email_template_preview_shows_subject_text_and_html(admin_client, policy):
+    rule = ReminderRule.objects.get(lead_days=14, channel="email", product_line="")
+    page = admin_client.get(preview_url(rule), {"policy_number": "HOME-7", "language": "en"})
+
+    html = page.content.decode()
+    assert "Your home policy HOME-7 expires in 20 days" in html
+    assert "srcdoc=" in html
+    assert "&lt;strong&gt;HOME-7&lt;/strong&gt;" in html
+
+
+def test_an_unknown_policy_is_named_in_the_error(admin_client, policy, sms_rule):
+    page = admin_client.get(preview_url(sms_rule), {"policy_number": "NOPE-1"})
+
+    assert "No policy numbered &#x27;NOPE-1&#x27;." in page.content.decode()
+
+
+def test_a_test_email_goes_to_the_typed_address_only(admin_client, policy):
+    rule = ReminderRule.objects.get(lead_days=30, channel="email", product_line="")
+    url = preview_url(rule) + "?policy_number=HOME-7"
+
+    response = admin_client.post(url, {"to": "Admin@Insurer.example"}, follow=True)
+
+    assert "Test reminder sent to Admin@Insurer.example" in response.content.decode()
+    (sent,) = mail.outbox
+    assert sent.to == ["admin@insurer.example"]
+    assert sent.subject.startswith("[Test] Su póliza de home HOME-7")
+    assert not Notification.objects.exists()
+
+
+def test_a_test_sms_goes_through_twilio_to_the_typed_number(
+    admin_client, policy, sms_rule, settings
+):
+    with FakeProvider(status_callbacks=False) as fake:
+        for name, value in fake.django_settings(anymail=dict(settings.ANYMAIL)).items():
+            setattr(settings, name, value)
+        settings.SMS_BACKEND = "twilio"
+        settings.TWILIO_FROM_NUMBER = "+15005550006"
+        url = preview_url(sms_rule) + "?policy_number=HOME-7"
+
+        admin_client.post(url, {"to": "+1 415 555 0199"})
+
+        assert fake.accepted == {"+14155550199": 1}
+        assert fake.accepted[policy.customer.phone] == 0
+
+
+def test_a_test_to_an_invalid_number_is_refused_and_nothing_sent(admin_client, policy, sms_rule):
+    url = preview_url(sms_rule) + "?policy_number=HOME-7"
+
+    response = admin_client.post(url, {"to": "555-CALL-ME"})
+
+    assert "is not a phone number" in response.content.decode()
+
+
+def test_the_rule_action_opens_the_test_page(admin_client, sms_rule):
+    changelist = reverse("admin:notifications_reminderrule_changelist")
+    response = admin_client.post(
+        changelist, {"action": "preview_and_send_test", "_selected_action": [sms_rule.pk]}
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == preview_url(sms_rule)
+
+
+def test_a_lead_time_out_of_range_is_refused_in_the_admin(admin_client, sms_rule):
+    change = reverse("admin:notifications_reminderrule_change", args=[sms_rule.pk])
+    form = {
+        "lead_days": 400,
+        "channel": "sms",
+        "product_line": "",
+        "template": sms_rule.template_id,
+        "active": "on",
+    }
+    response = admin_client.post(change, form)
+
+    assert response.status_code == 200  # the form again, with the error
+    sms_rule.refresh_from_db()
+    assert sms_rule.lead_days == 7
+
+
+def test_an_email_rule_cannot_use_an_sms_template(admin_client, sms_rule):
+    rule = ReminderRule.objects.get(lead_days=30, channel="email", product_line="")
+    change = reverse("admin:notifications_reminderrule_change", args=[rule.pk])
+    form = {"lead_days": 30, "channel": "email", "template": sms_rule.template_id, "active": "on"}
+
+    response = admin_client.post(change, form)
+
+    assert "Choose an Email template." in response.content.decode()
+    rule.refresh_from_db()
+    assert rule.template.channel == "email"
+
+
+def test_notifications_and_delivery_events_are_read_only(admin_client, db):
+    for model in ["notification", "deliveryevent", "reminderrun"]:
+        page = admin_client.get(reverse(f"admin:notifications_{model}_changelist"))
+        assert page.status_code == 200
+        assert admin_client.get(reverse(f"admin:notifications_{model}_add")).status_code == 403
