@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core import signing
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from policies.models import Customer
 
@@ -11,7 +12,8 @@ SALT = "renewly.preferences"
 
 
 class InvalidLink(Exception):
-    """The link was tampered with, has expired, or names no customer."""
+    """The link was tampered with, has expired, or names no customer. The message is for the
+    customer, in the language active when it is shown."""
 
 
 def token_for(customer: Customer) -> str:
@@ -25,13 +27,15 @@ def customer_from(token: str) -> Customer:
         )
     except signing.SignatureExpired:
         raise InvalidLink(
-            "This link has expired. Use the link in a more recent reminder."
+            _("This link has expired. Use the link in a more recent reminder.")
         ) from None
     except signing.BadSignature:
-        raise InvalidLink("This link is not valid. Copy the whole link from the email.") from None
+        raise InvalidLink(
+            _("This link is not valid. Copy the whole link from the email.")
+        ) from None
     customer = Customer.objects.filter(pk=data.get("customer")).first()
     if customer is None:
-        raise InvalidLink("This link does not match any customer.")
+        raise InvalidLink(_("This link does not match any customer."))
     return customer
 
 
@@ -46,10 +50,24 @@ def unsubscribe_url(customer: Customer) -> str:
 
 
 def unsubscribe_from_email(customer: Customer) -> None:
-    Customer.objects.filter(pk=customer.pk).update(email_consent=False)
+    """RFC 8058 one-click: email stops, SMS stays as the customer chose it."""
+    set_channels(customer, email=False, sms=customer.sms_consent)
 
 
 def set_channels(customer: Customer, *, email: bool, sms: bool) -> None:
+    """Record which channels the customer accepts. Planning and dispatch read these flags, so
+    a channel turned off gets nothing from the next scan, nor from reminders already queued."""
     Customer.objects.filter(pk=customer.pk).update(
         email_consent=email, sms_consent=sms, updated_at=timezone.now()
     )
+    customer.email_consent, customer.sms_consent = email, sms
+
+
+def masked_email(address: str) -> str:
+    """Enough of an address for its owner to recognise it, not enough to harvest it."""
+    local, _at, domain = address.partition("@")
+    return f"{local[:1]}•••@{domain}" if domain else ""
+
+
+def masked_phone(number: str) -> str:
+    return f"•••• {number[-4:]}" if number else ""

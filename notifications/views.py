@@ -1,38 +1,30 @@
-from django.http import HttpResponse
-from django.utils.html import escape
+"""The customer's side of Renewly: no login, the signed link in each reminder is the key."""
+
+from django.shortcuts import redirect, render
+from django.utils import translation
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from notifications import preferences
-
-PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>Renewly</title></head>
-<body style="font-family: sans-serif; max-width: 32rem; margin: 3rem auto; padding: 0 1rem">
-{body}</body></html>"""
+from notifications.forms import ChannelPreferencesForm
 
 
 @csrf_exempt  # RFC 8058: the mail client POSTs with no cookie and no form of ours
 @require_http_methods(["GET", "POST"])
 def one_click_unsubscribe(request, token: str):
-    """List-Unsubscribe target. POST unsubscribes at once (RFC 8058 one-click); GET only asks,
-    so that a link scanner fetching the URL changes nothing."""
+    """List-Unsubscribe target. POST unsubscribes from email at once (RFC 8058 one-click); GET,
+    a person opening the link, leads to the preferences page, where nothing changes unasked."""
+    if request.method == "GET":
+        return redirect("customer-preferences", token=token)
     try:
         customer = preferences.customer_from(token)
     except preferences.InvalidLink as error:
-        return HttpResponse(
-            PAGE.format(body=f"<h1>Link not valid</h1><p>{escape(error)}</p>"), status=400
+        return invalid_link(request, error)
+    preferences.unsubscribe_from_email(customer)
+    with translation.override(customer.language):
+        return render(
+            request, "notifications/preferences_unsubscribed.html", page_context(customer, token)
         )
-    if request.method == "POST":
-        preferences.unsubscribe_from_email(customer)
-        return HttpResponse(
-            PAGE.format(body="<h1>Unsubscribed</h1><p>You will get no more reminders by email.</p>")
-        )
-    return HttpResponse(
-        PAGE.format(
-            body='<h1>Stop reminders by email?</h1><form method="post">'
-            '<button type="submit">Unsubscribe from email reminders</button></form>'
-        )
-    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -41,23 +33,37 @@ def customer_preferences(request, token: str):
     try:
         customer = preferences.customer_from(token)
     except preferences.InvalidLink as error:
-        return HttpResponse(
-            PAGE.format(body=f"<h1>Link not valid</h1><p>{escape(error)}</p>"), status=400
-        )
-    if request.method == "POST":
-        preferences.set_channels(
-            customer,
-            email=request.POST.get("email") == "on",
-            sms=request.POST.get("sms") == "on",
-        )
-        return HttpResponse(PAGE.format(body="<h1>Saved</h1><p>Your choices are saved.</p>"))
-    checked = {True: " checked", False: ""}
-    return HttpResponse(
-        PAGE.format(
-            body='<h1>Your reminders</h1><form method="post">'
-            f'<label><input type="checkbox" name="email"{checked[customer.email_consent]}> '
-            "Email</label><br>"
-            f'<label><input type="checkbox" name="sms"{checked[customer.sms_consent]}> '
-            'SMS</label><br><button type="submit">Save</button></form>'
-        )
+        return invalid_link(request, error)
+    context = page_context(customer, token)
+    form = ChannelPreferencesForm(
+        request.POST if request.method == "POST" else None,
+        initial={"email": customer.email_consent, "sms": customer.sms_consent},
     )
+    with translation.override(customer.language):
+        if request.method == "POST" and form.is_valid():
+            preferences.set_channels(customer, **form.cleaned_data)
+            return render(request, "notifications/preferences_saved.html", context)
+        return render(request, "notifications/preferences.html", {**context, "form": form})
+
+
+def page_context(customer, token: str) -> dict:
+    return {
+        "customer": customer,
+        "token": token,
+        "email_to": preferences.masked_email(customer.email),
+        "sms_to": preferences.masked_phone(customer.phone),
+        # base.html's <html lang>: the page is in the customer's language, not the site's.
+        "LANGUAGE_CODE": customer.language,
+    }
+
+
+def invalid_link(request, error: preferences.InvalidLink):
+    """Nothing changes. With no customer to go by, the page speaks the browser's language."""
+    language = translation.get_language_from_request(request)
+    with translation.override(language):
+        return render(
+            request,
+            "notifications/preferences_invalid.html",
+            {"reason": str(error), "LANGUAGE_CODE": language},
+            status=400,
+        )

@@ -1,0 +1,9 @@
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+
+class ChannelPreferencesForm(forms.Form):
+    """The channels a customer accepts reminders on; an unticked box turns a channel off."""
+
+    email = forms.BooleanField(required=False, label=_("Reminders by email"))
+    sms = forms.BooleanField(required=False, label=_("Reminders by SMS (text message)"))
