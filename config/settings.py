@@ -88,6 +88,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Agents log in with their Django account and land on their workspace (policies/urls.py).
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "workspace:notices"
+LOGOUT_REDIRECT_URL = "login"
 
 # --- Time and language ----------------------------------------------------------------------
 TIME_ZONE = env_str("TIME_ZONE", "UTC")

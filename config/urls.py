@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from notifications import views, webhooks
@@ -10,10 +11,14 @@ admin.site.index_title = "Policies, reminders and schedules"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("unsubscribe/<str:token>/", views.one_click_unsubscribe, name="one-click-unsubscribe"),
     path("preferences/<str:token>/", views.customer_preferences, name="customer-preferences"),
     path("webhooks/twilio/status/", webhooks.twilio_status, name="twilio-status"),
     path("webhooks/twilio/inbound/", webhooks.twilio_inbound, name="twilio-inbound"),
+    # The agents' workspace is the site's home page.
+    path("", include("policies.urls")),
 ]
 if settings.ANYMAIL["WEBHOOK_SECRET"]:
     # anymail's tracking webhooks, e.g. /anymail/postmark/tracking/, behind basic auth. Without

@@ -66,10 +66,13 @@ def plan_due(*, run_date: date) -> ReminderRun:
     return run
 
 
-def cancel_outdated() -> int:
+def cancel_outdated(*, policy_id: int | None = None) -> int:
     """Cancel reminders not yet sent whose policy was renewed, cancelled or lapsed, or whose
-    expiry date changed: the reminder is about an expiry that no longer stands."""
+    expiry date changed: the reminder is about an expiry that no longer stands. With
+    `policy_id`, only that policy's reminders are examined (an agent's renewal)."""
     waiting = Notification.objects.filter(status__in=lifecycle.WAITING)
+    if policy_id is not None:
+        waiting = waiting.filter(policy_id=policy_id)
     inactive = waiting.exclude(policy__status=Policy.Status.ACTIVE)
     moved = waiting.exclude(expiry_date=F("policy__expiry_date"))
     return lifecycle.move(

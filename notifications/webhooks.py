@@ -15,6 +15,7 @@ from django.views.decorators.http import require_POST
 from twilio.request_validator import RequestValidator
 
 from notifications import tracking
+from notifications.explanations import TWILIO_ERRORS
 from notifications.models import DeliveryEvent
 from policies.models import Customer
 
@@ -33,18 +34,6 @@ TWILIO_STATUSES = {
     "undelivered": Type.UNDELIVERED,
     "failed": Type.FAILED,
     "canceled": Type.FAILED,
-}
-# Reasons for Twilio's common delivery error codes, in words a person can act on.
-TWILIO_ERRORS = {
-    "21211": "the phone number is not valid",
-    "21610": "the customer replied STOP to this number",
-    "21614": "the number is not a mobile number",
-    "30003": "the handset is unreachable (switched off or out of coverage)",
-    "30004": "the message was blocked by the recipient or their carrier",
-    "30005": "the number is unknown or no longer exists",
-    "30006": "the number is a landline or cannot receive SMS",
-    "30007": "the carrier filtered the message as spam",
-    "30008": "the carrier reported an unknown error",
 }
 OPT_OUT_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"}
 OPT_IN_WORDS = {"START", "UNSTOP"}

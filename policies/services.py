@@ -1,7 +1,10 @@
+from datetime import date
+
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from policies.models import Agent
+from notifications import planning
+from policies.models import Agent, Policy
 
 
 @transaction.atomic
@@ -25,3 +28,26 @@ def ensure_agent(
         user.save(update_fields=["password"])
     agent, _ = Agent.objects.update_or_create(user=user, defaults={"email": email, "phone": phone})
     return agent
+
+
+class RenewalError(Exception):
+    """A renewal the policy cannot take; the message says why, for the agent."""
+
+
+@transaction.atomic
+def mark_renewed(*, policy: Policy, new_expiry_date: date) -> int:
+    """The customer renewed: the policy stays active and runs to `new_expiry_date`. Reminders
+    about the old expiry that were not sent yet are cancelled by planning's own rule; the next
+    daily scan plans the new term's. Returns how many reminders were cancelled."""
+    policy = Policy.objects.select_for_update().get(pk=policy.pk)
+    if new_expiry_date <= policy.expiry_date:
+        raise RenewalError(
+            f"The new expiry date must come after the current one ({policy.expiry_date:%Y-%m-%d})."
+        )
+    if policy.status == Policy.Status.CANCELLED:
+        raise RenewalError("A cancelled policy cannot be renewed; create a new policy instead.")
+    policy.expiry_date = new_expiry_date
+    # A lapsed policy renewed late is back in force; "renewed" would stop its future reminders.
+    policy.status = Policy.Status.ACTIVE
+    policy.save(update_fields=["expiry_date", "status", "updated_at"])
+    return planning.cancel_outdated(policy_id=policy.pk)

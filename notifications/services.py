@@ -1,0 +1,26 @@
+"""Services on one notification that people start by hand (the agents' workspace)."""
+
+from django.db import transaction
+from django.utils import timezone
+
+from notifications import lifecycle
+from notifications.models import Notification
+from notifications.tasks import send_notification
+
+
+class RetryError(Exception):
+    """The notification cannot be retried; the message says why, for the agent."""
+
+
+def retry_failed(*, notification: Notification) -> None:
+    """Put a failed notification back in the queue and send it again once that is committed.
+    The lifecycle allows failed -> queued, so a second click, or a notification no longer
+    failed, moves nothing and sends nothing."""
+    with transaction.atomic():
+        moved = lifecycle.move(
+            notification.pk, Notification.Status.QUEUED, queued_at=timezone.now()
+        )
+        if not moved:
+            raise RetryError("Only a failed notice can be retried; this one is no longer failed.")
+        # The same public task the fan-out sends; after commit, so the worker sees "queued".
+        transaction.on_commit(lambda: send_notification.delay(notification.pk))

@@ -1,0 +1,278 @@
+"""Read-only questions the agents' workspace asks. Every one starts from `book_of(user)`: the one
+place that decides which policies and notifications a user may see."""
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from django.db.models import Count, F, Prefetch, Q, QuerySet
+from django.db.models.functions import TruncWeek
+
+from notifications.models import DeliveryEvent, Notification
+from policies.models import Agent, Policy
+
+Status = Notification.Status
+# What an agent still has to watch: not sent yet, or failed and worth a retry.
+PENDING = (Status.PLANNED, Status.QUEUED, Status.SENDING, Status.DEFERRED, Status.FAILED)
+# Outcomes the dashboard counts, and the statuses each one covers.
+OUTCOMES = {
+    "delivered": (Status.DELIVERED,),
+    "sent": (Status.SENT,),
+    "failed": (Status.FAILED, Status.BOUNCED),
+}
+UPCOMING_DAYS = 90
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class Book:
+    """The policies and notifications a user may see. `agent` is None for staff: every book."""
+
+    agent: Agent | None
+    policies: QuerySet[Policy]
+    notifications: QuerySet[Notification]
+
+    @property
+    def is_everyone(self) -> bool:
+        return self.agent is None
+
+
+def book_of(user) -> Book | None:
+    """An agent sees their own book, staff see every agent's, anyone else sees nothing (None)."""
+    if not user.is_authenticated or not user.is_active:
+        return None
+    if user.is_staff:
+        return Book(None, Policy.objects.all(), Notification.objects.all())
+    agent = Agent.objects.filter(user_id=user.pk).select_related("user").first()
+    if agent is None:
+        return None
+    return Book(
+        agent,
+        Policy.objects.filter(agent=agent),
+        Notification.objects.filter(policy__agent=agent),
+    )
+
+
+# --- Pending notices ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NoticeFilters:
+    due_from: date | None = None
+    due_to: date | None = None
+    channel: str = ""
+    status: str = ""
+    product_line: str = ""
+    search: str = ""
+
+
+def pending_notices(book: Book, filters: NoticeFilters) -> QuerySet[Notification]:
+    """The book's pending notices matching `filters`, soonest due first."""
+    notices = book.notifications.filter(status__in=PENDING)
+    if filters.due_from:
+        notices = notices.filter(due_on__gte=filters.due_from)
+    if filters.due_to:
+        notices = notices.filter(due_on__lte=filters.due_to)
+    if filters.channel:
+        notices = notices.filter(channel=filters.channel)
+    if filters.status:
+        notices = notices.filter(status=filters.status)
+    if filters.product_line:
+        notices = notices.filter(policy__product_line=filters.product_line)
+    if filters.search:
+        notices = notices.filter(
+            Q(policy__policy_number__icontains=filters.search)
+            | Q(customer__name__icontains=filters.search)
+        )
+    return notices.select_related("policy__agent__user", "customer").order_by("due_on", "id")
+
+
+def product_lines(book: Book) -> list[str]:
+    return list(
+        book.policies.order_by("product_line").values_list("product_line", flat=True).distinct()
+    )
+
+
+# --- Upcoming expiries ----------------------------------------------------------------------
+
+
+def upcoming_expiries(
+    book: Book, *, today: date, search: str = "", product_line: str = ""
+) -> QuerySet[Policy]:
+    """Active policies expiring in the next UPCOMING_DAYS days, each with the reminders about
+    its current expiry (what has been sent), soonest expiry first."""
+    policies = book.policies.filter(
+        status=Policy.Status.ACTIVE,
+        expiry_date__gte=today,
+        expiry_date__lte=today + timedelta(days=UPCOMING_DAYS),
+    )
+    if product_line:
+        policies = policies.filter(product_line=product_line)
+    if search:
+        policies = policies.filter(
+            Q(policy_number__icontains=search) | Q(customer__name__icontains=search)
+        )
+    about_current_expiry = (
+        Notification.objects.filter(expiry_date=F("policy__expiry_date"))
+        .exclude(status=Status.SKIPPED)
+        .order_by("due_on", "id")
+    )
+    return (
+        policies.select_related("customer", "agent__user")
+        .prefetch_related(Prefetch("notifications", queryset=about_current_expiry))
+        .order_by("expiry_date", "id")
+    )
+
+
+# --- One policy -----------------------------------------------------------------------------
+
+
+def policy_timeline(policy: Policy) -> list[Notification]:
+    """Every notification of the policy, oldest first, each with its delivery events in the
+    order they happened."""
+    return list(
+        policy.notifications.select_related("fallback_for")
+        .prefetch_related(
+            Prefetch("events", queryset=DeliveryEvent.objects.order_by("occurred_at", "id"))
+        )
+        .order_by("due_on", "created_at", "id")
+    )
+
+
+# --- Keyset pagination ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list = field(default_factory=list)
+    next_cursor: str = ""
+    previous_cursor: str = ""
+
+
+def keyset_page(
+    queryset: QuerySet, *, date_field: str, after: str = "", before: str = "", size: int = PAGE_SIZE
+) -> Page:
+    """`size` rows ordered by (date_field, id), after or before a cursor: no OFFSET and no
+    COUNT(*), so a deep page of a 100,000-row book costs what the first page does."""
+    cursor = _parse_cursor(before) or _parse_cursor(after)
+    backwards = bool(_parse_cursor(before))
+    ordered = queryset.order_by(*((f"-{date_field}", "-id") if backwards else (date_field, "id")))
+    if cursor:
+        day, pk = cursor
+        # The plain range on date_field first lets PostgreSQL walk an index from the cursor.
+        if backwards:
+            ordered = ordered.filter(
+                Q(**{f"{date_field}__lte": day}),
+                Q(**{f"{date_field}__lt": day}) | Q(**{date_field: day, "id__lt": pk}),
+            )
+        else:
+            ordered = ordered.filter(
+                Q(**{f"{date_field}__gte": day}),
+                Q(**{f"{date_field}__gt": day}) | Q(**{date_field: day, "id__gt": pk}),
+            )
+    rows = list(ordered[: size + 1])
+    more = len(rows) > size
+    rows = rows[:size]
+    if backwards:
+        rows.reverse()
+        return Page(
+            rows,
+            next_cursor=_cursor_of(rows[-1], date_field) if rows else "",
+            previous_cursor=_cursor_of(rows[0], date_field) if more else "",
+        )
+    return Page(
+        rows,
+        next_cursor=_cursor_of(rows[-1], date_field) if more else "",
+        previous_cursor=_cursor_of(rows[0], date_field) if cursor and rows else "",
+    )
+
+
+def _cursor_of(row, date_field: str) -> str:
+    return f"{getattr(row, date_field).isoformat()}.{row.pk}"
+
+
+def _parse_cursor(text: str) -> tuple[date, int] | None:
+    """A cursor from the query string; a malformed one means the first page."""
+    day, _, pk = (text or "").partition(".")
+    try:
+        return date.fromisoformat(day), int(pk)
+    except ValueError:
+        return None
+
+
+# --- Dashboard ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Week:
+    starts_on: date
+    expiries: int = 0
+    delivered: int = 0
+    sent: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    due_this_week: int
+    sent: int
+    delivered: int
+    failed: int
+    since: date
+    weeks: list[Week]
+
+
+def dashboard(book: Book, *, today: date, weeks_back: int = 8, weeks_ahead: int = 8) -> Dashboard:
+    """The book at a glance: renewals due this week; reminders sent, delivered and failed in
+    the last 30 days; and per week, expiries and the outcomes of the reminders due that week."""
+    this_week = today - timedelta(days=today.weekday())
+    first, last = this_week - timedelta(weeks=weeks_back), this_week + timedelta(weeks=weeks_ahead)
+    since = today - timedelta(days=30)
+    recent = book.notifications.filter(due_on__gte=since, due_on__lte=today).aggregate(
+        sent=Count("id", filter=Q(status__in=(Status.SENT, Status.DELIVERED))),
+        delivered=Count("id", filter=Q(status=Status.DELIVERED)),
+        failed=Count("id", filter=Q(status__in=OUTCOMES["failed"])),
+    )
+    due_this_week = book.policies.filter(
+        status=Policy.Status.ACTIVE,
+        expiry_date__gte=this_week,
+        expiry_date__lt=this_week + timedelta(weeks=1),
+    ).count()
+    expiries = dict(
+        book.policies.exclude(status=Policy.Status.CANCELLED)
+        .filter(expiry_date__gte=first, expiry_date__lt=last + timedelta(weeks=1))
+        .annotate(week=TruncWeek("expiry_date"))
+        .values_list("week")
+        .annotate(count=Count("id"))
+        .order_by()
+    )
+    outcome_of = {status: name for name, statuses in OUTCOMES.items() for status in statuses}
+    outcomes: dict[tuple[date, str], int] = {}
+    for week, status, count in (
+        book.notifications.filter(
+            due_on__gte=first, due_on__lt=last + timedelta(weeks=1), status__in=outcome_of
+        )
+        .annotate(week=TruncWeek("due_on"))
+        .values_list("week", "status")
+        .annotate(count=Count("id"))
+        .order_by()
+    ):
+        key = (_as_date(week), outcome_of[status])
+        outcomes[key] = outcomes.get(key, 0) + count
+    expiries = {_as_date(week): count for week, count in expiries.items()}
+    weeks = []
+    starts_on = first
+    while starts_on <= last:
+        weeks.append(
+            Week(
+                starts_on,
+                expiries=expiries.get(starts_on, 0),
+                **{name: outcomes.get((starts_on, name), 0) for name in OUTCOMES},
+            )
+        )
+        starts_on += timedelta(weeks=1)
+    return Dashboard(due_this_week=due_this_week, since=since, weeks=weeks, **recent)
+
+
+def _as_date(value) -> date:
+    # TruncWeek of a DateField is a date on PostgreSQL, a datetime on some backends.
+    return value.date() if hasattr(value, "date") else value

@@ -1,0 +1,18 @@
+"""Template filters of the workspace: provider errors in plain words (the words themselves
+live in notifications.explanations)."""
+
+from django import template
+
+from notifications.explanations import explain_error, explain_event
+
+register = template.Library()
+
+
+@register.filter
+def event_reason(event) -> str:
+    return explain_event(event)
+
+
+@register.filter
+def error_reason(last_error: str) -> str:
+    return explain_error(last_error)

@@ -1,0 +1,177 @@
+"""The agents' workspace. Thin views: each reads the user's book (policies.selectors.book_of,
+the one scoping rule), calls one selector or service, and renders."""
+
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from notifications.services import RetryError, retry_failed
+from policies import selectors
+from policies.charts import weekly_chart
+from policies.exports import notice_csv_lines
+from policies.forms import ExpiryFilterForm, NoticeFilterForm, RenewForm
+from policies.services import RenewalError, mark_renewed
+
+
+def workspace_view(view):
+    """Log in first; then the view gets the user's book, or a user with no book (neither an
+    agent nor staff) gets a page that says so, with no data."""
+
+    @login_required
+    @wraps(view)
+    def with_book(request, *args, **kwargs):
+        book = selectors.book_of(request.user)
+        if book is None:
+            return render(request, "policies/no_book.html", status=403)
+        return view(request, book, *args, **kwargs)
+
+    return with_book
+
+
+@workspace_view
+@require_GET
+def notices(request, book):
+    form = NoticeFilterForm(request.GET, product_lines=selectors.product_lines(book))
+    page = selectors.keyset_page(
+        selectors.pending_notices(book, form.filters()),
+        date_field="due_on",
+        after=request.GET.get("after", ""),
+        before=request.GET.get("before", ""),
+    )
+    return render(
+        request,
+        "policies/notices.html",
+        {"book": book, "form": form, "page": page, "query": _query_without_cursor(request)},
+    )
+
+
+@workspace_view
+@require_GET
+def notices_csv(request, book):
+    form = NoticeFilterForm(request.GET, product_lines=selectors.product_lines(book))
+    response = StreamingHttpResponse(
+        notice_csv_lines(selectors.pending_notices(book, form.filters())),
+        content_type="text/csv; charset=utf-8",
+    )
+    filename = f"renewly-notices-{timezone.localdate():%Y-%m-%d}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@workspace_view
+@require_GET
+def expiries(request, book):
+    form = ExpiryFilterForm(request.GET, product_lines=selectors.product_lines(book))
+    form.is_valid()  # an invalid field is left out of cleaned_data: it narrows nothing
+    page = selectors.keyset_page(
+        selectors.upcoming_expiries(
+            book,
+            today=timezone.localdate(),
+            search=form.cleaned_data.get("q", ""),
+            product_line=form.cleaned_data.get("product_line", ""),
+        ),
+        date_field="expiry_date",
+        after=request.GET.get("after", ""),
+        before=request.GET.get("before", ""),
+    )
+    return render(
+        request,
+        "policies/expiries.html",
+        {
+            "book": book,
+            "form": form,
+            "page": page,
+            "days": selectors.UPCOMING_DAYS,
+            "query": _query_without_cursor(request),
+        },
+    )
+
+
+@workspace_view
+@require_GET
+def policy_detail(request, book, policy_id: int):
+    policy = get_object_or_404(
+        book.policies.select_related("customer", "agent__user"), pk=policy_id
+    )
+    return render(
+        request,
+        "policies/policy_detail.html",
+        {
+            "book": book,
+            "policy": policy,
+            "timeline": selectors.policy_timeline(policy),
+            "renew_form": RenewForm(),
+        },
+    )
+
+
+@workspace_view
+@require_POST
+def renew_policy(request, book, policy_id: int):
+    policy = get_object_or_404(book.policies, pk=policy_id)
+    form = RenewForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Give the new expiry date as YYYY-MM-DD.")
+    else:
+        new_expiry_date = form.cleaned_data["new_expiry_date"]
+        try:
+            cancelled = mark_renewed(policy=policy, new_expiry_date=new_expiry_date)
+        except RenewalError as error:
+            messages.error(request, str(error))
+        else:
+            messages.success(
+                request,
+                f"{policy.policy_number} renewed to {new_expiry_date:%Y-%m-%d}; "
+                f"{cancelled} pending reminder(s) about the old expiry cancelled.",
+            )
+    return redirect("workspace:policy", policy_id=policy.pk)
+
+
+@workspace_view
+@require_POST
+def retry_notification(request, book, notification_id: int):
+    notification = get_object_or_404(book.notifications, pk=notification_id)
+    try:
+        retry_failed(notification=notification)
+    except RetryError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, f"Notice {notification.pk} is queued to be sent again.")
+    return redirect(
+        _safe_next(request)
+        or reverse("workspace:policy", kwargs={"policy_id": notification.policy_id})
+    )
+
+
+@workspace_view
+@require_GET
+def dashboard(request, book):
+    summary = selectors.dashboard(book, today=timezone.localdate())
+    return render(
+        request,
+        "policies/dashboard.html",
+        {"book": book, "summary": summary, "chart": weekly_chart(summary.weeks)},
+    )
+
+
+def _query_without_cursor(request) -> str:
+    """The filters in the query string, for the pager's links to carry on."""
+    query = request.GET.copy()
+    query.pop("after", None)
+    query.pop("before", None)
+    return query.urlencode()
+
+
+def _safe_next(request) -> str:
+    target = request.POST.get("next", "")
+    allowed = url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    )
+    return target if allowed else ""
