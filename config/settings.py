@@ -218,3 +218,20 @@ SMS_WINDOW_START_HOUR = env_int("SMS_WINDOW_START_HOUR", 8)
 SMS_WINDOW_END_HOUR = env_int("SMS_WINDOW_END_HOUR", 21)
 if not 0 <= SMS_WINDOW_START_HOUR < SMS_WINDOW_END_HOUR <= 24:
     raise ImproperlyConfigured("SMS_WINDOW_START_HOUR must come before SMS_WINDOW_END_HOUR (0-24).")
+
+# --- Background jobs: uploads, weekly reports, housekeeping ---------------------------------
+# Files people upload and reports Renewly writes. Never served as static files: every download
+# goes through a view that checks who asks (so there is no MEDIA_URL).
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+UPLOADS_DIR = Path(env_str("UPLOADS_DIR", str(MEDIA_ROOT / "uploads")))
+REPORTS_DIR = Path(env_str("REPORTS_DIR", str(MEDIA_ROOT / "reports")))
+IMPORT_UPLOAD_MAX_MB = env_int("IMPORT_UPLOAD_MAX_MB", 100)
+# A running import that reported no progress for this long lost its worker: it shows as
+# interrupted, and can be run again.
+IMPORT_STALLED_AFTER_MINUTES = env_int("IMPORT_STALLED_AFTER_MINUTES", 10)
+# Who gets the all-agents weekly report by email (agents get their own at their address).
+REPORTS_ADMIN_EMAILS = env_list("REPORTS_ADMIN_EMAILS", [])
+# Housekeeping keeps these for this many days (0: forever).
+RESULTS_RETENTION_DAYS = env_int("RESULTS_RETENTION_DAYS", 30)
+UPLOADS_RETENTION_DAYS = env_int("UPLOADS_RETENTION_DAYS", 90)
+PROVIDER_PAYLOAD_RETENTION_DAYS = env_int("PROVIDER_PAYLOAD_RETENTION_DAYS", 180)

@@ -17,6 +17,7 @@ urlpatterns = [
     path("preferences/<str:token>/", views.customer_preferences, name="customer-preferences"),
     path("webhooks/twilio/status/", webhooks.twilio_status, name="twilio-status"),
     path("webhooks/twilio/inbound/", webhooks.twilio_inbound, name="twilio-inbound"),
+    path("uploads/", include("policies.upload_urls")),
     # The agents' workspace is the site's home page.
     path("", include("policies.urls")),
 ]

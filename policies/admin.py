@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.db.models import Count
 
-from policies.models import Agent, Customer, Policy
+from policies.models import Agent, Customer, ImportJob, Policy
 
 
 @admin.register(Agent)
@@ -53,3 +53,32 @@ class PolicyAdmin(admin.ModelAdmin):
     list_select_related = ["customer", "agent__user"]
     autocomplete_fields = ["customer", "agent"]
     readonly_fields = ["created_at", "updated_at"]
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    """Uploads are made and re-run on the upload page; the admin only lists them."""
+
+    list_display = [
+        "id",
+        "original_name",
+        "agent",
+        "uploaded_by",
+        "status",
+        "attempt",
+        "rows_done",
+        "rows_total",
+        "rejected",
+        "created_at",
+        "finished_at",
+        "file_purged_at",
+    ]
+    list_filter = ["status", "agent"]
+    list_select_related = ["agent__user", "uploaded_by"]
+    exclude = ["rejected_rows"]  # thousands of rows: the upload page offers them as CSV
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

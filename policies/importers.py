@@ -42,6 +42,7 @@ OPTIONAL_COLUMNS = {"status"}
 # Columns whose cell may be empty; the others must have a value in every row.
 OPTIONAL_VALUES = {"customer_phone", "customer_timezone", "customer_language", "status"}
 POLICY_FIELDS = ("product_line", "customer_id", "agent_id", "start_date", "expiry_date", "status")
+AGENT_FIELD = POLICY_FIELDS.index("agent_id")
 CUSTOMER_FIELDS = ("name", "phone", "timezone", "language")
 POLICY_STATUSES = tuple(Policy.Status.values)
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -111,9 +112,12 @@ def import_policies(
     *,
     chunk_size: int = 5000,
     progress: ProgressCallback | None = None,
+    only_agent_id: int | None = None,
 ) -> ImportSummary:
     """Upsert the policies (and their customers) of a CSV file. Re-importing a file changes
-    nothing; a changed row updates its policy. Raises ImportFileError for an unusable file."""
+    nothing; a changed row updates its policy. Raises ImportFileError for an unusable file.
+    With only_agent_id (an agent importing their own book), a row naming another agent, or a
+    policy number another agent holds, is rejected."""
     data = source.read() if hasattr(source, "read") else Path(source).read_bytes()
     text = _decode(data)
     total = _check_header_and_count(text)
@@ -123,7 +127,7 @@ def import_policies(
     rows: list[PolicyRow] = []
     for line, raw in _data_rows(text):
         try:
-            row = parse_row(line, raw, agent_ids=agent_ids)
+            row = parse_row(line, raw, agent_ids=agent_ids, only_agent_id=only_agent_id)
             first_line = seen_numbers.setdefault(row.policy_number, line)
             if first_line != line:
                 raise RowError(
@@ -136,16 +140,23 @@ def import_policies(
             rows.append(row)
     # A customer on several rows gets one set of details, the file's last, whatever the chunks.
     customers = {row.customer_email: row.customer_values() for row in rows}
+    rejected_before_writing = len(summary.rejected)
     for start in range(0, len(rows), chunk_size):
-        _write_chunk(rows[start : start + chunk_size], customers, summary)
+        _write_chunk(rows[start : start + chunk_size], customers, summary, only_agent_id)
         if progress:
-            progress(len(summary.rejected) + min(start + chunk_size, len(rows)), total)
+            progress(rejected_before_writing + min(start + chunk_size, len(rows)), total)
     if progress and not rows:
         progress(total, total)
     return summary
 
 
-def parse_row(line: int, raw: dict[str, str | None], *, agent_ids: dict[str, int]) -> PolicyRow:
+def parse_row(
+    line: int,
+    raw: dict[str, str | None],
+    *,
+    agent_ids: dict[str, int],
+    only_agent_id: int | None = None,
+) -> PolicyRow:
     """Validate and normalise one CSV row, or raise RowError naming the field at fault."""
     if None in raw:
         raise RowError("has more cells than the header has columns")
@@ -163,6 +174,8 @@ def parse_row(line: int, raw: dict[str, str | None], *, agent_ids: dict[str, int
     agent_email = values["agent_email"].lower()
     if agent_email not in agent_ids:
         raise RowError(f"unknown agent_email {agent_email!r}: create the agent first")
+    if only_agent_id is not None and agent_ids[agent_email] != only_agent_id:
+        raise RowError(f"agent_email {agent_email!r} is another agent: import only your own book")
 
     start = _parse_date("start_date", values["start_date"])
     expiry = _parse_date("expiry_date", values["expiry_date"])
@@ -266,33 +279,55 @@ def _data_rows(text: str) -> Iterator[tuple[int, dict[str, str | None]]]:
         line = reader.line_num + 1
 
 
-def _write_chunk(rows: list[PolicyRow], customers: dict[str, dict], summary: ImportSummary) -> None:
+def _write_chunk(
+    rows: list[PolicyRow],
+    customers: dict[str, dict],
+    summary: ImportSummary,
+    only_agent_id: int | None = None,
+) -> None:
     try:
         with transaction.atomic():
-            _upsert(rows, customers, summary)
+            _upsert(rows, customers, summary, only_agent_id)
     except (IntegrityError, DataError):
         # Something the row checks cannot see (a concurrent writer, say): find the row at fault
         # one by one, so that the good rows of this chunk still land.
         for row in rows:
             try:
                 with transaction.atomic():
-                    _upsert([row], customers, summary)
+                    _upsert([row], customers, summary, only_agent_id)
             except (IntegrityError, DataError) as error:
                 summary.rejected.append(
                     RejectedRow(row.line, f"refused by the database: {error}", row.policy_number)
                 )
 
 
-def _upsert(rows: list[PolicyRow], customers: dict[str, dict], summary: ImportSummary) -> None:
-    customer_ids = _upsert_customers(
-        {row.customer_email: customers[row.customer_email] for row in rows}
-    )
+def _upsert(
+    rows: list[PolicyRow],
+    customers: dict[str, dict],
+    summary: ImportSummary,
+    only_agent_id: int | None = None,
+) -> None:
     existing = {
         values[0]: values[1:]
         for values in Policy.objects.filter(
             policy_number__in=[row.policy_number for row in rows]
         ).values_list("policy_number", *POLICY_FIELDS)
     }
+    refused = []
+    if only_agent_id is not None:
+        # An agent's file may not move another agent's policy (nor its customer) into their book.
+        held_by_others = {
+            number for number, values in existing.items() if values[AGENT_FIELD] != only_agent_id
+        }
+        refused = [
+            RejectedRow(row.line, "policy_number belongs to another agent", row.policy_number)
+            for row in rows
+            if row.policy_number in held_by_others
+        ]
+        rows = [row for row in rows if row.policy_number not in held_by_others]
+    customer_ids = _upsert_customers(
+        {row.customer_email: customers[row.customer_email] for row in rows}
+    )
     to_write = []
     created = updated = unchanged = 0
     for row in rows:
@@ -324,6 +359,7 @@ def _upsert(rows: list[PolicyRow], customers: dict[str, dict], summary: ImportSu
     summary.created += created
     summary.updated += updated
     summary.unchanged += unchanged
+    summary.rejected.extend(refused)  # only now: a chunk that fails is retried row by row
 
 
 def _upsert_customers(wanted: dict[str, dict]) -> dict[str, int]:

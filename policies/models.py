@@ -125,3 +125,88 @@ class Policy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.policy_number} ({self.product_line}, expires {self.expiry_date})"
+
+
+class ImportJobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class ImportJob(models.Model):
+    """One policy CSV uploaded in the browser and imported by a worker. The database is where
+    the upload page reads its progress and outcome; the file stays under UPLOADS_DIR until
+    housekeeping purges it."""
+
+    Status = ImportJobStatus
+
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="import_jobs",
+    )
+    agent = models.ForeignKey(
+        Agent,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="import_jobs",
+        help_text="The agent whose book the file may change; empty: an admin's, all agents.",
+    )
+    original_name = models.CharField(max_length=255)
+    stored_name = models.CharField(max_length=255, help_text="The file's path under UPLOADS_DIR.")
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    file_purged_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(
+        max_length=16, choices=ImportJobStatus.choices, default=ImportJobStatus.QUEUED
+    )
+    # Each run (the first and every re-run) has its number: a stale task of an earlier run
+    # can neither claim the job nor write over the progress of the current one.
+    attempt = models.PositiveSmallIntegerField(default=1)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    rows_total = models.PositiveIntegerField(null=True, blank=True)
+    rows_done = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    rejected_rows = models.JSONField(
+        default=list, blank=True, help_text="[{line, policy_number, reason}, ...]"
+    )
+    error = models.TextField(blank=True, help_text="Why the job failed, for the uploader.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="The running job's last sign of life."
+    )
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=ImportJobStatus.values), name="import_job_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(rows_total__isnull=True) | Q(rows_done__lte=models.F("rows_total")),
+                name="import_job_done_within_total",
+            ),
+        ]
+        indexes = [
+            # An agent's own uploads page; housekeeping's finished jobs with a file to purge.
+            models.Index(fields=["agent", "-created_at"], name="import_job_agent_recent"),
+            models.Index(
+                fields=["finished_at"],
+                condition=Q(file_purged_at__isnull=True),
+                name="import_job_file_kept",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Import of {self.original_name} ({self.get_status_display()})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (ImportJobStatus.SUCCEEDED, ImportJobStatus.FAILED)

@@ -1,5 +1,6 @@
 from celery import shared_task
 
+from policies import import_jobs
 from policies.importers import import_policies
 
 
@@ -14,3 +15,13 @@ def import_policies_file(path: str) -> dict:
             for row in summary.rejected
         ],
     }
+
+
+# No stored result: the ImportJob row records progress and outcome. Acknowledged after it ran
+# (acks_late), so a job whose worker died is delivered again; the importer's upsert makes the
+# re-run safe.
+@shared_task(acks_late=True, ignore_result=True)
+def run_import_job(job_id: int, attempt: int) -> str:
+    """Import an uploaded policy CSV, reporting progress on its ImportJob."""
+    job = import_jobs.run_import(job_id=job_id, attempt=attempt)
+    return job.status if job else "superseded"

@@ -1,0 +1,103 @@
+"""Policy uploads in the browser: the upload form, each job's page with its live progress (the
+page polls `progress`), the rejected rows as CSV, and running a failed job again. Each view
+parses the request and calls one service in policies.import_jobs. Scoped like the workspace
+(policies.selectors.book_of): an agent uploads to and sees only their own book, staff all."""
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from policies import import_jobs
+from policies.importers import COLUMNS
+from policies.models import ImportJob
+from policies.selectors import Book
+from policies.views import workspace_view
+
+REJECTED_ROWS_SHOWN = 100
+
+
+class UploadForm(forms.Form):
+    file = forms.FileField(
+        label="Policy CSV", widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv"})
+    )
+
+
+def _jobs_of(book: Book):
+    jobs = ImportJob.objects.select_related("agent__user", "uploaded_by")
+    return jobs if book.is_everyone else jobs.filter(agent=book.agent)
+
+
+def _job_for(book: Book, job_id: int) -> ImportJob:
+    """The book's job, or 404: another agent's job is not found, not forbidden."""
+    return import_jobs.current_state(get_object_or_404(_jobs_of(book), pk=job_id))
+
+
+@workspace_view
+@require_http_methods(["GET", "POST"])
+def upload(request, book: Book):
+    form = UploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        file = form.cleaned_data["file"]
+        try:
+            job = import_jobs.start_import(
+                upload=file, original_name=file.name, uploaded_by=request.user, agent=book.agent
+            )
+        except import_jobs.ImportJobError as error:
+            form.add_error("file", str(error))
+        else:
+            return redirect("uploads:job", job_id=job.pk)
+    return render(
+        request,
+        "policies/uploads/upload.html",
+        {"form": form, "jobs": _jobs_of(book)[:50], "book": book, "columns": ",".join(COLUMNS)},
+    )
+
+
+@workspace_view
+@require_GET
+def job(request, book: Book, job_id: int):
+    job = _job_for(book, job_id)
+    return render(
+        request,
+        "policies/uploads/job.html",
+        {
+            "job": job,
+            "rejected_rows": job.rejected_rows[:REJECTED_ROWS_SHOWN],
+            "rejected_hidden": max(0, len(job.rejected_rows) - REJECTED_ROWS_SHOWN),
+            "can_rerun": import_jobs.progress_of(job)["can_rerun"],
+        },
+    )
+
+
+@workspace_view
+@require_GET
+def progress(request, book: Book, job_id: int):
+    job = _job_for(book, job_id)
+    state = import_jobs.progress_of(job)
+    state["rejected_csv_url"] = reverse("uploads:rejected", kwargs={"job_id": job.pk})
+    return JsonResponse(state, headers={"Cache-Control": "no-store"})
+
+
+@workspace_view
+@require_GET
+def rejected_rows(request, book: Book, job_id: int):
+    job = _job_for(book, job_id)
+    response = HttpResponse(import_jobs.rejected_rows_csv(job), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="rejected-rows-{job.pk}.csv"'
+    return response
+
+
+@workspace_view
+@require_POST
+def rerun(request, book: Book, job_id: int):
+    job = _job_for(book, job_id)
+    try:
+        import_jobs.rerun_import(job=job)
+    except import_jobs.ImportJobError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, "The import runs again.")
+    return redirect("uploads:job", job_id=job.pk)

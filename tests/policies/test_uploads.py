@@ -1,0 +1,337 @@
+"""Policy uploads in the browser's path: the request stores the file and enqueues a job, a real
+Celery worker on Redis imports it, and the page's progress JSON, summary and rejected-rows CSV
+say how it went. An agent's upload changes only their own book."""
+
+import csv
+import io
+import os
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from django.utils import timezone
+
+from policies import import_jobs
+from policies.importers import COLUMNS
+from policies.models import ImportJob, Policy
+from tests.factories import make_agent, make_customer, make_policy
+from tests.publishing import publishing_to
+from tests.workers import celery_worker, wait_for, worker_log
+
+REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+EXPIRY = date(2027, 3, 1)
+Status = ImportJob.Status
+
+
+def policy_row(number: str, agent_email: str, **fields) -> dict:
+    return {
+        "policy_number": number,
+        "product_line": "auto",
+        "customer_name": f"Customer {number}",
+        "customer_email": f"{number.lower()}@mail.example",
+        "customer_phone": "+14155550100",
+        "customer_timezone": "Europe/Madrid",
+        "customer_language": "en",
+        "agent_email": agent_email,
+        "start_date": (EXPIRY - timedelta(days=365)).isoformat(),
+        "expiry_date": EXPIRY.isoformat(),
+        "status": "active",
+        **fields,
+    }
+
+
+def csv_file(rows: list[dict], name: str = "policies.csv") -> SimpleUploadedFile:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    return SimpleUploadedFile(name, out.getvalue().encode(), content_type="text/csv")
+
+
+@pytest.fixture
+def uploads_dir(settings, tmp_path) -> Path:
+    settings.UPLOADS_DIR = tmp_path / "uploads"
+    return settings.UPLOADS_DIR
+
+
+@pytest.fixture
+def admin_client(client, db):
+    admin = get_user_model().objects.create_user("boss", "boss@insurer.example", is_staff=True)
+    client.force_login(admin)
+    return client
+
+
+@pytest.fixture
+def alice(db):
+    return make_agent("alice", "alice@agency.example")
+
+
+@pytest.fixture
+def bruno(db):
+    return make_agent("bruno", "bruno@agency.example")
+
+
+class Worker:
+    """A real worker on Redis, and this process publishing to its queue."""
+
+    def __init__(self, var_dir: Path, queue: str):
+        self.var_dir, self.queue = var_dir, queue
+
+    def log(self) -> str:
+        return worker_log(self.var_dir, self.queue)
+
+
+@pytest.fixture
+def worker(require_service, tmp_path, uploads_dir):
+    redis_url = require_service("Redis", REDIS_TEST_URL)
+    queue = f"renewly-uploads-{uuid.uuid4().hex[:8]}"
+    with (
+        publishing_to(broker_url=redis_url, queue=queue),
+        celery_worker(
+            broker_url=redis_url,
+            queue=queue,
+            var_dir=tmp_path,
+            CELERY_TASK_DEFAULT_QUEUE=queue,
+            UPLOADS_DIR=str(uploads_dir),
+        ),
+    ):
+        yield Worker(tmp_path, queue)
+
+
+def upload(client, file) -> ImportJob:
+    response = client.post(reverse("uploads:upload"), {"file": file})
+    assert response.status_code == 302, response.content.decode()
+    return ImportJob.objects.latest("id")
+
+
+def watch_progress(client, job: ImportJob, worker: Worker, timeout: float = 120) -> list[dict]:
+    """Poll the JSON the page polls until the job is finished; return every answer."""
+    answers = []
+
+    def finished():
+        answers.append(client.get(reverse("uploads:progress", args=[job.pk])).json())
+        return answers[-1]["finished"]
+
+    wait_for(finished, timeout=timeout, interval=0.1, explain=worker.log)
+    return answers
+
+
+# --- Through a real worker ------------------------------------------------------------------
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_is_imported_by_a_worker_and_the_page_reads_its_progress(
+    admin_client, alice, worker, uploads_dir
+):
+    rows = [policy_row(f"UP-{n:05d}", "alice@agency.example") for n in range(12_000)]
+    rows[3]["expiry_date"] = "2027-02-30"
+    rows[11_000]["agent_email"] = "nobody@agency.example"
+
+    job = upload(admin_client, csv_file(rows, "book.csv"))
+
+    # The request only stored the file and enqueued the job.
+    assert job.status in (Status.QUEUED, Status.RUNNING)
+    assert (uploads_dir / job.stored_name).read_bytes().startswith(b"policy_number,")
+    answers = watch_progress(admin_client, job, worker)
+    counted = [answer["rows_done"] for answer in answers if answer["rows_total"]]
+    assert counted == sorted(counted)
+    assert any(0 < done < 12_000 for done in counted), "no progress between chunks was seen"
+    final = answers[-1]
+    assert final["status"] == "succeeded"
+    assert (final["rows_done"], final["rows_total"], final["percent"]) == (12_000, 12_000, 100.0)
+    assert final["summary"] == {
+        "total": 12_000,
+        "created": 11_998,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 2,
+    }
+    assert Policy.objects.filter(agent=alice).count() == 11_998
+
+    page = admin_client.get(reverse("uploads:job", args=[job.pk])).content.decode()
+    assert 'id="upload-summary"' in page
+    assert "invalid expiry_date &#x27;2027-02-30&#x27;" in page
+
+    download = admin_client.get(final["rejected_csv_url"])
+    assert download["Content-Type"] == "text/csv"
+    assert "attachment" in download["Content-Disposition"]
+    rejected = list(csv.DictReader(io.StringIO(download.content.decode())))
+    assert [(row["line"], row["policy_number"]) for row in rejected] == [
+        ("5", "UP-00003"),
+        ("11002", "UP-11000"),
+    ]
+    assert "expected YYYY-MM-DD" in rejected[0]["reason"]
+    assert "unknown agent_email 'nobody@agency.example'" in rejected[1]["reason"]
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_an_agents_upload_changes_only_their_own_book(client, alice, bruno, worker):
+    brunos = make_policy(
+        "B-1", customer=make_customer("b1@mail.example"), agent=bruno, expiry_date=EXPIRY
+    )
+    client.force_login(alice.user)
+    rows = [
+        policy_row("A-1", "alice@agency.example"),
+        policy_row("A-2", "bruno@agency.example"),  # names another agent
+        policy_row("B-1", "alice@agency.example", customer_email="b1@mail.example"),
+    ]
+
+    job = upload(client, csv_file(rows))
+    final = watch_progress(client, job, worker)[-1]
+
+    assert final["summary"]["created"] == 1
+    assert final["summary"]["rejected"] == 2
+    job.refresh_from_db()
+    assert job.agent == alice
+    assert [(row["line"], row["reason"]) for row in job.rejected_rows] == [
+        (3, "agent_email 'bruno@agency.example' is another agent: import only your own book"),
+        (4, "policy_number belongs to another agent"),
+    ]
+    assert set(Policy.objects.filter(agent=alice).values_list("policy_number", flat=True)) == {
+        "A-1"
+    }
+    brunos.refresh_from_db()
+    assert brunos.agent == bruno
+    assert brunos.customer.name == "Pat Doe"  # the refused row did not rename bruno's customer
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_file_that_is_not_a_policy_csv_fails_with_its_reason(admin_client, worker):
+    file = SimpleUploadedFile("photo.csv", b"\x89PNG\x00\x00binary", content_type="text/csv")
+
+    job = upload(admin_client, file)
+    final = watch_progress(admin_client, job, worker)[-1]
+
+    assert final["status"] == "failed"
+    assert final["error"] == (
+        "The file was refused, nothing was imported: "
+        "the file is not a CSV text file (it contains binary data)."
+    )
+    assert final["can_rerun"] is True
+    page = admin_client.get(reverse("uploads:job", args=[job.pk])).content.decode()
+    assert 'id="upload-error"' in page
+    assert "it contains binary data" in page
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_an_interrupted_job_shows_as_failed_and_a_rerun_imports_the_same_file(
+    admin_client, alice, require_service, tmp_path, uploads_dir
+):
+    redis_url = require_service("Redis", REDIS_TEST_URL)
+    queue = f"renewly-uploads-{uuid.uuid4().hex[:8]}"
+    rows = [policy_row(f"R-{n}", "alice@agency.example") for n in range(3)]
+    with publishing_to(broker_url=redis_url, queue=queue):
+        job = upload(admin_client, csv_file(rows))
+        # A worker took it and died: the job says running, and went silent long ago.
+        ImportJob.objects.filter(pk=job.pk).update(
+            status=Status.RUNNING, heartbeat_at=timezone.now() - timedelta(hours=1)
+        )
+
+        shown = admin_client.get(reverse("uploads:progress", args=[job.pk])).json()
+        assert shown["status"] == "failed"
+        assert shown["error"].startswith("Interrupted: the worker stopped reporting progress")
+        assert shown["can_rerun"] is True
+
+        response = admin_client.post(reverse("uploads:rerun", args=[job.pk]))
+        assert response.status_code == 302
+        job.refresh_from_db()
+        assert (job.status, job.attempt, job.error) == (Status.QUEUED, 2, "")
+
+        # Now a worker comes: the first run's message finds itself superseded, the re-run
+        # imports the file.
+        with celery_worker(
+            broker_url=redis_url,
+            queue=queue,
+            var_dir=tmp_path,
+            CELERY_TASK_DEFAULT_QUEUE=queue,
+            UPLOADS_DIR=str(uploads_dir),
+        ):
+            final = watch_progress(admin_client, job, Worker(tmp_path, queue))[-1]
+            log = worker_log(tmp_path, queue)
+    assert final["status"] == "succeeded"
+    assert final["summary"]["created"] == 3
+    assert Policy.objects.filter(agent=alice).count() == 3
+    assert "'superseded'" in log
+
+
+# --- Without a worker -----------------------------------------------------------------------
+
+
+def make_job(agent=None, **fields) -> ImportJob:
+    return ImportJob.objects.create(
+        agent=agent, original_name="book.csv", stored_name="2026/01/x.csv", **fields
+    )
+
+
+def test_another_agents_job_is_not_found(client, alice, bruno):
+    job = make_job(alice, status=Status.SUCCEEDED, rejected_rows=[{"line": 2, "reason": "bad"}])
+    client.force_login(bruno.user)
+    for name in ("job", "progress", "rejected"):
+        assert client.get(reverse(f"uploads:{name}", args=[job.pk])).status_code == 404
+    assert client.post(reverse("uploads:rerun", args=[job.pk])).status_code == 404
+    assert "book.csv" not in client.get(reverse("uploads:upload")).content.decode()
+
+
+def test_an_agent_and_staff_see_the_agents_job(client, admin_client, alice):
+    job = make_job(alice, status=Status.SUCCEEDED)
+    assert admin_client.get(reverse("uploads:progress", args=[job.pk])).status_code == 200
+    client.force_login(alice.user)
+    assert client.get(reverse("uploads:progress", args=[job.pk])).status_code == 200
+    assert "book.csv" in client.get(reverse("uploads:upload")).content.decode()
+
+
+def test_a_user_who_is_neither_agent_nor_staff_sees_nothing(client, alice):
+    job = make_job(alice)
+    client.force_login(get_user_model().objects.create_user("visitor"))
+    assert client.get(reverse("uploads:upload")).status_code == 403
+    assert client.get(reverse("uploads:progress", args=[job.pk])).status_code == 403
+
+
+def test_a_visitor_who_is_not_logged_in_is_sent_to_log_in(client, alice):
+    response = client.get(reverse("uploads:upload"))
+    assert response.status_code == 302
+    assert "login" in response["Location"]
+
+
+def test_the_upload_request_stores_the_file_and_enqueues_after_commit(
+    admin_client, uploads_dir, alice, django_capture_on_commit_callbacks, monkeypatch
+):
+    sent = []
+    monkeypatch.setattr(
+        import_jobs.current_app, "send_task", lambda name, **options: sent.append((name, options))
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        job = upload(admin_client, csv_file([policy_row("Q-1", "alice@agency.example")]))
+
+    assert job.status == Status.QUEUED
+    assert job.agent is None  # an admin's upload may name any agent
+    assert (uploads_dir / job.stored_name).exists()
+    assert sent == [
+        (
+            "policies.tasks.run_import_job",
+            {"kwargs": {"job_id": job.pk, "attempt": 1}, "task_id": job.celery_task_id},
+        )
+    ]
+
+
+def test_a_redelivered_run_of_the_same_attempt_imports_again_safely(uploads_dir, alice):
+    path = uploads_dir / "2026/01/x.csv"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(csv_file([policy_row("D-1", "alice@agency.example")]).read())
+    job = make_job(status=Status.RUNNING, heartbeat_at=timezone.now())
+
+    first = import_jobs.run_import(job_id=job.pk, attempt=1)
+    assert (first.status, first.created) == (Status.SUCCEEDED, 1)
+    ImportJob.objects.filter(pk=job.pk).update(status=Status.RUNNING)  # delivered once more
+    again = import_jobs.run_import(job_id=job.pk, attempt=1)
+    assert (again.status, again.created, again.unchanged) == (Status.SUCCEEDED, 0, 1)
+    assert import_jobs.run_import(job_id=job.pk, attempt=1) is None  # succeeded: nothing to do
+    assert import_jobs.run_import(job_id=job.pk, attempt=2) is None  # not this job's attempt
+    assert Policy.objects.count() == 1
