@@ -14,13 +14,17 @@ class RetryError(Exception):
 
 def retry_failed(*, notification: Notification) -> None:
     """Put a failed notification back in the queue and send it again once that is committed.
-    The lifecycle allows failed -> queued, so a second click, or a notification no longer
-    failed, moves nothing and sends nothing."""
+    Only a failed one: the row is locked while its status is checked, so two clicks at once
+    send it once."""
     with transaction.atomic():
-        moved = lifecycle.move(
-            notification.pk, Notification.Status.QUEUED, queued_at=timezone.now()
+        status = (
+            Notification.objects.select_for_update()
+            .filter(pk=notification.pk)
+            .values_list("status", flat=True)
+            .first()
         )
-        if not moved:
+        if status != Notification.Status.FAILED:
             raise RetryError("Only a failed notice can be retried; this one is no longer failed.")
+        lifecycle.move(notification.pk, Notification.Status.QUEUED, queued_at=timezone.now())
         # The same public task the fan-out sends; after commit, so the worker sees "queued".
         transaction.on_commit(lambda: send_notification.delay(notification.pk))
