@@ -2,6 +2,7 @@
 lists each variable with its default. The defaults run the demo with no server at all: SQLite,
 a filesystem broker and an outbox of files, all under var/."""
 
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -37,6 +38,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.health.ProbeMiddleware",  # /healthz, /readyz, /metrics: answered by address
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -153,6 +155,8 @@ CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Sites sharing one broker between several Renewly installations give each its own queue.
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
+# ...and its own remote-control channel, so that /readyz's ping and Flower see only its workers.
+CELERY_CONTROL_EXCHANGE = CELERY_TASK_DEFAULT_QUEUE
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -235,3 +239,20 @@ REPORTS_ADMIN_EMAILS = env_list("REPORTS_ADMIN_EMAILS", [])
 RESULTS_RETENTION_DAYS = env_int("RESULTS_RETENTION_DAYS", 30)
 UPLOADS_RETENTION_DAYS = env_int("UPLOADS_RETENTION_DAYS", 90)
 PROVIDER_PAYLOAD_RETENTION_DAYS = env_int("PROVIDER_PAYLOAD_RETENTION_DAYS", 180)
+
+# --- Health and metrics ---------------------------------------------------------------------
+# /readyz: how long the broker and a worker's ping may take to answer, how long a worker's
+# answer counts (a load balancer probing every few seconds then costs each web process one ping
+# in that time), and how long after its scheduled time the daily scan may take to finish.
+READYZ_TIMEOUT_SECONDS = env_int("READYZ_TIMEOUT_SECONDS", 1)
+READYZ_WORKER_FRESH_SECONDS = env_int("READYZ_WORKER_FRESH_SECONDS", 30)
+READYZ_SCAN_GRACE_MINUTES = env_int("READYZ_SCAN_GRACE_MINUTES", 60)
+# /metrics answers only a request bearing this token (Authorization: Bearer ...); without one
+# it is not served at all.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+# Web and worker processes count sends and webhooks in files here, which /metrics adds up; on
+# several machines it must be a volume they share. prometheus_client reads the variable itself
+# when first imported, which is after settings.
+PROMETHEUS_MULTIPROC_DIR = Path(env_str("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics")))
+PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)

@@ -24,4 +24,4 @@ urlpatterns = [
 if settings.ANYMAIL["WEBHOOK_SECRET"]:
     # anymail's tracking webhooks, e.g. /anymail/postmark/tracking/, behind basic auth. Without
     # a secret anymail would accept anyone's events, so they are not served at all.
-    urlpatterns.append(path("anymail/", include("anymail.urls")))
+    urlpatterns.append(path("anymail/", include((webhooks.counted_anymail_urls(), "anymail"))))

@@ -9,12 +9,13 @@ from anymail.signals import tracking as anymail_tracking
 from django.conf import settings
 from django.dispatch import receiver
 from django.http import HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
+from django.urls import URLPattern
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.request_validator import RequestValidator
 
-from notifications import tracking
+from notifications import metrics, tracking
 from notifications.explanations import TWILIO_ERRORS
 from notifications.models import DeliveryEvent
 from policies.models import Customer
@@ -52,6 +53,7 @@ def signed_by_twilio(request) -> bool:
 
 
 @csrf_exempt
+@metrics.counted_webhook("twilio-status")
 @require_POST
 def twilio_status(request):
     if not signed_by_twilio(request):
@@ -82,6 +84,7 @@ def twilio_status(request):
 
 
 @csrf_exempt
+@metrics.counted_webhook("twilio-inbound")
 @require_POST
 def twilio_inbound(request):
     """A customer's reply: STOP and its synonyms opt them out of SMS, START opts them back in."""
@@ -102,6 +105,18 @@ def twilio_inbound(request):
             "opted in" if consent else "opted out",
         )
     return HttpResponse(EMPTY_TWIML, content_type="text/xml")
+
+
+def counted_anymail_urls() -> list[URLPattern]:
+    """anymail's webhook URLs, each view counted for /metrics: accepted or refused."""
+    from anymail import urls
+
+    return [
+        URLPattern(
+            url.pattern, metrics.counted_webhook(url.name)(url.callback), url.default_args, url.name
+        )
+        for url in urls.urlpatterns
+    ]
 
 
 @receiver(anymail_tracking)

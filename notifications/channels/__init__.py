@@ -27,15 +27,19 @@ __all__ = [
 
 
 def channel_for(channel: str):
-    """The sender for a channel, as the settings configure it."""
+    """The sender for a channel, as the settings configure it, counted and timed for /metrics."""
+    from notifications.metrics import measured
+
     if channel == Channel.EMAIL:
         from notifications.channels.email import EmailChannel
 
-        return EmailChannel()
+        # The provider is the backend's module: anymail's "postmark", Django's "smtp", "outbox".
+        provider = settings.EMAIL_BACKEND.rsplit(".", 2)[-2]
+        return measured(EmailChannel(), channel=Channel.EMAIL.value, provider=provider)
     try:
         path = SMS_BACKENDS[settings.SMS_BACKEND]
     except KeyError:
         raise ValueError(
             f"SMS_BACKEND={settings.SMS_BACKEND!r} is not one of {', '.join(SMS_BACKENDS)}"
         ) from None
-    return import_string(path)()
+    return measured(import_string(path)(), channel=Channel.SMS.value, provider=settings.SMS_BACKEND)

@@ -1,0 +1,238 @@
+"""/healthz and /readyz: liveness of the web process, readiness of what it needs (database,
+broker, a worker answering, the daily scan on schedule), through real workers and a real broker."""
+
+import json
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from celery import Celery
+from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule
+
+from config import health
+from notifications.health import daily_scan_on_time, previous_time
+from notifications.models import ReminderRun
+from notifications.schedule import daily_scan_task
+from tests.workers import celery_worker, wait_for, worker_log
+
+REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+CLOSED_PORT_URL = "redis://:broker-secret-password@127.0.0.1:1/0"  # nothing listens on port 1
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("seeded_defaults")]
+
+
+@pytest.fixture(autouse=True)
+def fresh_answers(settings):
+    """Every /readyz pings the workers afresh: no earlier answer counts."""
+    settings.READYZ_WORKER_FRESH_SECONDS = 0
+    settings.READYZ_TIMEOUT_SECONDS = 1
+
+
+@pytest.fixture
+def broker_at(monkeypatch):
+    """Point the web side's Celery app at a broker and a queue (its own control channel too,
+    as settings do), as a site configured so would."""
+
+    def point(broker_url: str, queue: str) -> None:
+        app = Celery("renewly")
+        app.config_from_object("django.conf:settings", namespace="CELERY")
+        app.conf.update(
+            broker_url=broker_url,
+            broker_transport_options={},
+            task_default_queue=queue,
+            control_exchange=queue,
+        )
+        monkeypatch.setattr(health, "celery_app", app)
+
+    return point
+
+
+@pytest.fixture
+def redis_url(require_service):
+    return require_service("Redis", REDIS_TEST_URL)
+
+
+@pytest.fixture
+def scanned_today(db):
+    ReminderRun.objects.create(run_date=timezone.localdate(), finished_at=timezone.now())
+
+
+def readyz(client) -> tuple[int, dict]:
+    response = client.get("/readyz")
+    assert response["Content-Type"] == "application/json"
+    return response.status_code, json.loads(response.content)
+
+
+def test_healthz_answers_while_the_process_runs(client):
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert json.loads(response.content) == {"status": "alive"}
+
+
+def test_probes_answer_by_address_whatever_allowed_hosts_says(client, settings):
+    settings.ALLOWED_HOSTS = ["renewly.example"]
+
+    assert client.get("/healthz", headers={"host": "10.0.0.7:8000"}).status_code == 200
+    assert client.get("/admin/login/", headers={"host": "10.0.0.7:8000"}).status_code == 400
+
+
+@pytest.mark.services
+def test_readyz_follows_the_worker_stopping_and_coming_back(
+    client, redis_url, broker_at, scanned_today, tmp_path
+):
+    queue = f"renewly-ready-{uuid.uuid4().hex[:8]}"
+    broker_at(redis_url, queue)
+    worker = {"broker_url": redis_url, "queue": queue, "var_dir": tmp_path}
+
+    def ready():
+        return readyz(client)[0] == 200
+
+    with celery_worker(**worker, CELERY_TASK_DEFAULT_QUEUE=queue):
+        wait_for(
+            ready, timeout=60, explain=lambda: str(readyz(client)) + worker_log(tmp_path, queue)
+        )
+        status, body = readyz(client)
+        assert body["status"] == "ready"
+        assert body["failing"] == []
+        assert set(body["checks"]) == {"database", "broker", "workers", "daily_scan"}
+        assert all(check["latency_ms"] >= 0 for check in body["checks"].values())
+
+    status, body = readyz(client)
+    assert status == 503
+    assert body["failing"] == ["workers"]
+    assert body["checks"]["workers"]["detail"] == "no worker answered a ping within 1 s"
+
+    with celery_worker(**worker, CELERY_TASK_DEFAULT_QUEUE=queue):
+        wait_for(ready, timeout=60, explain=lambda: worker_log(tmp_path, queue))
+
+
+@pytest.mark.services
+def test_readyz_names_an_unreachable_broker_and_recovers_when_it_is_back(
+    client, redis_url, broker_at, scanned_today, tmp_path
+):
+    queue = f"renewly-ready-{uuid.uuid4().hex[:8]}"
+    with celery_worker(
+        broker_url=redis_url, queue=queue, var_dir=tmp_path, CELERY_TASK_DEFAULT_QUEUE=queue
+    ):
+        broker_at(CLOSED_PORT_URL, queue)
+        status, body = readyz(client)
+
+        assert status == 503
+        assert body["failing"] == ["broker", "workers"]
+        assert body["checks"]["database"]["ok"] is True
+        assert body["checks"]["workers"]["detail"] == "broker unreachable"
+        text = json.dumps(body)
+        for secret in ("broker-secret-password", "127.0.0.1", "redis://", ":1/"):
+            assert secret not in text
+
+        broker_at(redis_url, queue)
+        wait_for(
+            lambda: readyz(client)[0] == 200,
+            timeout=60,
+            explain=lambda: str(readyz(client)) + worker_log(tmp_path, queue),
+        )
+
+
+def test_a_worker_answer_counts_for_a_while(monkeypatch, settings):
+    settings.READYZ_WORKER_FRESH_SECONDS = 30
+    monkeypatch.setattr(health.WorkerPing, "last_answer", health.time.monotonic() - 5)
+
+    ok, detail = health.WorkerPing.check()  # no broker is asked
+
+    assert ok is True
+    assert detail == "a worker answered a ping 5 s ago"
+
+
+# --- The daily scan's schedule -----------------------------------------------------------------
+
+MADRID_8AM = {"minute": "0", "hour": "8", "timezone": "Europe/Madrid"}
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def test_previous_time_is_the_last_time_the_crontab_named():
+    schedule = CrontabSchedule(**MADRID_8AM).schedule
+
+    assert previous_time(schedule, at("2026-03-10T09:00+01:00")) == at("2026-03-10T08:00+01:00")
+    assert previous_time(schedule, at("2026-03-10T07:59+01:00")) == at("2026-03-09T08:00+01:00")
+    # Summer time in Madrid: 08:00 is 06:00 UTC.
+    assert previous_time(schedule, at("2026-07-01T06:30+00:00")) == at("2026-07-01T06:00+00:00")
+
+
+def test_previous_time_keeps_to_the_days_of_the_week():
+    weekdays = CrontabSchedule(**MADRID_8AM, day_of_week="1-5").schedule  # Monday to Friday
+
+    sunday_noon = at("2026-03-15T12:00+01:00")
+    assert previous_time(weekdays, sunday_noon) == at("2026-03-13T08:00+01:00")  # Friday
+
+
+@pytest.fixture
+def daily_at_8_madrid():
+    task = daily_scan_task()
+    task.crontab = CrontabSchedule.objects.create(**MADRID_8AM)
+    task.save()
+    # As if set up long ago and fired by Beat yesterday.
+    type(task).objects.filter(pk=task.pk).update(
+        date_changed=at("2026-01-01T00:00+00:00"), last_run_at=at("2026-03-09T08:00+01:00")
+    )
+    return task
+
+
+def scan_finished(when: str) -> None:
+    ReminderRun.objects.create(run_date=at(when).date(), finished_at=at(when))
+
+
+def test_a_scan_finished_after_its_time_is_on_time(daily_at_8_madrid):
+    scan_finished("2026-03-10T08:00:05+01:00")
+
+    assert daily_scan_on_time(at("2026-03-10T12:00+01:00"))[0] is True
+
+
+def test_the_scan_has_its_grace_period_to_finish(daily_at_8_madrid, settings):
+    settings.READYZ_SCAN_GRACE_MINUTES = 60
+    scan_finished("2026-03-09T08:00:05+01:00")
+
+    assert daily_scan_on_time(at("2026-03-10T08:30+01:00"))[0] is True
+    ok, detail = daily_scan_on_time(at("2026-03-10T09:30+01:00"))
+    assert ok is False
+    assert detail == (
+        "no scan finished since 2026-03-10T08:00+01:00 (last: 2026-03-09T07:00:05+00:00)"
+    )
+
+
+def test_a_missed_scan_makes_readyz_name_it(client, daily_at_8_madrid, monkeypatch):
+    database_and_scan = {name: health.CHECKS[name] for name in ("database", "daily_scan")}
+    monkeypatch.setattr(health, "CHECKS", database_and_scan)  # no broker asked
+    three_days_ago = timezone.now() - timedelta(days=3)
+    ReminderRun.objects.create(run_date=three_days_ago.date(), finished_at=three_days_ago)
+
+    status, body = readyz(client)
+
+    assert status == 503
+    assert body["failing"] == ["daily_scan"]
+    assert body["checks"]["daily_scan"]["detail"].startswith("no scan finished since")
+
+
+def test_a_new_schedule_owes_no_scan_yet(daily_at_8_madrid):
+    type(daily_at_8_madrid).objects.filter(pk=daily_at_8_madrid.pk).update(
+        date_changed=at("2026-03-10T10:00+01:00"), last_run_at=None
+    )
+
+    ok, detail = daily_scan_on_time(at("2026-03-10T12:00+01:00"))
+
+    assert ok is True
+    assert detail == "the schedule is new or changed: no scan due yet"
+
+
+def test_without_the_schedule_the_scan_is_not_ready(daily_at_8_madrid):
+    daily_at_8_madrid.delete()
+
+    assert daily_scan_on_time(at("2026-03-10T12:00+01:00")) == (
+        False,
+        'no "Daily reminder scan" schedule',
+    )
