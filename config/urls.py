@@ -18,6 +18,7 @@ urlpatterns = [
     path("webhooks/twilio/status/", webhooks.twilio_status, name="twilio-status"),
     path("webhooks/twilio/inbound/", webhooks.twilio_inbound, name="twilio-inbound"),
     path("uploads/", include("policies.upload_urls")),
+    path("reports/", include("notifications.report_urls")),
     # The agents' workspace is the site's home page.
     path("", include("policies.urls")),
 ]

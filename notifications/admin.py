@@ -8,11 +8,13 @@ from django.urls import path, reverse
 from notifications import previews
 from notifications.models import (
     DeliveryEvent,
+    HousekeepingRun,
     MessageTemplate,
     Notification,
     ReminderRule,
     ReminderRun,
     TemplateTranslation,
+    WeeklyReport,
 )
 
 
@@ -224,3 +226,37 @@ class DeliveryEventAdmin(ReadOnlyAdmin):
     search_fields = ["provider_message_id", "error_code"]
     date_hierarchy = "occurred_at"
     show_full_result_count = False
+
+
+@admin.register(WeeklyReport)
+class WeeklyReportAdmin(ReadOnlyAdmin):
+    list_display = [
+        "week_start",
+        "__str__",
+        "planned",
+        "sent",
+        "delivered",
+        "failed",
+        "opted_out",
+        "expiring_undelivered",
+        "emailed_at",
+        "emailed_to",
+        "email_error",
+    ]
+    list_filter = ["week_start"]
+    list_select_related = ["agent__user"]
+
+
+@admin.register(HousekeepingRun)
+class HousekeepingRunAdmin(ReadOnlyAdmin):
+    """The clean-up's last runs and what each removed; its schedule is the "Housekeeping"
+    periodic task."""
+
+    list_display = [
+        "started_at",
+        "finished_at",
+        "task_results_deleted",
+        "uploads_purged",
+        "payloads_cleared",
+        "error",
+    ]

@@ -305,3 +305,75 @@ class ReminderRun(models.Model):
     def __str__(self) -> str:
         state = "finished" if self.finished_at else "running"
         return f"Scan for {self.run_date} ({state}: {self.planned} planned)"
+
+
+class WeeklyReport(models.Model):
+    """One agent's week (Monday to Sunday in TIME_ZONE), or every agent's for admins (no
+    agent): what their reminders did, and which policies expire soon with no delivered reminder.
+    Stored once per agent and week, as figures here and a CSV and an SVG chart under
+    REPORTS_DIR; emailed once."""
+
+    agent = models.ForeignKey(
+        "policies.Agent",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="weekly_reports",
+        help_text="Empty: the report on all agents, for admins.",
+    )
+    week_start = models.DateField(help_text="The Monday the week begins.")
+    planned = models.PositiveIntegerField(default=0)
+    sent = models.PositiveIntegerField(default=0)
+    delivered = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    opted_out = models.PositiveIntegerField(
+        default=0, help_text="Customers who unsubscribed, complained or replied STOP."
+    )
+    expiring_undelivered = models.PositiveIntegerField(
+        default=0, help_text="Policies expiring in the 30 days after the week, none delivered."
+    )
+    csv_name = models.CharField(max_length=255, help_text="The CSV's path under REPORTS_DIR.")
+    chart_name = models.CharField(max_length=255, help_text="The SVG's path under REPORTS_DIR.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Set by the run that claims the sending, before it sends: a second run sends nothing.
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    emailed_to = models.TextField(blank=True)
+    email_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-week_start", "agent_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["agent", "week_start"],
+                condition=Q(agent__isnull=False),
+                name="weekly_report_once_per_agent",
+            ),
+            # NULLs are distinct in a unique index: the all-agents report needs its own.
+            models.UniqueConstraint(
+                fields=["week_start"],
+                condition=Q(agent__isnull=True),
+                name="weekly_report_once_for_all_agents",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Week of {self.week_start}: {self.agent or 'all agents'}"
+
+
+class HousekeepingRun(models.Model):
+    """One run of the daily clean-up, and what it removed. Notifications and their delivery
+    timeline are never removed; old events only lose their raw provider payload."""
+
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    task_results_deleted = models.PositiveIntegerField(default=0)
+    uploads_purged = models.PositiveIntegerField(default=0)
+    payloads_cleared = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        state = "finished" if self.finished_at else "running"
+        return f"Housekeeping {self.started_at:%Y-%m-%d %H:%M} ({state})"

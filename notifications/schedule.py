@@ -23,3 +23,8 @@ def crontab_expression(crontab: CrontabSchedule) -> str:
             crontab.day_of_week,
         ]
     )
+
+WEEKLY_REPORT_NAME = "Weekly agent reports"
+WEEKLY_REPORT_TASK = "notifications.tasks.weekly_reports"
+HOUSEKEEPING_NAME = "Housekeeping"
+HOUSEKEEPING_TASK = "notifications.tasks.run_housekeeping"

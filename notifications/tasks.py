@@ -7,7 +7,7 @@ from celery.utils.log import get_task_logger
 from django.conf import settings
 from django.utils import timezone
 
-from notifications import dispatch, lifecycle, planning
+from notifications import dispatch, housekeeping, lifecycle, planning, reports
 from notifications.channels import TransientSendError
 from notifications.models import Notification
 
@@ -72,3 +72,29 @@ def send_notification(self, notification_id: int) -> str:
     if outcome.fallback_id:
         send_notification.delay(outcome.fallback_id)
     return outcome.status
+
+
+@shared_task
+def weekly_reports(week_start: str | None = None) -> dict:
+    """Every Monday (a PeriodicTask): store and email last week's report of each agent, and of
+    all agents. Run again for the same week, it stores and sends nothing twice."""
+    if week_start:
+        monday = date.fromisoformat(week_start)
+    else:
+        monday = reports.last_week(timezone.localdate())
+    stored = reports.build_weekly_reports(week_start=monday)
+    emailed = reports.email_weekly_reports(week_start=monday)
+    logger.info("weekly reports for %s: %s stored, %s emailed", monday, len(stored), emailed)
+    return {"week_start": monday.isoformat(), "reports": len(stored), "emailed": emailed}
+
+
+@shared_task
+def run_housekeeping() -> dict:
+    """Daily (a PeriodicTask): remove what is past its retention period; the run is recorded."""
+    run = housekeeping.run_housekeeping()
+    return {
+        "run_id": run.pk,
+        "task_results_deleted": run.task_results_deleted,
+        "uploads_purged": run.uploads_purged,
+        "payloads_cleared": run.payloads_cleared,
+    }

@@ -1,0 +1,316 @@
+"""The weekly report: for each agent, what their reminders did last week (Monday to Sunday in
+TIME_ZONE) and which of their policies expire in the 30 days after it with no delivered
+reminder; and the same over all agents, for admins. Each is stored once per agent and week (a
+WeeklyReport row, a CSV and an SVG chart under REPORTS_DIR) and emailed once.
+
+What each figure counts, for the notifications of the agent's policies:
+- planned: notifications created in the week (skipped ones excepted: never meant to go);
+- sent, delivered: sent_at, delivered_at in the week;
+- failed: failed or bounced, having become so in the week;
+- opted out: customers whose unsubscribe, complaint or STOP (Twilio 21610) reached us as a
+  delivery event in the week.
+"""
+
+import csv
+import io
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db.models import Count, Exists, OuterRef, Q
+from django.utils import timezone
+from django.utils.html import escape
+
+from notifications.channels.email import classify_email_error
+from notifications.models import DeliveryEvent, Notification, WeeklyReport
+from policies.models import Agent, Policy
+
+Status = Notification.Status
+EXPIRING_WITHIN_DAYS = 30
+FIGURES = ("planned", "sent", "delivered", "failed", "opted_out", "expiring_undelivered")
+LABELS = {
+    "planned": "Reminders planned",
+    "sent": "Sent",
+    "delivered": "Delivered",
+    "failed": "Failed",
+    "opted_out": "Customers opted out",
+    "expiring_undelivered": f"Expiring in {EXPIRING_WITHIN_DAYS} days, none delivered",
+}
+OPT_OUT = Q(event_type__in=[DeliveryEvent.Type.UNSUBSCRIBED, DeliveryEvent.Type.COMPLAINED]) | Q(
+    error_code="21610"  # Twilio: the customer replied STOP
+)
+EXPIRING_COLUMNS = (
+    "policy_number",
+    "product_line",
+    "expiry_date",
+    "customer",
+    "customer_email",
+    "agent_email",
+)
+
+
+@dataclass
+class Figures:
+    planned: int = 0
+    sent: int = 0
+    delivered: int = 0
+    failed: int = 0
+    opted_out: int = 0
+    expiring: list[Policy] = field(default_factory=list)
+
+    @property
+    def expiring_undelivered(self) -> int:
+        return len(self.expiring)
+
+    def counts(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in FIGURES}
+
+
+def last_week(today: date) -> date:
+    """The Monday of the week before the one `today` is in."""
+    return today - timedelta(days=today.weekday() + 7)
+
+
+def week_bounds(week_start: date) -> tuple[datetime, datetime]:
+    """Monday 00:00 to the next Monday 00:00 in TIME_ZONE (each made aware on its own day, so
+    a week with a DST change is 167 or 169 hours long)."""
+    start = timezone.make_aware(datetime.combine(week_start, time.min))
+    end = timezone.make_aware(datetime.combine(week_start + timedelta(days=7), time.min))
+    return start, end
+
+
+def figures_by_agent(week_start: date) -> dict[int, Figures]:
+    """Each agent's figures for the week: one grouped query per figure, whatever the number of
+    agents."""
+    start, end = week_bounds(week_start)
+    figures: dict[int, Figures] = defaultdict(Figures)
+    in_week = {
+        "planned": Notification.objects.filter(created_at__gte=start, created_at__lt=end).exclude(
+            status=Status.SKIPPED
+        ),
+        "sent": Notification.objects.filter(sent_at__gte=start, sent_at__lt=end),
+        "delivered": Notification.objects.filter(delivered_at__gte=start, delivered_at__lt=end),
+        "failed": Notification.objects.filter(
+            status__in=[Status.FAILED, Status.BOUNCED],
+            status_changed_at__gte=start,
+            status_changed_at__lt=end,
+        ),
+    }
+    for name, notifications in in_week.items():
+        for agent_id, count in (
+            notifications.values("policy__agent_id")
+            .annotate(count=Count("id"))
+            .values_list("policy__agent_id", "count")
+        ):
+            setattr(figures[agent_id], name, count)
+    opted_out = (
+        DeliveryEvent.objects.filter(OPT_OUT, occurred_at__gte=start, occurred_at__lt=end)
+        .values("notification__policy__agent_id")
+        .annotate(count=Count("notification__customer_id", distinct=True))
+        .values_list("notification__policy__agent_id", "count")
+    )
+    for agent_id, count in opted_out:
+        if agent_id is not None:  # an event no notification of ours claims
+            figures[agent_id].opted_out = count
+    for policy in expiring_without_delivery(week_start + timedelta(days=7)):
+        figures[policy.agent_id].expiring.append(policy)
+    return figures
+
+
+def expiring_without_delivery(since: date) -> list[Policy]:
+    """Active policies expiring from `since` to EXPIRING_WITHIN_DAYS later whose reminders
+    about that expiry have none delivered."""
+    delivered = Notification.objects.filter(
+        policy=OuterRef("pk"), expiry_date=OuterRef("expiry_date"), status=Status.DELIVERED
+    )
+    return list(
+        Policy.objects.filter(
+            status=Policy.Status.ACTIVE,
+            expiry_date__range=(since, since + timedelta(days=EXPIRING_WITHIN_DAYS)),
+        )
+        .exclude(Exists(delivered))
+        .select_related("customer", "agent")
+        .order_by("expiry_date", "policy_number")
+    )
+
+
+def build_weekly_reports(*, week_start: date) -> list[WeeklyReport]:
+    """Store the week's report for each agent and for all agents, unless stored already (a
+    second run changes nothing). Returns the week's reports."""
+    if week_start.weekday() != 0:
+        raise ValueError(f"{week_start} is not a Monday")
+    stored = set(
+        WeeklyReport.objects.filter(week_start=week_start).values_list("agent_id", flat=True)
+    )
+    agents = [agent for agent in Agent.objects.select_related("user") if agent.pk not in stored]
+    if agents or None not in stored:
+        figures = figures_by_agent(week_start)
+        new = [_store(week_start, agent, figures[agent.pk], {}) for agent in agents]
+        if None not in stored:
+            every_agent = list(Agent.objects.select_related("user"))
+            new.append(_store(week_start, None, _total(figures), figures, every_agent))
+        # Two runs at once both write the same files; the unique constraints keep one row.
+        WeeklyReport.objects.bulk_create(new, ignore_conflicts=True)
+    return list(
+        WeeklyReport.objects.filter(week_start=week_start).select_related("agent__user")
+    )
+
+
+def _total(figures: dict[int, Figures]) -> Figures:
+    total = Figures()
+    for one in figures.values():
+        for name in ("planned", "sent", "delivered", "failed", "opted_out"):
+            setattr(total, name, getattr(total, name) + getattr(one, name))
+        total.expiring.extend(one.expiring)
+    total.expiring.sort(key=lambda policy: (policy.expiry_date, policy.policy_number))
+    return total
+
+
+def _store(
+    week_start: date,
+    agent: Agent | None,
+    figures: Figures,
+    per_agent: dict[int, Figures],
+    agents: list[Agent] = (),
+) -> WeeklyReport:
+    stem = f"{week_start.isoformat()}/{f'agent-{agent.pk}' if agent else 'all-agents'}"
+    title = f"{agent or 'All agents'}, week of {week_start:%d %b %Y}"
+    _write(f"{stem}.csv", _csv(week_start, agent, figures, per_agent, agents))
+    _write(f"{stem}.svg", chart_svg(title, figures.counts()))
+    return WeeklyReport(
+        agent=agent,
+        week_start=week_start,
+        csv_name=f"{stem}.csv",
+        chart_name=f"{stem}.svg",
+        **figures.counts(),
+    )
+
+
+def report_path(name: str) -> Path:
+    return Path(settings.REPORTS_DIR) / name
+
+
+def _write(name: str, text: str) -> None:
+    path = report_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)  # a reader never sees half a file
+
+
+def _csv(
+    week_start: date,
+    agent: Agent | None,
+    figures: Figures,
+    per_agent: dict[int, Figures],
+    agents: list[Agent],
+) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["Renewly weekly report", agent.email if agent else "all agents"])
+    week_end = week_start + timedelta(days=6)
+    writer.writerow(["week", f"{week_start.isoformat()} to {week_end.isoformat()}"])
+    writer.writerow([])
+    writer.writerow(["figure", "count"])
+    writer.writerows(figures.counts().items())
+    if per_agent:
+        writer.writerow([])
+        writer.writerow(["agent_email", *FIGURES])
+        for one in agents:
+            counts = per_agent.get(one.pk, Figures()).counts()
+            writer.writerow([one.email, *counts.values()])
+    writer.writerow([])
+    writer.writerow(EXPIRING_COLUMNS)
+    for policy in figures.expiring:
+        writer.writerow(
+            [
+                policy.policy_number,
+                policy.product_line,
+                policy.expiry_date.isoformat(),
+                policy.customer.name,
+                policy.customer.email,
+                policy.agent.email,
+            ]
+        )
+    return out.getvalue()
+
+
+def chart_svg(title: str, counts: dict[str, int]) -> str:
+    """A horizontal bar per figure, as a self-contained SVG: no script, no external file."""
+    bar_left, bar_width, row_height, top = 300, 380, 30, 44
+    largest = max([*counts.values(), 1])
+    height = top + row_height * len(counts) + 10
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="760" height="{height}" '
+        f'viewBox="0 0 760 {height}" font-family="sans-serif" font-size="14">',
+        f"<title>{escape(title)}</title>",
+        '<rect width="100%" height="100%" fill="#ffffff"/>',
+        f'<text x="10" y="24" font-size="16" font-weight="bold">{escape(title)}</text>',
+    ]
+    for row, (name, value) in enumerate(counts.items()):
+        y = top + row * row_height
+        width = round(bar_width * value / largest, 1)
+        colour = "#b42318" if name in ("failed", "expiring_undelivered") else "#0b6bcb"
+        parts += [
+            f'<text x="10" y="{y + 17}">{escape(LABELS[name])}</text>',
+            f'<rect x="{bar_left}" y="{y + 4}" width="{width}" height="18" fill="{colour}"/>',
+            f'<text x="{bar_left + width + 6}" y="{y + 17}">{value}</text>',
+        ]
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def email_weekly_reports(*, week_start: date) -> int:
+    """Email each report of the week not emailed yet: an agent's to the agent, the all-agents
+    one to REPORTS_ADMIN_EMAILS (if any). Returns how many were sent. A report is claimed
+    (emailed_at set by a conditional update) before it is sent, so no run sends it twice; a
+    send that fails gives the claim back, for the next run."""
+    sent = 0
+    reports = WeeklyReport.objects.filter(week_start=week_start, emailed_at__isnull=True)
+    for report in reports.select_related("agent__user"):
+        recipients = [report.agent.email] if report.agent else settings.REPORTS_ADMIN_EMAILS
+        if not recipients:
+            continue
+        claimed = WeeklyReport.objects.filter(pk=report.pk, emailed_at__isnull=True).update(
+            emailed_at=timezone.now(), emailed_to=", ".join(recipients), email_error=""
+        )
+        if not claimed:
+            continue  # another run is sending it
+        try:
+            _email(report, recipients)
+        except Exception as error:
+            WeeklyReport.objects.filter(pk=report.pk).update(
+                emailed_at=None, email_error=str(error)[:2000]
+            )
+            if classify_email_error(error) is None:
+                raise  # a bug or a misconfiguration: not for the next run to hide
+            continue
+        sent += 1
+    return sent
+
+
+def _email(report: WeeklyReport, recipients: list[str]) -> None:
+    who = report.agent.name if report.agent else "All agents"
+    week_end = report.week_start + timedelta(days=6)
+    lines = [
+        f"Renewly weekly report for {who}: {report.week_start:%d %b} to {week_end:%d %b %Y}.",
+        "",
+        *(f"{LABELS[name]}: {getattr(report, name)}" for name in FIGURES),
+        "",
+        "The attached CSV lists the policies expiring soon with no delivered reminder.",
+    ]
+    email = EmailMultiAlternatives(
+        subject=f"Renewly weekly report, week of {report.week_start:%d %b %Y}: {who}",
+        body="\n".join(lines),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=recipients,
+    )
+    stem = f"renewly-report-{report.week_start.isoformat()}"
+    email.attach(f"{stem}.csv", report_path(report.csv_name).read_text(), "text/csv")
+    email.attach(f"{stem}.svg", report_path(report.chart_name).read_text(), "image/svg+xml")
+    email.tags = ["weekly-report"]  # anymail passes it to the ESP
+    email.send()
