@@ -79,10 +79,12 @@ def pending_notices(book: Book, filters: NoticeFilters) -> QuerySet[Notification
     if filters.product_line:
         notices = notices.filter(policy__product_line=filters.product_line)
     if filters.search:
-        notices = notices.filter(
-            Q(policy__policy_number__icontains=filters.search)
-            | Q(customer__name__icontains=filters.search)
+        # Match the book's policies first: a search then reads only their notices by the
+        # natural key's index, instead of testing every pending notice's joined rows.
+        matching = book.policies.filter(
+            Q(policy_number__icontains=filters.search) | Q(customer__name__icontains=filters.search)
         )
+        notices = notices.filter(policy__in=matching.values("pk"))
     return notices.select_related("policy__agent__user", "customer").order_by("due_on", "id")
 
 
