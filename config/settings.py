@@ -3,6 +3,7 @@ lists each variable with its default. The defaults run the demo with no server a
 a filesystem broker and an outbox of files, all under var/."""
 
 import os
+import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -250,9 +251,11 @@ READYZ_SCAN_GRACE_MINUTES = env_int("READYZ_SCAN_GRACE_MINUTES", 60)
 # /metrics answers only a request bearing this token (Authorization: Bearer ...); without one
 # it is not served at all.
 METRICS_TOKEN = env_str("METRICS_TOKEN")
-# Web and worker processes count sends and webhooks in files here, which /metrics adds up; on
-# several machines it must be a volume they share. prometheus_client reads the variable itself
-# when first imported, which is after settings.
-PROMETHEUS_MULTIPROC_DIR = Path(env_str("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics")))
+# Web and worker processes count sends and webhooks in files here, which /metrics adds up: on
+# several machines (containers) it must be a volume they share. Each machine writes a folder of
+# its own, as process ids repeat from one container to the next. prometheus_client reads the
+# variable when a process first counts (notifications/metrics.py).
+METRICS_DIR = Path(env_str("METRICS_DIR", str(VAR_DIR / "metrics")))
+PROMETHEUS_MULTIPROC_DIR = METRICS_DIR / socket.gethostname()
 PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)

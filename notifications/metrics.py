@@ -1,9 +1,10 @@
 """Prometheus metrics. Sends, provider latency and webhook requests happen in web and worker
-processes alike, so they are counted in prometheus_client's multiprocess mode (files in
-PROMETHEUS_MULTIPROC_DIR that /metrics adds up: no network round trip per send, unlike
-counters in Redis). What the database already knows (notifications by status and channel,
-the last finished scan) and the queues' depth are read when Prometheus scrapes."""
+processes alike, so they are counted in prometheus_client's multiprocess mode: files under
+METRICS_DIR that /metrics adds up, with no network round trip per send (counters in Redis would
+cost one). What the database already knows (notifications by status and channel, the last
+finished scan) and the queues' depth are read when Prometheus scrapes."""
 
+import glob
 import hmac
 import logging
 import time
@@ -19,6 +20,7 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
+    values,
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -26,6 +28,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from notifications.channels.base import PermanentSendError, TransientSendError
 
 logger = logging.getLogger(__name__)
+# Count in files even where prometheus_client was imported before settings set the folder:
+# `celery worker` imports it at start-up (Flower's command plugin does), before Django.
+values.ValueClass = values.MultiProcessValue()
 
 SENDS = Counter(
     "renewly_provider_sends",
@@ -177,9 +182,19 @@ def queue_depths() -> dict[str, int]:
     return depths
 
 
+class SharedCountsCollector:
+    """The counters and histograms of every process on every machine writing to METRICS_DIR,
+    each machine in a folder of its own."""
+
+    def collect(self):
+        files = glob.glob(str(settings.METRICS_DIR / "*" / "*.db"))
+        merged = MultiProcessCollector.merge(files, accumulate=True)
+        return [metric for metric in merged if metric.name.startswith("renewly_")]
+
+
 def registry() -> CollectorRegistry:
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)
+    registry.register(SharedCountsCollector())
     registry.register(StateCollector())
     return registry
 

@@ -2,6 +2,7 @@
 (unknown keys included) with no Docker engine running."""
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,10 +11,11 @@ import pytest
 
 from tests.workers import BASE_DIR
 
-SERVICES = {"postgres", "redis", "migrate", "web", "worker", "beat"}
+SERVICES = {"postgres", "redis", "migrate", "web", "worker", "beat", "flower"}
+REQUIRED = {"SECRET_KEY": "compose-check", "FLOWER_BASIC_AUTH": "ops:compose-check"}
 
 
-def compose(*args: str, compose_file: Path) -> subprocess.CompletedProcess:
+def compose(*args: str, compose_file: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     if shutil.which("docker-compose") is None:
         message = "docker-compose is not installed (make system-deps installs it)"
         if os.environ.get("CI"):
@@ -23,7 +25,7 @@ def compose(*args: str, compose_file: Path) -> subprocess.CompletedProcess:
         ["docker-compose", "-f", str(compose_file), *args],
         capture_output=True,
         text=True,
-        env={**os.environ, "SECRET_KEY": "compose-check"},
+        env={**os.environ, **(REQUIRED if env is None else env)},
         timeout=60,
     )
 
@@ -37,7 +39,7 @@ def test_compose_file_starts_the_whole_stack_with_health_checks():
     result = compose("config", "--services", compose_file=BASE_DIR / "docker-compose.yml")
     assert set(result.stdout.split()) == SERVICES
     text = (BASE_DIR / "docker-compose.yml").read_text()
-    assert text.count("healthcheck:") == 5  # every long-running service
+    assert text.count("healthcheck:") == 6  # every long-running service
 
 
 def test_compose_check_rejects_an_unknown_key(tmp_path):
@@ -47,3 +49,30 @@ def test_compose_check_rejects_an_unknown_key(tmp_path):
     result = compose("config", "-q", compose_file=broken)
     assert result.returncode != 0
     assert "restart_policy" in result.stderr
+
+
+def service(name: str) -> str:
+    """The service's part of the resolved file: its lines, up to the next service's."""
+    result = compose("config", compose_file=BASE_DIR / "docker-compose.yml")
+    assert result.returncode == 0, result.stderr
+    section = re.search(rf"^  {name}:\n((?:    .*\n)*)", result.stdout, re.MULTILINE)
+    return section.group(1)
+
+
+def test_web_health_check_asks_liveness_by_address():
+    assert "http://127.0.0.1:8000/healthz" in service("web")
+
+
+def test_flower_is_behind_basic_auth_from_the_environment_and_on_the_host_only():
+    flower = service("flower")
+    assert "FLOWER_BASIC_AUTH: ops:compose-check" in flower
+    assert "CELERY_BROKER_URL: redis://redis:6379/0" in flower
+    assert "127.0.0.1:5555:5555" in flower
+
+
+def test_the_stack_refuses_to_start_flower_without_its_credentials():
+    result = compose(
+        "config", "-q", compose_file=BASE_DIR / "docker-compose.yml", env={"SECRET_KEY": "x"}
+    )
+    assert result.returncode != 0
+    assert "FLOWER_BASIC_AUTH" in result.stderr

@@ -3,6 +3,8 @@ move when a reminder goes out (through the real SDKs to the fake provider, and t
 worker process) and when a forged webhook is refused."""
 
 import os
+import subprocess
+import sys
 import uuid
 from datetime import timedelta
 
@@ -17,7 +19,7 @@ from notifications.channels import TransientSendError
 from notifications.models import Notification, ReminderRule, ReminderRun
 from tests.factories import make_agent, make_customer, make_policy, make_rule
 from tests.fake_provider import FakeProvider
-from tests.workers import celery_worker, wait_for, worker_log
+from tests.workers import BASE_DIR, celery_worker, wait_for, worker_log
 
 TOKEN = "metrics-test-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -180,7 +182,7 @@ def test_anymail_tracking_without_its_basic_auth_is_counted_refused(client):
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_sends_in_a_worker_process_show_in_the_web_process_metrics(
-    client, require_service, tmp_path
+    client, require_service, settings, tmp_path
 ):
     redis_url = require_service("Redis", REDIS_TEST_URL)
     ReminderRule.objects.all().delete()
@@ -201,6 +203,7 @@ def test_sends_in_a_worker_process_show_in_the_web_process_metrics(
         var_dir=tmp_path,
         CELERY_TASK_DEFAULT_QUEUE=queue,
         EMAIL_BACKEND="notifications.channels.outbox.EmailBackend",
+        METRICS_DIR=str(settings.METRICS_DIR),  # where this process, the web side, reads
     ):
         sender.send_task("notifications.tasks.daily_scan", queue=queue)
 
@@ -211,3 +214,18 @@ def test_sends_in_a_worker_process_show_in_the_web_process_metrics(
 
     assert ReminderRun.objects.filter(finished_at__isnull=False).exists()
     assert value(scrape(client), "renewly_provider_sends_total", **outbox) == before + 3
+
+
+def test_a_process_that_imported_prometheus_client_before_django_still_counts(tmp_path):
+    # `celery worker` does so (Flower's command plugin imports it), with no variable set.
+    script = (
+        "import celery.bin.celery, django; django.setup()\n"
+        "from notifications.metrics import SENDS\n"
+        "SENDS.labels('sms', 'outbox', 'accepted').inc()\n"
+    )
+    environment = {**os.environ, "METRICS_DIR": str(tmp_path)}
+    environment.pop("PROMETHEUS_MULTIPROC_DIR")
+
+    subprocess.run([sys.executable, "-c", script], cwd=BASE_DIR, env=environment, check=True)
+
+    assert list(tmp_path.glob("*/counter_*.db"))
