@@ -384,3 +384,26 @@ class HousekeepingRun(models.Model):
     def __str__(self) -> str:
         state = "finished" if self.finished_at else "running"
         return f"Housekeeping {self.started_at:%Y-%m-%d %H:%M} ({state})"
+
+
+class ConsentChange(models.Model):
+    """When and how a customer's consent to a channel changed: what a customer or a regulator
+    may ask to see. preferences.set_channels writes one for each channel a choice changes."""
+
+    class Source(models.TextChoices):
+        PREFERENCES_PAGE = "preferences_page", "Preferences page"
+        ONE_CLICK = "one_click", "One-click unsubscribe (email client)"
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="consent_changes")
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    accepted = models.BooleanField(help_text="Whether the customer accepts the channel from now.")
+    source = models.CharField(max_length=32, choices=Source.choices)
+    changed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+        indexes = [models.Index(fields=["customer", "-changed_at"], name="consent_change_customer")]
+
+    def __str__(self) -> str:
+        verb = "accepted" if self.accepted else "refused"
+        return f"{self.customer} {verb} {self.get_channel_display()} ({self.get_source_display()})"

@@ -2,10 +2,12 @@
 
 from django.conf import settings
 from django.core import signing
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from notifications.models import Channel, ConsentChange
 from policies.models import Customer
 
 SALT = "renewly.preferences"
@@ -51,14 +53,26 @@ def unsubscribe_url(customer: Customer) -> str:
 
 def unsubscribe_from_email(customer: Customer) -> None:
     """RFC 8058 one-click: email stops, SMS stays as the customer chose it."""
-    set_channels(customer, email=False, sms=customer.sms_consent)
+    set_channels(
+        customer, email=False, sms=customer.sms_consent, source=ConsentChange.Source.ONE_CLICK
+    )
 
 
-def set_channels(customer: Customer, *, email: bool, sms: bool) -> None:
-    """Record which channels the customer accepts. Planning and dispatch read these flags, so
-    a channel turned off gets nothing from the next scan, nor from reminders already queued."""
+@transaction.atomic
+def set_channels(customer: Customer, *, email: bool, sms: bool, source: str) -> None:
+    """Record which channels the customer accepts, and when and how each choice changed.
+    Planning and dispatch read these flags, so a channel turned off gets nothing from the next
+    scan, nor from reminders already queued."""
+    current = Customer.objects.select_for_update().get(pk=customer.pk)
+    chosen = {Channel.EMAIL: email, Channel.SMS: sms}
+    before = {Channel.EMAIL: current.email_consent, Channel.SMS: current.sms_consent}
     Customer.objects.filter(pk=customer.pk).update(
         email_consent=email, sms_consent=sms, updated_at=timezone.now()
+    )
+    ConsentChange.objects.bulk_create(
+        ConsentChange(customer_id=customer.pk, channel=channel, accepted=accepted, source=source)
+        for channel, accepted in chosen.items()
+        if before[channel] != accepted
     )
     customer.email_consent, customer.sms_consent = email, sms
 

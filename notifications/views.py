@@ -7,6 +7,7 @@ from django.views.decorators.http import require_http_methods
 
 from notifications import preferences
 from notifications.forms import ChannelPreferencesForm
+from notifications.models import ConsentChange
 
 
 @csrf_exempt  # RFC 8058: the mail client POSTs with no cookie and no form of ours
@@ -41,7 +42,9 @@ def customer_preferences(request, token: str):
     )
     with translation.override(customer.language):
         if request.method == "POST" and form.is_valid():
-            preferences.set_channels(customer, **form.cleaned_data)
+            preferences.set_channels(
+                customer, **form.cleaned_data, source=ConsentChange.Source.PREFERENCES_PAGE
+            )
             return render(request, "notifications/preferences_saved.html", context)
         return render(request, "notifications/preferences.html", {**context, "form": form})
 

@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from notifications import dispatch, planning, preferences
-from notifications.models import Channel, Notification
+from notifications.models import Channel, ConsentChange, Notification
 from tests.factories import make_agent, make_customer, make_policy
 
 pytestmark = pytest.mark.django_db
@@ -178,3 +178,34 @@ def test_opting_out_of_sms_means_no_sms_is_sent(client, customer, rules, outbox)
     assert sms.get().last_error == "customer opted out of SMS"
     assert Notification.objects.get(channel=Channel.EMAIL).status == Status.SENT
     assert not (outbox / "sms").exists() or not any((outbox / "sms").iterdir())
+
+
+def changes(customer) -> list[tuple[str, bool, str]]:
+    return [(c.channel, c.accepted, c.source) for c in customer.consent_changes.order_by("id")]
+
+
+def test_each_changed_choice_is_recorded_with_when_and_how(client, customer):
+    client.post(page(customer), {"email": "on"})  # SMS off
+    client.post(page(customer), {"email": "on"})  # the same again: nothing changed
+    client.post(page(customer), {"sms": "on"})  # email off, SMS back on
+
+    assert changes(customer) == [
+        ("sms", False, "preferences_page"),
+        ("email", False, "preferences_page"),
+        ("sms", True, "preferences_page"),
+    ]
+    assert customer.consent_changes.first().changed_at <= timezone.now()
+
+
+def test_one_click_unsubscribe_is_recorded_as_such(client, customer):
+    url = preferences.unsubscribe_url(customer).removeprefix("http://127.0.0.1:8000")
+
+    client.post(url, {"List-Unsubscribe": "One-Click"})
+
+    assert changes(customer) == [("email", False, ConsentChange.Source.ONE_CLICK)]
+
+
+def test_an_invalid_link_records_no_change(client, customer):
+    client.post(page(customer)[:-3] + "AAA/", {})
+
+    assert changes(customer) == []
