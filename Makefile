@@ -11,7 +11,7 @@ BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/renewly_bench
 DEMO_ENV := DEBUG=1
 
 .PHONY: help setup system-deps demo web test test-sqlite lint format bench bench-import \
-	bench-planning bench-dispatch bench-workspace clean
+	bench-planning bench-dispatch bench-workspace bench-upload clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -47,7 +47,7 @@ format: setup ## ruff fix and format
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: bench-import bench-planning bench-dispatch bench-workspace ## every benchmark
+bench: bench-import bench-planning bench-dispatch bench-workspace bench-upload ## every benchmark
 
 bench-import: setup ## time importing 100,000 policy rows into PostgreSQL
 	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_import.py --rows 100000
@@ -60,6 +60,9 @@ bench-dispatch: setup ## send 20,000 reminders through Celery workers on Redis t
 
 bench-workspace: setup ## time the agents' workspace pages with 100,000 notifications in one book
 	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_workspace.py
+
+bench-upload: setup ## upload 100,000 policy rows through the upload view to a worker on Redis
+	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_upload.py --rows 100000
 
 clean: ## remove the virtualenv and everything under var/
 	rm -rf $(VENV) var

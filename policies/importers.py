@@ -175,7 +175,9 @@ def parse_row(
     if agent_email not in agent_ids:
         raise RowError(f"unknown agent_email {agent_email!r}: create the agent first")
     if only_agent_id is not None and agent_ids[agent_email] != only_agent_id:
-        raise RowError(f"agent_email {agent_email!r} is another agent: import only your own book")
+        raise RowError(
+            f"agent_email {agent_email!r} names another agent: import only your own book"
+        )
 
     start = _parse_date("start_date", values["start_date"])
     expiry = _parse_date("expiry_date", values["expiry_date"])

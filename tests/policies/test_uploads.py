@@ -122,6 +122,7 @@ def watch_progress(client, job: ImportJob, worker: Worker, timeout: float = 120)
 
 # --- Through a real worker ------------------------------------------------------------------
 
+
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
 def test_an_upload_is_imported_by_a_worker_and_the_page_reads_its_progress(
@@ -189,7 +190,7 @@ def test_an_agents_upload_changes_only_their_own_book(client, alice, bruno, work
     job.refresh_from_db()
     assert job.agent == alice
     assert [(row["line"], row["reason"]) for row in job.rejected_rows] == [
-        (3, "agent_email 'bruno@agency.example' is another agent: import only your own book"),
+        (3, "agent_email 'bruno@agency.example' names another agent: import only your own book"),
         (4, "policy_number belongs to another agent"),
     ]
     assert set(Policy.objects.filter(agent=alice).values_list("policy_number", flat=True)) == {

@@ -1,0 +1,178 @@
+"""Benchmark: a 100,000-row policy CSV uploaded through the upload view, imported by a real
+Celery worker on Redis. Reports the web request's own time (the view stores the file, records
+the job and enqueues it), the time until the job reports succeeded, the progress the page saw
+on the way, and how long the page's progress poll takes meanwhile.
+
+The request goes through Django's whole handler (middleware, multipart parsing, the view) with
+the test Client, the body encoded beforehand, so the time is the server's alone. Run with
+`make bench-upload`; it creates and drops its own PostgreSQL database (DATABASE_URL names the
+server) and uses its own queue on BENCH_REDIS_URL (default redis://127.0.0.1:6379/13)."""
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from contextlib import ExitStack, suppress
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# The web view and the worker run as production does (DEBUG off).
+os.environ.setdefault("DEBUG", "0")
+os.environ.setdefault("SECRET_KEY", "renewly-bench-only-not-a-secret")
+os.environ.setdefault("ALLOWED_HOSTS", "testserver")
+BROKER_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+QUEUE = f"renewly-bench-upload-{os.getpid()}"
+VAR_DIR = Path(__file__).resolve().parent.parent / "var" / "bench-upload"
+os.environ["CELERY_BROKER_URL"] = BROKER_URL  # the view publishes through these
+os.environ["CELERY_TASK_DEFAULT_QUEUE"] = QUEUE
+os.environ["UPLOADS_DIR"] = str(VAR_DIR / "uploads")
+# Whitenoise looks for collected static files, which only a deployment collects.
+warnings.filterwarnings("ignore", "No directory at")
+
+import django
+
+django.setup()
+
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import Client
+from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
+
+from benchmarks.bench_import import write_csv
+from policies.models import ImportJob
+from policies.services import ensure_agent
+from tests.workers import worker_environment
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    log = VAR_DIR / "worker.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--pool=solo",  # an import is one task
+                f"--queues={QUEUE}",
+                f"--hostname=bench-upload-{os.getpid()}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel=INFO",
+            ],
+            cwd=Path(__file__).resolve().parent.parent,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 60
+    while " ready." not in log.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the worker did not start:\n{log.read_text(errors='replace')}")
+        time.sleep(0.1)
+    return process
+
+
+def stop_worker(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    with suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=30)
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def upload_once(client: Client, label: str, path: Path, rows: int, timeout: float) -> None:
+    body = encode_multipart(BOUNDARY, {"file": open(path, "rb")})  # noqa: SIM115
+    started = time.perf_counter()
+    response = client.generic("POST", "/uploads/", body, content_type=MULTIPART_CONTENT)
+    request_seconds = time.perf_counter() - started
+    if response.status_code != 302:
+        sys.exit(f"the upload was refused ({response.status_code}): {response.content[:500]!r}")
+    job = ImportJob.objects.latest("id")
+    progress_url = f"/uploads/{job.pk}/progress/"
+    polls, seen = [], []
+    deadline = time.monotonic() + timeout
+    while True:
+        poll_started = time.perf_counter()
+        state = client.get(progress_url).json()
+        polls.append(time.perf_counter() - poll_started)
+        if state["rows_total"] and (not seen or seen[-1] != state["rows_done"]):
+            seen.append(state["rows_done"])
+        if state["finished"]:
+            break
+        if time.monotonic() > deadline:
+            sys.exit(f"gave up after {timeout}s: {state}\n{(VAR_DIR / 'worker.log').read_text()}")
+        time.sleep(0.5)  # as the page polls
+    total_seconds = time.perf_counter() - started
+    job.refresh_from_db()
+    if job.status != ImportJob.Status.SUCCEEDED:
+        sys.exit(f"the import failed: {job.error}")
+    queued = (job.started_at - job.created_at).total_seconds()
+    importing = (job.finished_at - job.started_at).total_seconds()
+    print(
+        f"{label:<24} web request {request_seconds * 1000:7.0f} ms   upload to succeeded "
+        f"{total_seconds:6.2f} s ({rows / total_seconds:6.0f} rows/s; queued {queued:.2f} s, "
+        f"import {importing:.2f} s)\n"
+        f"{'':<24} created {job.created}, updated {job.updated}, unchanged {job.unchanged}, "
+        f"rejected {job.rejected}; progress seen {seen}\n"
+        f"{'':<24} progress poll p50 {statistics.median(polls) * 1000:.1f} ms, "
+        f"max {max(polls) * 1000:.1f} ms over {len(polls)} polls"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per import at most")
+    args = parser.parse_args()
+    if connection.vendor != "postgresql":
+        sys.exit("bench_upload needs PostgreSQL: set DATABASE_URL (make bench-upload does).")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up as on Ctrl-C
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, VAR_DIR / "uploads", ignore_errors=True)
+        connection.creation.create_test_db(verbosity=0, autoclobber=True)
+        name = connection.settings_dict["NAME"]
+        stack.callback(connection.creation.destroy_test_db, name, verbosity=0)
+        env = worker_environment(  # after create_test_db: DATABASE_URL names the bench database
+            broker_url=BROKER_URL,
+            var_dir=VAR_DIR,
+            DEBUG=os.environ["DEBUG"],
+            CELERY_TASK_DEFAULT_QUEUE=QUEUE,
+            UPLOADS_DIR=os.environ["UPLOADS_DIR"],
+        )
+        for n in range(20):
+            ensure_agent(username=f"agent{n}", email=f"agent{n}@agency.example")
+        admin = get_user_model().objects.create_user("bench-admin", is_staff=True)
+        client = Client()
+        client.force_login(admin)
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        first, changed = folder / "first.csv", folder / "changed.csv"
+        write_csv(first, args.rows)
+        write_csv(changed, args.rows, changed_every=10)
+        size = first.stat().st_size / 1e6
+        worker = start_worker(env)
+        stack.callback(stop_worker, worker)
+        print(
+            f"Uploading {args.rows:,} policy rows ({size:.1f} MB) through the upload view to a "
+            f"worker on {BROKER_URL} (queue {QUEUE}), PostgreSQL; {os.cpu_count()} CPUs"
+        )
+        upload_once(client, "first upload (all new)", first, args.rows, args.timeout)
+        upload_once(client, "same file again", first, args.rows, args.timeout)
+        upload_once(client, "one row in ten changed", changed, args.rows, args.timeout)
+
+
+if __name__ == "__main__":
+    main()
