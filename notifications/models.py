@@ -388,11 +388,15 @@ class HousekeepingRun(models.Model):
 
 class ConsentChange(models.Model):
     """When and how a customer's consent to a channel changed: what a customer or a regulator
-    may ask to see. preferences.set_channels writes one for each channel a choice changes."""
+    may ask to see. preferences.change_consent writes one for each change, whatever its source."""
 
     class Source(models.TextChoices):
         PREFERENCES_PAGE = "preferences_page", "Preferences page"
         ONE_CLICK = "one_click", "One-click unsubscribe (email client)"
+        SMS_REPLY = "sms_reply", "Replied STOP or START by SMS"
+        CARRIER = "carrier", "The carrier reported an opt-out (Twilio 21610)"
+        COMPLAINT = "complaint", "Marked a reminder as spam"
+        EMAIL_PROVIDER = "email_provider", "Unsubscribed through the email provider"
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="consent_changes")
     channel = models.CharField(max_length=8, choices=Channel.choices)

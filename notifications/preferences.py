@@ -58,23 +58,34 @@ def unsubscribe_from_email(customer: Customer) -> None:
     )
 
 
-@transaction.atomic
+CONSENT_FIELDS = {Channel.EMAIL: "email_consent", Channel.SMS: "sms_consent"}
+
+
 def set_channels(customer: Customer, *, email: bool, sms: bool, source: str) -> None:
     """Record which channels the customer accepts, and when and how each choice changed.
     Planning and dispatch read these flags, so a channel turned off gets nothing from the next
     scan, nor from reminders already queued."""
-    current = Customer.objects.select_for_update().get(pk=customer.pk)
-    chosen = {Channel.EMAIL: email, Channel.SMS: sms}
-    before = {Channel.EMAIL: current.email_consent, Channel.SMS: current.sms_consent}
-    Customer.objects.filter(pk=customer.pk).update(
-        email_consent=email, sms_consent=sms, updated_at=timezone.now()
-    )
-    ConsentChange.objects.bulk_create(
-        ConsentChange(customer_id=customer.pk, channel=channel, accepted=accepted, source=source)
-        for channel, accepted in chosen.items()
-        if before[channel] != accepted
-    )
+    customers = Customer.objects.filter(pk=customer.pk)
+    with transaction.atomic():
+        change_consent(customers, channel=Channel.EMAIL, accepted=email, source=source)
+        change_consent(customers, channel=Channel.SMS, accepted=sms, source=source)
     customer.email_consent, customer.sms_consent = email, sms
+
+
+def change_consent(customers, *, channel: str, accepted: bool, source: str) -> int:
+    """Set one channel's consent for `customers` (a queryset) and record each real change,
+    so that the history shows when and how every customer's consent changed. Returns how
+    many customers changed."""
+    field = CONSENT_FIELDS[channel]
+    with transaction.atomic():
+        changing = customers.exclude(**{field: accepted}).select_for_update()
+        ids = list(changing.values_list("pk", flat=True))
+        Customer.objects.filter(pk__in=ids).update(**{field: accepted}, updated_at=timezone.now())
+        ConsentChange.objects.bulk_create(
+            ConsentChange(customer_id=pk, channel=channel, accepted=accepted, source=source)
+            for pk in ids
+        )
+    return len(ids)
 
 
 def masked_email(address: str) -> str:

@@ -9,8 +9,8 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from notifications import lifecycle
-from notifications.models import DeliveryEvent, Notification
+from notifications import lifecycle, preferences
+from notifications.models import Channel, ConsentChange, DeliveryEvent, Notification
 from policies.models import Customer
 
 logger = logging.getLogger(__name__)
@@ -87,12 +87,16 @@ def apply_to_customer(customer_id: int, event_type: str, error_code: str = "") -
     """What an event says about the customer: bounces make the address undeliverable, a
     complaint or an unsubscribe withdraws email consent, Twilio's STOP code withdraws SMS."""
     customers = Customer.objects.filter(pk=customer_id)
+    Source = ConsentChange.Source
     if event_type == Type.BOUNCED:
         customers.update(email_undeliverable=True, updated_at=timezone.now())
     elif event_type in (Type.COMPLAINED, Type.UNSUBSCRIBED):
-        customers.update(email_consent=False, updated_at=timezone.now())
+        source = Source.COMPLAINT if event_type == Type.COMPLAINED else Source.EMAIL_PROVIDER
+        preferences.change_consent(customers, channel=Channel.EMAIL, accepted=False, source=source)
     elif error_code == TWILIO_UNSUBSCRIBED:
-        customers.update(sms_consent=False, updated_at=timezone.now())
+        preferences.change_consent(
+            customers, channel=Channel.SMS, accepted=False, source=Source.CARRIER
+        )
 
 
 def describe(event: TrackingEvent) -> str:

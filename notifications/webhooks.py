@@ -15,9 +15,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.request_validator import RequestValidator
 
-from notifications import metrics, tracking
+from notifications import metrics, preferences, tracking
 from notifications.explanations import TWILIO_ERRORS
-from notifications.models import DeliveryEvent
+from notifications.models import Channel, ConsentChange, DeliveryEvent
 from policies.models import Customer
 
 logger = logging.getLogger(__name__)
@@ -94,8 +94,11 @@ def twilio_inbound(request):
     sender = request.POST.get("From", "")
     if word in OPT_OUT_WORDS | OPT_IN_WORDS and sender:
         consent = word in OPT_IN_WORDS
-        changed = Customer.objects.filter(phone=sender).update(
-            sms_consent=consent, updated_at=timezone.now()
+        changed = preferences.change_consent(
+            Customer.objects.filter(phone=sender),
+            channel=Channel.SMS,
+            accepted=consent,
+            source=ConsentChange.Source.SMS_REPLY,
         )
         logger.info(
             "SMS %s from %s: %s customer(s) %s",

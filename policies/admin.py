@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.db.models import Count
 
+from notifications.models import ConsentChange
 from policies.models import Agent, Customer, ImportJob, Policy
 
 
@@ -19,8 +20,22 @@ class AgentAdmin(admin.ModelAdmin):
         return agent.policy_count
 
 
+class ConsentChangeInline(admin.TabularInline):
+    """When and how the customer's consent changed, newest first: read-only history."""
+
+    model = ConsentChange
+    fields = ["changed_at", "channel", "accepted", "source"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
+    inlines = [ConsentChangeInline]
     list_display = [
         "name",
         "email",

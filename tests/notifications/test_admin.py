@@ -8,6 +8,7 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
+from notifications import preferences
 from notifications.models import Notification, ReminderRule
 from tests.factories import make_agent, make_customer, make_policy
 from tests.fake_provider import FakeProvider
@@ -142,3 +143,14 @@ def test_notifications_and_delivery_events_are_read_only(admin_client, db):
         page = admin_client.get(reverse(f"admin:notifications_{model}_changelist"))
         assert page.status_code == 200
         assert admin_client.get(reverse(f"admin:notifications_{model}_add")).status_code == 403
+
+
+def test_a_customers_consent_history_shows_on_their_admin_page(admin_client, db):
+    customer = make_customer("kim@mail.example", name="Kim Lee")
+    preferences.set_channels(customer, email=True, sms=False, source="preferences_page")
+
+    page = admin_client.get(reverse("admin:policies_customer_change", args=[customer.pk]))
+
+    html = page.content.decode()
+    assert "Consent changes" in html
+    assert "Preferences page" in html

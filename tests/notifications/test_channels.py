@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from notifications import planning
-from notifications.models import MessageTemplate, Notification, ReminderRule
+from notifications.models import ConsentChange, MessageTemplate, Notification, ReminderRule
 from notifications.tasks import send_notification
 from policies.models import Customer
 from tests.factories import make_agent, make_customer, make_policy, make_rule
@@ -148,6 +148,7 @@ def test_twilio_21610_fails_and_opts_the_customer_out_of_sms(providers, queued):
     customer = notification.customer
     customer.refresh_from_db()
     assert (customer.sms_consent, customer.email_consent) == (False, True)
+    assert customer.consent_changes.get().source == ConsentChange.Source.CARRIER
 
 
 def test_a_rejected_email_recipient_fails_at_once(providers, queued):

@@ -12,7 +12,7 @@ from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from notifications import dispatch, planning
-from notifications.models import DeliveryEvent, Notification, ReminderRule
+from notifications.models import ConsentChange, DeliveryEvent, Notification, ReminderRule
 from notifications.planning import plan_due
 from tests.factories import make_agent, make_customer, make_policy, make_rule
 
@@ -156,6 +156,8 @@ def test_replying_stop_opts_the_customer_out_of_sms(client, sent, word):
     customer.refresh_from_db()
     assert customer.sms_consent is False
     assert customer.email_consent is True
+    (change,) = ConsentChange.objects.filter(customer=customer)
+    assert (change.channel, change.accepted, change.source) == ("sms", False, "sms_reply")
 
 
 @pytest.mark.parametrize("word", ["START", "unstop"])
@@ -166,6 +168,8 @@ def test_replying_start_opts_the_customer_back_in(client, sent, word):
     customer = sent["sms"].customer
     customer.refresh_from_db()
     assert customer.sms_consent is True
+    history = ConsentChange.objects.filter(customer=customer).order_by("changed_at", "id")
+    assert [change.accepted for change in history] == [False, True]
 
 
 def test_an_unsigned_stop_changes_nothing(client, sent):
@@ -274,6 +278,8 @@ def test_a_spam_complaint_opts_the_customer_out_of_email(client, sent):
     customer.refresh_from_db()
     assert customer.email_consent is False
     assert DeliveryEvent.objects.get().event_type == "complained"
+    (change,) = ConsentChange.objects.filter(customer=customer)
+    assert (change.channel, change.accepted, change.source) == ("email", False, "complaint")
 
 
 def test_a_delivery_after_a_bounce_does_not_undo_it(client, sent):
