@@ -334,7 +334,7 @@ class WeeklyReport(models.Model):
     delivered = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
     opted_out = models.PositiveIntegerField(
-        default=0, help_text="Customers who unsubscribed, complained or replied STOP."
+        default=0, help_text="Customers of the book who refused a channel in the week."
     )
     expiring_undelivered = models.PositiveIntegerField(
         default=0, help_text="Policies expiring in the 30 days after the week, none delivered."

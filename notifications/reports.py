@@ -7,8 +7,8 @@ What each figure counts, for the notifications of the agent's policies:
 - planned: notifications created in the week (skipped ones excepted: never meant to go);
 - sent, delivered: sent_at, delivered_at in the week;
 - failed: failed or bounced, having become so in the week;
-- opted out: customers whose unsubscribe, complaint or STOP (Twilio 21610) reached us as a
-  delivery event in the week.
+- opted out: customers of the agent's book who refused a channel in the week, whatever the
+  way (ConsentChange: the preferences page, one-click unsubscribe, STOP, a complaint...).
 """
 
 import csv
@@ -21,12 +21,12 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 from django.utils.html import escape
 
 from notifications.channels.email import classify_email_error
-from notifications.models import DeliveryEvent, Notification, WeeklyReport
+from notifications.models import ConsentChange, Notification, WeeklyReport
 from policies.models import Agent, Policy
 
 Status = Notification.Status
@@ -40,9 +40,6 @@ LABELS = {
     "opted_out": "Customers opted out",
     "expiring_undelivered": f"Expiring in {EXPIRING_WITHIN_DAYS} days, none delivered",
 }
-OPT_OUT = Q(event_type__in=[DeliveryEvent.Type.UNSUBSCRIBED, DeliveryEvent.Type.COMPLAINED]) | Q(
-    error_code="21610"  # Twilio: the customer replied STOP
-)
 EXPIRING_COLUMNS = (
     "policy_number",
     "product_line",
@@ -108,17 +105,21 @@ def figures_by_agent(week_start: date) -> dict[int, Figures]:
         ):
             setattr(figures[agent_id], name, count)
     opted_out = (
-        DeliveryEvent.objects.filter(OPT_OUT, occurred_at__gte=start, occurred_at__lt=end)
-        .values("notification__policy__agent_id")
-        .annotate(count=Count("notification__customer_id", distinct=True))
-        .values_list("notification__policy__agent_id", "count")
+        _opt_outs(start, end)
+        .values("customer__policies__agent_id")
+        .annotate(count=Count("customer_id", distinct=True))
+        .values_list("customer__policies__agent_id", "count")
     )
     for agent_id, count in opted_out:
-        if agent_id is not None:  # an event no notification of ours claims
+        if agent_id is not None:  # a customer with no policy left
             figures[agent_id].opted_out = count
     for policy in expiring_without_delivery(week_start + timedelta(days=7)):
         figures[policy.agent_id].expiring.append(policy)
     return figures
+
+
+def _opt_outs(start: datetime, end: datetime):
+    return ConsentChange.objects.filter(accepted=False, changed_at__gte=start, changed_at__lt=end)
 
 
 def expiring_without_delivery(since: date) -> list[Policy]:
@@ -152,20 +153,27 @@ def build_weekly_reports(*, week_start: date) -> list[WeeklyReport]:
         new = [_store(week_start, agent, figures[agent.pk], {}) for agent in agents]
         if None not in stored:
             every_agent = list(Agent.objects.select_related("user"))
-            new.append(_store(week_start, None, _total(figures), figures, every_agent))
+            total = _total(figures, week_start)
+            new.append(_store(week_start, None, total, figures, every_agent))
         # Two runs at once both write the same files; the unique constraints keep one row.
         WeeklyReport.objects.bulk_create(new, ignore_conflicts=True)
-    return list(
-        WeeklyReport.objects.filter(week_start=week_start).select_related("agent__user")
-    )
+    return list(WeeklyReport.objects.filter(week_start=week_start).select_related("agent__user"))
 
 
-def _total(figures: dict[int, Figures]) -> Figures:
+def _total(figures: dict[int, Figures], week_start: date) -> Figures:
     total = Figures()
     for one in figures.values():
-        for name in ("planned", "sent", "delivered", "failed", "opted_out"):
+        for name in ("planned", "sent", "delivered", "failed"):
             setattr(total, name, getattr(total, name) + getattr(one, name))
         total.expiring.extend(one.expiring)
+    # A customer of two agents counts once over all agents.
+    total.opted_out = (
+        _opt_outs(*week_bounds(week_start))
+        .filter(customer__policies__isnull=False)
+        .values("customer_id")
+        .distinct()
+        .count()
+    )
     total.expiring.sort(key=lambda policy: (policy.expiry_date, policy.policy_number))
     return total
 

@@ -101,7 +101,7 @@ class Migration(migrations.Migration):
                     "opted_out",
                     models.PositiveIntegerField(
                         default=0,
-                        help_text="Customers who unsubscribed, complained or replied STOP.",
+                        help_text="Customers of the book who refused a channel in the week.",
                     ),
                 ),
                 (

@@ -19,7 +19,12 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from notifications import reports, tasks
-from notifications.models import DeliveryEvent, Notification, ReminderRun, WeeklyReport
+from notifications.models import (
+    ConsentChange,
+    Notification,
+    ReminderRun,
+    WeeklyReport,
+)
 from notifications.schedule import WEEKLY_REPORT_NAME
 from policies.models import Policy
 from tests.factories import make_agent, make_customer, make_policy, make_rule
@@ -86,17 +91,11 @@ class Book:
         )
         return notification
 
-    def event(self, notification, event_type, occurred_at, error_code="") -> None:
-        self.count += 1
-        DeliveryEvent.objects.create(
-            notification=notification,
-            provider="test",
-            event_type=event_type,
-            provider_event_id=f"event-{self.count}",
-            occurred_at=occurred_at,
-            error_code=error_code,
-            raw_payload={"test": True},
+    def consent(self, policy, channel: str, *, accepted: bool, at: datetime) -> None:
+        change = ConsentChange.objects.create(
+            customer=policy.customer, channel=channel, accepted=accepted, source="one_click"
         )
+        ConsentChange.objects.filter(pk=change.pk).update(changed_at=at)  # auto_now_add
 
 
 @pytest.fixture
@@ -106,17 +105,19 @@ def book(db) -> Book:
     # Alice: delivered in the week (so not "expiring, none delivered")...
     a1 = book.policy("A-1", alice, 10)
     book.reminder(a1, Status.DELIVERED, sent_at=IN_WEEK, delivered_at=IN_WEEK)
-    # ...one that failed in the week, whose customer then unsubscribed...
+    # ...one that failed in the week, whose customer then refused email, and SMS (one customer)...
     a2 = book.policy("A-2", alice, 20)
-    failed = book.reminder(a2, Status.FAILED, sent_at=IN_WEEK, changed=IN_WEEK)
-    book.event(failed, DeliveryEvent.Type.UNSUBSCRIBED, IN_WEEK)
-    book.event(failed, DeliveryEvent.Type.COMPLAINED, IN_WEEK)  # the same customer again
+    book.reminder(a2, Status.FAILED, sent_at=IN_WEEK, changed=IN_WEEK)
+    book.consent(a2, "email", accepted=False, at=IN_WEEK)
+    book.consent(a2, "sms", accepted=False, at=IN_WEEK)
     # ...one planned before the week and sent in it, never delivered...
     a3 = book.policy("A-3", alice, 5)
     book.reminder(a3, Status.SENT, planned=BEFORE, sent_at=IN_WEEK)
     # ...one skipped (never meant to go), and one planned after the week.
     book.reminder(a3, Status.SKIPPED)
     book.reminder(a3, Status.PLANNED, planned=AFTER)
+    book.consent(a3, "email", accepted=False, at=BEFORE)  # opted out the week before...
+    book.consent(a3, "email", accepted=True, at=IN_WEEK)  # ...and back in: not an opt-out
     # Outside the 30 days, or not active: not on the expiring list.
     book.policy("A-4", alice, 31)
     book.policy("A-5", alice, 3, status=Policy.Status.RENEWED)
@@ -125,10 +126,10 @@ def book(db) -> Book:
     book.reminder(b1, Status.DELIVERED, planned=BEFORE, sent_at=BEFORE, delivered_at=BEFORE)
     # ...a bounce in the week, a STOP by SMS in the week, an opt-out after the week...
     b2 = book.policy("B-2", bruno, 0)
-    bounced = book.reminder(b2, Status.BOUNCED, sent_at=IN_WEEK, changed=IN_WEEK)
-    stopped = book.reminder(b2, Status.FAILED, planned=BEFORE, sent_at=BEFORE, changed=BEFORE)
-    book.event(stopped, DeliveryEvent.Type.FAILED, IN_WEEK, error_code="21610")
-    book.event(bounced, DeliveryEvent.Type.UNSUBSCRIBED, AFTER)
+    book.reminder(b2, Status.BOUNCED, sent_at=IN_WEEK, changed=IN_WEEK)
+    book.reminder(b2, Status.FAILED, planned=BEFORE, sent_at=BEFORE, changed=BEFORE)
+    book.consent(b2, "sms", accepted=False, at=IN_WEEK)
+    book.consent(b1, "email", accepted=False, at=AFTER)
     # ...and a policy with no reminder at all, expiring on the last day of the window.
     book.policy("B-3", bruno, 30)
     return book
@@ -166,11 +167,11 @@ def figures_from_database(agent) -> dict[str, int]:
     def within(moment) -> bool:
         return moment is not None and start <= moment < end
 
+    customers = set(Policy.objects.filter(agent=agent).values_list("customer_id", flat=True))
     opted_out = {
-        event.notification.customer_id
-        for event in DeliveryEvent.objects.filter(notification__policy__agent=agent)
-        if within(event.occurred_at)
-        and (event.event_type in ("unsubscribed", "complained") or event.error_code == "21610")
+        change.customer_id
+        for change in ConsentChange.objects.all()
+        if not change.accepted and within(change.changed_at) and change.customer_id in customers
     }
     delivered = {(n.policy_id, n.expiry_date) for n in notifications if n.status == "delivered"}
     expiring = [
