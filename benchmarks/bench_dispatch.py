@@ -303,8 +303,9 @@ def tree_cpu(root: int, table: dict[int, Proc]) -> float:
     return sum(table[pid].cpu for pid in pids) + (table[root].reaped_cpu if pids else 0)
 
 
-def cpu_snapshot(worker_pids: list[int]) -> dict[str, float]:
-    """CPU seconds so far: the workers, PostgreSQL (all of its processes) and the machine."""
+def cpu_snapshot(worker_pids: list[int], provider_pid: int) -> dict[str, float]:
+    """CPU seconds so far: the workers, the fake provider, this process (the fan-out and the
+    polling), PostgreSQL (all of its processes, other databases' too) and the machine."""
     table = process_table()
     postmasters = [
         pid
@@ -315,6 +316,8 @@ def cpu_snapshot(worker_pids: list[int]) -> dict[str, float]:
         ticks = [int(value) for value in stat.readline().split()[1:]]
     return {
         "workers": sum(tree_cpu(pid, table) for pid in worker_pids),
+        "provider": tree_cpu(provider_pid, table),
+        "bench": table[os.getpid()].cpu,
         "postgres": sum(tree_cpu(pid, table) for pid in postmasters),
         "machine": (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS,  # all but idle, iowait
     }
@@ -523,14 +526,14 @@ def trial(config: WorkerConfig, reminders: int, env: dict, fake, timeout: float)
         pids = [process.pid for process in workers.processes]
         with RssSampler(pids) as rss:
             workers.wait_ready()
-            cpu_before, sessions_before = cpu_snapshot(pids), database_sessions()
+            cpu_before, sessions_before = cpu_snapshot(pids, fake.process.pid), database_sessions()
             started = time.time()  # the first enqueue: fan_out claims, then publishes
             run.enqueued = fan_out()
             fan_out_seconds = time.time() - started
             if run.enqueued != reminders:
                 raise RuntimeError(f"fan_out enqueued {run.enqueued}, expected {reminders}")
             wait_until_sent(run, workers, timeout)
-            cpu_after, sessions_after = cpu_snapshot(pids), database_sessions()
+            cpu_after, sessions_after = cpu_snapshot(pids, fake.process.pid), database_sessions()
             busy_seconds = time.time() - started
         statuses = dict(Counter(run.notifications.values_list("status", flat=True)))
     delivery = compare(run, fake.collect())
@@ -599,12 +602,13 @@ def print_trial(t: Trial) -> None:
     print(
         f"  {t.config!s:<46} {d.accepted:>6,} accepted in {t.seconds:6.2f} s "
         f"{t.rate:7,.0f} msg/s  p50 {d.percentile(0.5):6.2f} s  p95 {d.percentile(0.95):6.2f} s"
-        f"  dup {d.duplicates}  lost {d.losses}  peak RSS {mib(t.peak_rss_total)}",
+        f"  dup {d.duplicates}  lost {d.losses}  peak RSS {mib(t.peak_rss_total)}"
+        f"  workers' CPU {t.cpu_ms['workers']:.2f} ms/msg, machine {t.machine_busy:.1f} cores",
         flush=True,
     )
 
 
-def print_report(best: Trial, base: Baseline, reminders: int, latency: float) -> None:
+def print_report(best: Trial, base: Baseline | None, reminders: int, latency: float) -> None:
     d = best.delivery
     print()
     print(f"Chosen: {best.config} (the script's default: {DEFAULT_CONFIGS})")
@@ -627,8 +631,9 @@ def print_report(best: Trial, base: Baseline, reminders: int, latency: float) ->
     print(f"  notification statuses afterwards: {best.statuses}")
     cpu = best.cpu_ms
     print(
-        f"  CPU per message: workers {cpu['workers']:.1f} ms, PostgreSQL {cpu['postgres']:.1f} ms,"
-        f" whole machine {cpu['machine']:.1f} ms ({best.machine_busy:.1f} of {os.cpu_count()}"
+        f"  CPU per message: workers {cpu['workers']:.2f} ms, fake provider {cpu['provider']:.2f}"
+        f" ms, fan-out and polling {cpu['bench']:.2f} ms, PostgreSQL {cpu['postgres']:.2f} ms,"
+        f" whole machine {cpu['machine']:.2f} ms ({best.machine_busy:.1f} of {os.cpu_count()}"
         f" cores busy); {best.connections_per_message:.2f} new PostgreSQL connections per message"
     )
     each = ", ".join(mib(size) for size in best.peak_rss_each)
@@ -640,6 +645,8 @@ def print_report(best: Trial, base: Baseline, reminders: int, latency: float) ->
             f"  urllib3 'Connection pool is full' warnings in the worker logs: "
             f"{best.pool_warnings:,}"
         )
+    if base is None:  # --skip-baseline
+        return
     b = base.delivery
     print()
     print(
@@ -771,11 +778,9 @@ def main() -> None:
                     f"{t.config}: {d.accepted} accepted, {d.duplicates} duplicates, "
                     f"{d.losses} losses"
                 )
-        if args.skip_baseline:
-            return
-        base = baseline(args.baseline, fake)
+        base = None if args.skip_baseline else baseline(args.baseline, fake)
         print_report(best, base, args.reminders, args.latency)
-        if base.delivery.duplicates or base.delivery.losses:
+        if base and (base.delivery.duplicates or base.delivery.losses):
             raise SystemExit("the baseline sent duplicates or lost reminders")
 
 

@@ -197,6 +197,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # twilio logs every request and response at INFO: a worker's CPU, for nothing to read.
+    "loggers": {"twilio.http_client": {"level": "WARNING"}},
 }
 
 if not DEBUG:
@@ -207,8 +209,12 @@ if not DEBUG:
 # A notification queued or sending for longer than this lost its task (a broker restart, a
 # killed worker): the next daily scan enqueues it again. The send's claim keeps that safe.
 REMINDER_REQUEUE_AFTER_MINUTES = env_int("REMINDER_REQUEUE_AFTER_MINUTES", 30)
-# How many send tasks the fan-out marks queued and publishes per round trip.
+# How many notifications the fan-out marks queued and publishes per round trip.
 REMINDER_FANOUT_CHUNK = env_int("REMINDER_FANOUT_CHUNK", 1000)
+# Notifications per send_batch task, claimed, loaded and recorded together, and how many of a
+# batch's messages are in flight to the providers at once (README: "Benchmarks").
+REMINDER_SEND_BATCH_SIZE = env_int("REMINDER_SEND_BATCH_SIZE", 100)
+REMINDER_SEND_THREADS = env_int("REMINDER_SEND_THREADS", 25)
 # Transient provider errors are retried this many times, backing off exponentially with jitter.
 REMINDER_SEND_MAX_RETRIES = env_int("REMINDER_SEND_MAX_RETRIES", 5)
 # Messages per second each channel may send, across all workers (0: no limit). A limit needs

@@ -1,20 +1,33 @@
-"""Sending one notification: claim it, check it still stands, render it, hand it to its
-channel and record what the provider said. Safe to run any number of times for one id."""
+"""Sending notifications: claim them, check they still stand, render them, hand them to their
+channel and record what the provider said. Safe to run any number of times for the same ids:
+`send` for one, `send_many` for a batch."""
 
+import os
 import random
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
 
-from django.db.models import F
+from django.conf import settings
+from django.db import connections, router
+from django.db.models import F, Value
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from notifications import lifecycle, rate_limit, tracking
-from notifications.channels import PermanentSendError, TransientSendError, channel_for
+from notifications.channels import PermanentSendError, TransientSendError, sending_through
 from notifications.models import Channel, DeliveryEvent, Notification
 from notifications.quiet_hours import next_sms_window
 from notifications.rendering import render
 from policies.models import Policy
 
 Status = Notification.Status
+# What checking and rendering a notification read, loaded with it.
+SEND_RELATED = ("policy__agent__user", "customer", "rule__template", "rule__fallback_template")
+TEMPLATE_TRANSLATIONS = ("rule__template__translations", "rule__fallback_template__translations")
 
 
 @dataclass(frozen=True)
@@ -22,6 +35,7 @@ class Outcome:
     status: str
     detail: str = ""
     fallback_id: int | None = None  # an email planned in place of a failed SMS, to send next
+    attempts: int = 0  # send_many: tries so far of a notification put back in the queue
 
 
 def send(notification_id: int) -> Outcome:
@@ -30,9 +44,7 @@ def send(notification_id: int) -> Outcome:
     claimed = lifecycle.move(notification_id, Status.SENDING, attempts=F("attempts") + 1)
     if not claimed:
         return Outcome("not claimed", "already sent, sending, or no longer due")
-    notification = Notification.objects.select_related(
-        "policy__agent__user", "customer", "rule__template", "rule__fallback_template"
-    ).get(pk=notification_id)
+    notification = Notification.objects.select_related(*SEND_RELATED).get(pk=notification_id)
     reason = why_not_send(notification)
     if reason:
         lifecycle.move(notification_id, Status.CANCELLED, last_error=reason)
@@ -52,7 +64,8 @@ def send(notification_id: int) -> Outcome:
     try:
         message = render(notification)
         rate_limit.acquire(notification.channel)
-        provider_message_id = channel_for(notification.channel).send(message)
+        with sending_through(notification.channel) as channel:
+            provider_message_id = channel.send(message)
     except PermanentSendError as error:
         lifecycle.move(notification_id, Status.FAILED, last_error=str(error))
         tracking.apply_to_customer(
@@ -67,6 +80,190 @@ def send(notification_id: int) -> Outcome:
         # The provider's callback already moved it on (delivered, say): keep its id all the same.
         Notification.objects.filter(pk=notification_id).update(**sent)
     return Outcome(Status.SENT, provider_message_id)
+
+
+def send_many(notification_ids: Iterable[int]) -> dict[int, Outcome]:
+    """Send a batch as `send` sends one, with a few queries for the whole batch: one
+    conditional UPDATE claims it, one query loads it, the messages go out concurrently on the
+    process's send threads over connections kept open for the batch, and one UPDATE per kind
+    of outcome records them. A notification another process claimed is skipped. A transient
+    error puts its notification back in the queue (outcome QUEUED, for the caller to retry on
+    its own) or, once its retries are used up, fails it."""
+    ids = list(notification_ids)
+    claimed = lifecycle.move_returning_ids(ids, Status.SENDING, attempts=F("attempts") + 1)
+    outcomes = {
+        notification_id: Outcome("not claimed", "already sent, sending, or no longer due")
+        for notification_id in ids
+    }
+    notifications = (
+        Notification.objects.select_related(*SEND_RELATED)
+        .prefetch_related(*TEMPLATE_TRANSLATIONS)
+        .filter(pk__in=claimed)
+        .order_by("pk")
+    )
+    record = _BatchRecord()
+    now = timezone.now()
+    ready = []
+    for notification in notifications:
+        if reason := why_not_send(notification):
+            record.cancelled[notification.pk] = reason
+        elif window := _quiet_hours_end(notification, now):
+            record.deferred[notification.pk] = window
+        else:
+            ready.append(notification)
+    results = _send_concurrently(ready)
+    unexpected = []
+    for notification in ready:
+        result = results[notification.pk]
+        if isinstance(result, str):
+            record.sent[notification.pk] = result
+        elif isinstance(result, PermanentSendError):
+            record.failed[notification] = result
+        elif isinstance(result, TransientSendError):
+            record.transient[notification] = result
+        else:  # a bug or a misconfiguration: left sending, as `send` leaves it, and raised
+            unexpected.append(result)
+    outcomes.update(record.save())
+    if unexpected:
+        raise unexpected[0]
+    return outcomes
+
+
+def out_of_retries(attempts: int) -> bool:
+    """Whether a notification whose `attempts`-th try failed transiently has no retry left."""
+    return attempts > settings.REMINDER_SEND_MAX_RETRIES
+
+
+def gave_up(attempts: int, error: Exception) -> str:
+    return f"gave up after {attempts} attempts: {error}"
+
+
+def _quiet_hours_end(notification: Notification, now: datetime) -> datetime | None:
+    if notification.channel != Channel.SMS:
+        return None
+    return next_sms_window(now, notification.customer.timezone)
+
+
+def _send_concurrently(notifications: list[Notification]) -> dict[int, str | Exception]:
+    """Render and send each notification on this process's send threads (the provider's
+    latency, not our CPU, is what a send waits for). Returns each one's provider message id, or
+    the error its send raised."""
+    if not notifications:
+        return {}
+    pool = _send_threads(os.getpid(), settings.REMINDER_SEND_THREADS)
+    with ExitStack() as stack:
+        channels = {
+            name: stack.enter_context(sending_through(name))
+            for name in {notification.channel for notification in notifications}
+        }
+        futures = {n.pk: pool.submit(_send_one, channels[n.channel], n) for n in notifications}
+        wait(futures.values())
+    return {notification_id: future.result() for notification_id, future in futures.items()}
+
+
+@lru_cache(maxsize=1)
+def _send_threads(process_id: int, threads: int) -> ThreadPoolExecutor:
+    """The threads that send for every batch a process runs, however many run at once; by
+    process id, so that a forked worker child starts its own."""
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send")
+
+
+def _send_one(channel, notification: Notification) -> str | Exception:
+    try:
+        message = render(notification)
+        rate_limit.acquire(notification.channel)
+        return channel.send(message)
+    except Exception as error:  # one message's error must not lose the batch's other outcomes
+        return error
+
+
+class _BatchRecord:
+    """A batch's outcomes by kind, each kind recorded with one UPDATE through the lifecycle."""
+
+    def __init__(self):
+        self.cancelled: dict[int, str] = {}
+        self.deferred: dict[int, datetime] = {}
+        self.sent: dict[int, str] = {}
+        self.failed: dict[Notification, PermanentSendError] = {}
+        self.transient: dict[Notification, TransientSendError] = {}
+
+    def save(self) -> dict[int, Outcome]:
+        outcomes = {}
+        if self.cancelled:
+            lifecycle.move(
+                self.cancelled, Status.CANCELLED, last_error=_each(self.cancelled, "last_error")
+            )
+            outcomes |= {pk: Outcome(Status.CANCELLED, why) for pk, why in self.cancelled.items()}
+        if self.deferred:
+            lifecycle.move(
+                self.deferred,
+                Status.DEFERRED,
+                send_after=_each(self.deferred, "send_after"),
+                attempts=F("attempts") - 1,  # nothing was attempted
+            )
+            outcomes |= {
+                pk: Outcome(Status.DEFERRED, f"quiet hours: waits until {window.isoformat()}")
+                for pk, window in self.deferred.items()
+            }
+        if self.sent:
+            sent = {
+                "sent_at": timezone.now(),
+                "provider_message_id": _each(self.sent, "provider_message_id"),
+            }
+            if lifecycle.move(self.sent, Status.SENT, last_error="", **sent) < len(self.sent):
+                # Providers' callbacks moved some on (delivered, say): keep their ids all the same.
+                Notification.objects.filter(pk__in=self.sent, provider_message_id="").update(**sent)
+            outcomes |= {pk: Outcome(Status.SENT, sid) for pk, sid in self.sent.items()}
+        outcomes |= self._save_failed() | self._save_transient()
+        return outcomes
+
+    def _save_failed(self) -> dict[int, Outcome]:
+        if not self.failed:
+            return {}
+        reasons = {notification.pk: str(error) for notification, error in self.failed.items()}
+        lifecycle.move(reasons, Status.FAILED, last_error=_each(reasons, "last_error"))
+        outcomes = {}
+        for notification, error in self.failed.items():  # rare: a rejected address or number
+            tracking.apply_to_customer(
+                notification.customer_id, DeliveryEvent.Type.REJECTED, error.code
+            )
+            outcomes[notification.pk] = Outcome(
+                Status.FAILED, str(error), fallback_id=plan_fallback(notification)
+            )
+        return outcomes
+
+    def _save_transient(self) -> dict[int, Outcome]:
+        retry, give_up = {}, {}
+        for notification, error in self.transient.items():
+            if out_of_retries(notification.attempts):
+                give_up[notification.pk] = gave_up(notification.attempts, error)
+            else:
+                retry[notification.pk] = (str(error), notification.attempts)
+        if retry:
+            errors = {pk: error for pk, (error, _) in retry.items()}
+            lifecycle.move(retry, Status.QUEUED, last_error=_each(errors, "last_error"))
+        if give_up:
+            lifecycle.move(give_up, Status.FAILED, last_error=_each(give_up, "last_error"))
+        return {
+            pk: Outcome(Status.QUEUED, error, attempts=attempts)
+            for pk, (error, attempts) in retry.items()
+        } | {pk: Outcome(Status.FAILED, reason) for pk, reason in give_up.items()}
+
+
+def _each(values: dict[int, object], field_name: str) -> Value | RawSQL:
+    """Each notification's own value of a field, as one expression for a bulk UPDATE: a plain
+    CASE on the id (Django's Case(When(pk=...)) costs a worker more CPU than the send)."""
+    field = Notification._meta.get_field(field_name)
+    distinct = set(values.values())
+    if len(distinct) == 1:
+        return Value(distinct.pop(), output_field=field)
+    database = connections[router.db_for_write(Notification)]
+    params = []
+    for notification_id, value in values.items():
+        params += [notification_id, field.get_db_prep_value(value, database)]
+    whens = " ".join(["WHEN %s THEN %s"] * len(values))
+    primary_key = database.ops.quote_name(Notification._meta.pk.column)
+    return RawSQL(f"CASE {primary_key} {whens} END", params, output_field=field)
 
 
 def plan_fallback(notification: Notification) -> int | None:

@@ -4,6 +4,9 @@ racing for one notification cannot both win, and no status ever moves backwards.
 
 from collections.abc import Iterable
 
+from django.db import connections, router
+from django.db.models import QuerySet, functions
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from notifications.models import Notification, NotificationStatus
@@ -53,6 +56,31 @@ def move(notification_ids: int | Iterable[int], to: str, **fields) -> int:
     ids = [notification_ids] if isinstance(notification_ids, int) else list(notification_ids)
     if not ids:
         return 0
-    return Notification.objects.filter(pk__in=ids, status__in=sources_of(to)).update(
-        status=to, status_changed_at=timezone.now(), **fields
+    return _movable(ids, to).update(status=to, status_changed_at=timezone.now(), **fields)
+
+
+def move_returning_ids(notification_ids: Iterable[int], to: str, **fields) -> list[int]:
+    """`move`, in the same single conditional UPDATE, but returning the ids that moved: a
+    batch learns which of its notifications it won."""
+    ids = list(notification_ids)
+    if not ids:
+        return []
+    movable = _movable(ids, to)
+    # QuerySet.update() without its row count: Django has no UPDATE ... RETURNING of its own.
+    query = movable.query.chain(UpdateQuery)
+    query.add_update_values({"status": to, "status_changed_at": timezone.now(), **fields})
+    query.clear_select_clause()
+    database = router.db_for_write(Notification)
+    update_sql, params = query.get_compiler(database).as_sql()
+    primary_key = connections[database].ops.quote_name(Notification._meta.pk.column)
+    with connections[database].cursor() as cursor:
+        cursor.execute(f"{update_sql} RETURNING {primary_key}", params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _movable(ids: list[int], to: str) -> QuerySet:
+    # The status is compared through Lower() so that PostgreSQL finds these rows by primary
+    # key: on the bare column it prefers the in-flight partial index, and walks all of it.
+    return Notification.objects.alias(current_status=functions.Lower("status")).filter(
+        pk__in=ids, current_status__in=sources_of(to)
     )

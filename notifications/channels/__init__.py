@@ -1,6 +1,9 @@
 """Channels: each knows how to send one message through its provider. What happens around a
 send (claiming, retrying, recording) is written once, in dispatch."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from django.conf import settings
 from django.utils.module_loading import import_string
 
@@ -23,6 +26,7 @@ __all__ = [
     "SendError",
     "TransientSendError",
     "channel_for",
+    "sending_through",
 ]
 
 
@@ -43,3 +47,14 @@ def channel_for(channel: str):
             f"SMS_BACKEND={settings.SMS_BACKEND!r} is not one of {', '.join(SMS_BACKENDS)}"
         ) from None
     return measured(import_string(path)(), channel=Channel.SMS.value, provider=settings.SMS_BACKEND)
+
+
+@contextmanager
+def sending_through(channel: str) -> Iterator:
+    """The sender for a channel, for the block: connections it keeps open are closed after."""
+    sender = channel_for(channel)
+    try:
+        yield sender
+    finally:
+        if hasattr(sender, "close"):  # only senders that keep connections have one
+            sender.close()

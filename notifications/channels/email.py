@@ -1,15 +1,17 @@
 import smtplib
+import threading
 from email.utils import make_msgid
 
 from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail import EmailMultiAlternatives, get_connection
 
 from notifications.channels.base import (
     OutgoingMessage,
     PermanentSendError,
     SendError,
     TransientSendError,
+    read_environment_once,
 )
 
 NOTIFICATION_HEADER = "X-Renewly-Notification"
@@ -17,7 +19,33 @@ NOTIFICATION_HEADER = "X-Renewly-Notification"
 
 class EmailChannel:
     """Sends through Django's email API, so EMAIL_BACKEND alone picks the provider: the local
-    outbox, SMTP, or any ESP anymail supports."""
+    outbox, SMTP, or any ESP anymail supports. Each thread sending through one channel keeps
+    its own backend connection until `close()`: anymail then sends a whole batch over one
+    kept-alive HTTP session per thread instead of opening one per email."""
+
+    def __init__(self):
+        self._local = threading.local()
+        self._opened = []
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for connection in opened:
+            connection.close()
+
+    def _connection(self):
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = get_connection()
+            connection.open()
+            session = getattr(connection, "session", None)  # anymail's HTTP backends have one
+            if session is not None:
+                read_environment_once(session, connection.api_url)
+            self._local.connection = connection
+            with self._lock:
+                self._opened.append(connection)
+        return connection
 
     def send(self, message: OutgoingMessage) -> str:
         message_id = make_msgid(
@@ -40,6 +68,7 @@ class EmailChannel:
         email.metadata = message.metadata
         email.tags = ["renewal-reminder"]
         try:
+            email.connection = self._connection()
             email.send()
         except Exception as error:
             send_error = classify_email_error(error)

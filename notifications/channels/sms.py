@@ -6,6 +6,7 @@ from urllib.parse import urlencode
 import requests
 from django.conf import settings
 from django.urls import reverse
+from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -15,6 +16,7 @@ from notifications.channels.base import (
     PermanentSendError,
     SendError,
     TransientSendError,
+    read_environment_once,
 )
 
 # Twilio's own code for "too many requests", beside HTTP 429.
@@ -46,7 +48,15 @@ def status_callback_url(notification_id: int) -> str:
 
 @lru_cache(maxsize=1)
 def twilio_client(account_sid: str, auth_token: str, base_url: str, timeout: float) -> Client:
-    client = Client(account_sid, auth_token, http_client=TwilioHttpClient(timeout=timeout))
+    """One client per process, shared by the send threads: its session keeps a connection
+    alive for each of them (twilio's own pool holds 6, and the others would be discarded)."""
+    http_client = TwilioHttpClient(timeout=timeout)
+    for scheme in ("https://", "http://"):
+        http_client.session.mount(
+            scheme, HTTPAdapter(pool_maxsize=max(10, settings.REMINDER_SEND_THREADS))
+        )
+    read_environment_once(http_client.session, base_url)
+    client = Client(account_sid, auth_token, http_client=http_client)
     client.api.base_url = base_url  # Twilio itself, or a compatible stand-in
     return client
 

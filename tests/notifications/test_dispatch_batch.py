@@ -1,0 +1,260 @@
+"""Sending a batch: dispatch.send_many and the send_batch task the fan-out publishes, through the
+real twilio SDK and anymail's Postmark backend talking to the local fake provider. A batch keeps
+every promise a single send makes: each notification goes once, whatever claimed it first wins,
+and each outcome (sent, cancelled, deferred, failed, retried) is recorded as `send` records it."""
+
+from datetime import UTC, timedelta
+
+import pytest
+from django.utils import timezone
+
+from notifications import dispatch, lifecycle, planning
+from notifications.models import Channel, MessageTemplate, Notification, ReminderRule
+from notifications.tasks import fan_out, send_batch
+from policies.models import Customer, Policy
+from tests.factories import make_agent, make_customer, make_policy, make_rule
+from tests.fake_provider import FakeProvider
+
+pytestmark = pytest.mark.django_db
+
+EMAIL, SMS = Channel.EMAIL, Channel.SMS
+Status = Notification.Status
+FROM_NUMBER = "+15005550006"
+
+
+@pytest.fixture
+def fake():
+    with FakeProvider(status_callbacks=False) as provider:
+        yield provider
+
+
+@pytest.fixture
+def providers(settings, fake):
+    """The real channels pointed at the fake; SMS may go at any hour unless a test says not."""
+    for name, value in fake.django_settings(anymail=dict(settings.ANYMAIL)).items():
+        setattr(settings, name, value)
+    settings.SMS_BACKEND = "twilio"
+    settings.TWILIO_FROM_NUMBER = FROM_NUMBER
+    settings.TWILIO_MESSAGING_SERVICE_SID = ""
+    settings.SMS_WINDOW_START_HOUR, settings.SMS_WINDOW_END_HOUR = 0, 24
+    settings.REMINDER_SEND_MAX_RETRIES = 3
+    settings.REMINDER_SEND_THREADS = 4
+    return fake
+
+
+@pytest.fixture
+def eager_tasks():
+    """Tasks a task sends run in place, so a test sees the whole chain."""
+    conf = send_batch.app.conf
+    conf.update(task_always_eager=True)
+    yield
+    conf.update(task_always_eager=False)
+
+
+def phone(n: int) -> str:
+    return f"+1415555{n:04d}"
+
+
+def email(n: int) -> str:
+    return f"customer{n}@mail.example"
+
+
+@pytest.fixture
+def queued(db) -> dict[tuple[str, int], Notification]:
+    """Three customers due a 7-day reminder by email and by SMS, planned and queued by the
+    fan-out's claim: {(channel, customer number): Notification}."""
+    ReminderRule.objects.all().delete()
+    make_rule(7, EMAIL)
+    make_rule(7, SMS)
+    agent = make_agent()
+    expiry = timezone.localdate() + timedelta(7)
+    for n in (1, 2, 3):
+        customer = make_customer(email(n), phone=phone(n), name=f"Pat {n}", timezone="UTC")
+        make_policy(f"P-{n}", customer=customer, agent=agent, expiry_date=expiry)
+    planning.plan_due(run_date=timezone.localdate())
+    planning.claim_for_enqueue(limit=100, stalled_after=timedelta(hours=1))
+    notifications = Notification.objects.select_related("policy")
+    return {(n.channel, int(n.policy.policy_number[2:])): n for n in notifications}
+
+
+def ids(queued) -> list[int]:
+    return sorted(notification.pk for notification in queued.values())
+
+
+def reload(notification: Notification) -> Notification:
+    return Notification.objects.get(pk=notification.pk)
+
+
+def test_a_batch_sends_each_notification_once(providers, queued):
+    outcomes = dispatch.send_many(ids(queued))
+
+    assert {outcome.status for outcome in outcomes.values()} == {Status.SENT}
+    assert set(outcomes) == set(ids(queued))
+    assert sum(providers.accepted.values()) == 6
+    assert all(
+        providers.accepted[recipient] == 1 for n in (1, 2, 3) for recipient in (email(n), phone(n))
+    )
+    sent_ids = {message.id for message in providers.messages}
+    for notification in map(reload, queued.values()):
+        assert (notification.status, notification.attempts) == (Status.SENT, 1)
+        assert notification.provider_message_id in sent_ids
+        assert outcomes[notification.pk].detail == notification.provider_message_id
+        assert notification.sent_at is not None
+        assert notification.last_error == ""
+
+
+def test_the_same_batch_sent_again_sends_nothing(providers, queued):
+    dispatch.send_many(ids(queued))
+    recorded = {n.pk: (n.status, n.provider_message_id) for n in map(reload, queued.values())}
+
+    again = dispatch.send_many(ids(queued))
+
+    assert {outcome.status for outcome in again.values()} == {"not claimed"}
+    assert sum(providers.attempts.values()) == 6
+    assert {n.pk: (n.status, n.provider_message_id) for n in map(reload, queued.values())} == (
+        recorded
+    )
+    assert {reload(n).attempts for n in queued.values()} == {1}
+
+
+def test_a_notification_someone_else_claimed_is_skipped(providers, queued):
+    taken = queued[(SMS, 2)]
+    assert lifecycle.move(taken.pk, Status.SENDING) == 1  # another worker, mid-send
+
+    outcomes = dispatch.send_many(ids(queued))
+
+    assert outcomes[taken.pk].status == "not claimed"
+    assert providers.attempts[phone(2)] == 0
+    assert reload(taken).status == Status.SENDING
+    assert sum(providers.accepted.values()) == 5
+    others = [n for key, n in queued.items() if key != (SMS, 2)]
+    assert {reload(n).status for n in others} == {Status.SENT}
+
+
+def test_one_batch_records_a_permanent_error_a_transient_one_and_a_success(providers, queued):
+    providers.script(phone(1), ["unsubscribed"])  # Twilio 21610: the customer replied STOP
+    providers.script(phone(2), ["503"])
+    batch = [queued[(SMS, 1)], queued[(SMS, 2)], queued[(SMS, 3)]]
+
+    outcomes = dispatch.send_many([n.pk for n in batch])
+
+    rejected, unavailable, accepted = map(reload, batch)
+    assert outcomes[rejected.pk].status == Status.FAILED
+    assert (rejected.status, rejected.attempts) == (Status.FAILED, 1)
+    assert "21610" in rejected.last_error
+    assert Customer.objects.get(pk=rejected.customer_id).sms_consent is False
+
+    assert outcomes[unavailable.pk] == dispatch.Outcome(
+        Status.QUEUED, unavailable.last_error, attempts=1
+    )
+    assert (unavailable.status, unavailable.attempts) == (Status.QUEUED, 1)
+    assert "503" in unavailable.last_error
+    assert unavailable.sent_at is None
+
+    assert outcomes[accepted.pk].status == Status.SENT
+    assert accepted.status == Status.SENT
+    assert accepted.provider_message_id == outcomes[accepted.pk].detail
+    assert Customer.objects.get(pk=accepted.customer_id).sms_consent is True
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_the_batch_task_retries_a_transient_error_on_its_own_and_sends_it(providers, queued):
+    providers.script(phone(2), ["503", "ok"])
+
+    counts = send_batch.apply(args=[ids(queued)]).get()
+
+    assert counts == {Status.SENT: 5, Status.QUEUED: 1}  # the retry ran as a task of its own
+    retried = reload(queued[(SMS, 2)])
+    assert (retried.status, retried.attempts, retried.last_error) == (Status.SENT, 2, "")
+    assert providers.accepted[phone(2)] == 1
+    assert sum(providers.accepted.values()) == 6
+
+
+def test_a_transient_error_out_of_retries_fails(providers, queued, settings):
+    settings.REMINDER_SEND_MAX_RETRIES = 0
+    providers.script(phone(2), ["503"])
+    notification = queued[(SMS, 2)]
+
+    outcome = dispatch.send_many([notification.pk])[notification.pk]
+
+    notification = reload(notification)
+    assert outcome.status == Status.FAILED
+    assert notification.status == Status.FAILED
+    assert notification.last_error.startswith("gave up after 1 attempts: ")
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_a_permanently_failed_sms_in_a_batch_falls_back_to_email(providers, queued):
+    sms = queued[(SMS, 1)]
+    rule = sms.rule
+    rule.fallback_template = MessageTemplate.objects.filter(channel=EMAIL).first()
+    rule.save()
+    queued[(EMAIL, 1)].delete()  # only the SMS rule's reminder is part of this story
+    providers.script(phone(1), ["invalid"])
+
+    send_batch.apply(args=[[sms.pk]]).get()
+
+    assert reload(sms).status == Status.FAILED
+    fallback = Notification.objects.get(fallback_for=sms)
+    assert (fallback.channel, fallback.status) == (EMAIL, Status.SENT)
+    assert providers.accepted[email(1)] == 1
+
+
+def test_a_notification_no_longer_due_is_cancelled_with_its_reason(providers, queued):
+    Policy.objects.filter(policy_number="P-3").update(status=Policy.Status.CANCELLED)
+
+    outcomes = dispatch.send_many(ids(queued))
+
+    for channel in (EMAIL, SMS):
+        cancelled = reload(queued[(channel, 3)])
+        assert (cancelled.status, cancelled.last_error) == (Status.CANCELLED, "policy is cancelled")
+        assert outcomes[cancelled.pk] == dispatch.Outcome(Status.CANCELLED, "policy is cancelled")
+    assert providers.attempts[email(3)] == providers.attempts[phone(3)] == 0
+    assert sum(providers.accepted.values()) == 4
+
+
+def test_sms_outside_the_customers_hours_is_deferred_while_email_goes(providers, queued, settings):
+    hour = timezone.now().astimezone(UTC).hour  # the customers live in UTC
+    settings.SMS_WINDOW_START_HOUR, settings.SMS_WINDOW_END_HOUR = (
+        (hour + 1, 24) if hour < 23 else (0, 23)
+    )
+
+    outcomes = dispatch.send_many(ids(queued))
+
+    for n in (1, 2, 3):
+        deferred, sent = reload(queued[(SMS, n)]), reload(queued[(EMAIL, n)])
+        assert (deferred.status, deferred.attempts) == (Status.DEFERRED, 0)
+        assert deferred.send_after > timezone.now()
+        assert outcomes[deferred.pk].status == Status.DEFERRED
+        assert sent.status == Status.SENT
+    assert sum(providers.attempts[phone(n)] for n in (1, 2, 3)) == 0
+    assert sum(providers.accepted.values()) == 3
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_fan_out_sends_everything_in_batches_of_the_configured_size(
+    providers, settings, monkeypatch
+):
+    settings.REMINDER_SEND_BATCH_SIZE = 4
+    ReminderRule.objects.all().delete()
+    make_rule(7, EMAIL)
+    make_rule(7, SMS)
+    agent = make_agent()
+    for n in range(1, 6):
+        customer = make_customer(email(n), phone=phone(n), timezone="UTC")
+        make_policy(
+            f"F-{n}",
+            customer=customer,
+            agent=agent,
+            expiry_date=timezone.localdate() + timedelta(7),
+        )
+    planning.plan_due(run_date=timezone.localdate())
+    batches = []
+    send_many = dispatch.send_many
+    monkeypatch.setattr(dispatch, "send_many", lambda ids: batches.append(ids) or send_many(ids))
+
+    assert fan_out() == 10
+
+    assert [len(batch) for batch in batches] == [4, 4, 2]
+    assert set(Notification.objects.values_list("status", flat=True)) == {Status.SENT}
+    assert sum(providers.accepted.values()) == 10
