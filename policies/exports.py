@@ -37,9 +37,13 @@ def notice_csv_lines(notices: QuerySet) -> Iterator[str]:
     yield writer.writerow(COLUMNS)
     rows = notices.values_list(*COLUMNS.values()).iterator(chunk_size=2000)
     for *values, last_error in rows:
-        yield writer.writerow([_cell(value) for value in [*values, explain_error(last_error)]])
+        yield writer.writerow(
+            [spreadsheet_safe(value) for value in [*values, explain_error(last_error)]]
+        )
 
 
-def _cell(value) -> str:
+def spreadsheet_safe(value) -> str:
+    """A CSV cell a spreadsheet shows as text: one starting with = + - or @ would run as a
+    formula (CSV injection). Every CSV Renewly writes from stored data goes through here."""
     text = "" if value is None else str(value)
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
