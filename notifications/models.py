@@ -397,6 +397,7 @@ class ConsentChange(models.Model):
         CARRIER = "carrier", "The carrier reported an opt-out (Twilio 21610)"
         COMPLAINT = "complaint", "Marked a reminder as spam"
         EMAIL_PROVIDER = "email_provider", "Unsubscribed through the email provider"
+        ADMIN = "admin", "Changed by staff in the admin (at the customer's request)"
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="consent_changes")
     channel = models.CharField(max_length=8, choices=Channel.choices)

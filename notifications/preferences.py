@@ -52,10 +52,15 @@ def unsubscribe_url(customer: Customer) -> str:
 
 
 def unsubscribe_from_email(customer: Customer) -> None:
-    """RFC 8058 one-click: email stops, SMS stays as the customer chose it."""
-    set_channels(
-        customer, email=False, sms=customer.sms_consent, source=ConsentChange.Source.ONE_CLICK
+    """RFC 8058 one-click: email stops; SMS is not touched (a STOP that arrived meanwhile
+    stands)."""
+    change_consent(
+        Customer.objects.filter(pk=customer.pk),
+        channel=Channel.EMAIL,
+        accepted=False,
+        source=ConsentChange.Source.ONE_CLICK,
     )
+    customer.email_consent = False
 
 
 CONSENT_FIELDS = {Channel.EMAIL: "email_consent", Channel.SMS: "sms_consent"}

@@ -154,3 +154,27 @@ def test_a_customers_consent_history_shows_on_their_admin_page(admin_client, db)
     html = page.content.decode()
     assert "Consent changes" in html
     assert "Preferences page" in html
+
+
+def test_consent_changed_in_the_admin_is_recorded_as_the_admins(admin_client, db):
+    customer = make_customer("kai@mail.example", name="Kai Ng")
+    change = reverse("admin:policies_customer_change", args=[customer.pk])
+    form = {
+        "name": "Kai Ng",
+        "email": "kai@mail.example",
+        "phone": customer.phone,
+        "language": "en",
+        "timezone": "Europe/Madrid",
+        "email_consent": "on",
+        # sms_consent unticked
+        "consent_changes-TOTAL_FORMS": "0",
+        "consent_changes-INITIAL_FORMS": "0",
+    }
+
+    response = admin_client.post(change, form)
+
+    assert response.status_code == 302
+    customer.refresh_from_db()
+    assert (customer.email_consent, customer.sms_consent) == (True, False)
+    (record,) = customer.consent_changes.all()
+    assert (record.channel, record.accepted, record.source) == ("sms", False, "admin")

@@ -91,3 +91,15 @@ def test_an_expired_link_says_so_and_changes_nothing(client, customer, settings,
     assert b"expired" in response.content
     customer.refresh_from_db()
     assert customer.email_consent is True
+
+
+def test_one_click_unsubscribe_leaves_sms_as_it_stands_now(customer):
+    """A STOP reply may land between loading the customer and unsubscribing: it stands."""
+    loaded_before_the_stop = preferences.customer_from(preferences.token_for(customer))
+    customer.__class__.objects.filter(pk=customer.pk).update(sms_consent=False)
+
+    preferences.unsubscribe_from_email(loaded_before_the_stop)
+
+    customer.refresh_from_db()
+    assert (customer.email_consent, customer.sms_consent) == (False, False)
+    assert [c.channel for c in customer.consent_changes.all()] == ["email"]
