@@ -162,6 +162,17 @@ class NotificationStatus(models.TextChoices):
     SKIPPED = "skipped", "Skipped"
 
 
+# What an agent still has to watch: not sent yet, or failed and worth a retry. The workspace
+# lists these, through the partial index below that holds exactly them.
+PENDING_FOR_AGENTS = (
+    NotificationStatus.PLANNED,
+    NotificationStatus.QUEUED,
+    NotificationStatus.SENDING,
+    NotificationStatus.DEFERRED,
+    NotificationStatus.FAILED,
+)
+
+
 class Notification(models.Model):
     """One reminder for one policy's expiry on one channel at one lead time. Its natural key is
     unique in the database, so no scan, however repeated or concurrent, plans it twice."""
@@ -235,7 +246,7 @@ class Notification(models.Model):
             # and stopped after a page (first page of a 100,000-notice book: 169 ms -> 4 ms).
             models.Index(
                 fields=["due_on", "id"],
-                condition=Q(status__in=["planned", "queued", "sending", "deferred", "failed"]),
+                condition=Q(status__in=PENDING_FOR_AGENTS),
                 name="notification_pending_due",
             ),
         ]

@@ -3,7 +3,7 @@
 from django.db import transaction
 from django.utils import timezone
 
-from notifications import lifecycle
+from notifications import dispatch, lifecycle
 from notifications.models import Notification
 from notifications.tasks import send_notification
 
@@ -25,6 +25,16 @@ def retry_failed(*, notification: Notification) -> None:
         )
         if status != Notification.Status.FAILED:
             raise RetryError("Only a failed notice can be retried; this one is no longer failed.")
+        if Notification.objects.filter(fallback_for=notification.pk).exists():
+            raise RetryError(
+                "An email was sent in place of this SMS; a retry would remind the customer twice."
+            )
+        notification = Notification.objects.select_related("policy", "customer").get(
+            pk=notification.pk
+        )
+        reason = dispatch.why_not_send(notification)
+        if reason:
+            raise RetryError(f"This notice cannot be sent any more: {reason}.")
         lifecycle.move(notification.pk, Notification.Status.QUEUED, queued_at=timezone.now())
         # The same public task the fan-out sends; after commit, so the worker sees "queued".
         transaction.on_commit(lambda: send_notification.delay(notification.pk))

@@ -7,12 +7,11 @@ from datetime import date, timedelta
 from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.db.models.functions import TruncWeek
 
-from notifications.models import DeliveryEvent, Notification
+from notifications.models import PENDING_FOR_AGENTS, DeliveryEvent, Notification
 from policies.models import Agent, Policy
 
 Status = Notification.Status
-# What an agent still has to watch: not sent yet, or failed and worth a retry.
-PENDING = (Status.PLANNED, Status.QUEUED, Status.SENDING, Status.DEFERRED, Status.FAILED)
+PENDING = PENDING_FOR_AGENTS
 # Outcomes the dashboard counts, and the statuses each one covers.
 OUTCOMES = {
     "delivered": (Status.DELIVERED,),
@@ -67,7 +66,16 @@ class NoticeFilters:
 
 def pending_notices(book: Book, filters: NoticeFilters) -> QuerySet[Notification]:
     """The book's pending notices matching `filters`, soonest due first."""
-    notices = book.notifications.filter(status__in=PENDING)
+    notices = book.notifications.filter(status__in=PENDING).exclude(
+        # A failure is history once its expiry no longer stands (renewed, cancelled), or once
+        # an email went in its place.
+        Q(status=Status.FAILED)
+        & (
+            ~Q(expiry_date=F("policy__expiry_date"))
+            | ~Q(policy__status=Policy.Status.ACTIVE)
+            | Q(fallback__isnull=False)
+        )
+    )
     if filters.due_from:
         notices = notices.filter(due_on__gte=filters.due_from)
     if filters.due_to:
@@ -132,7 +140,7 @@ def policy_timeline(policy: Policy) -> list[Notification]:
     """Every notification of the policy, oldest first, each with its delivery events in the
     order they happened."""
     return list(
-        policy.notifications.select_related("fallback_for")
+        policy.notifications.select_related("fallback_for", "fallback")
         .prefetch_related(
             Prefetch("events", queryset=DeliveryEvent.objects.order_by("occurred_at", "id"))
         )
