@@ -27,10 +27,12 @@ from django.utils.html import escape
 
 from notifications.channels.email import classify_email_error
 from notifications.models import ConsentChange, Notification, WeeklyReport
+from policies.exports import spreadsheet_safe
 from policies.models import Agent, Policy
 
 Status = Notification.Status
 EXPIRING_WITHIN_DAYS = 30
+UNSENT_REPORTS_RETRIED_FOR_WEEKS = 4
 FIGURES = ("planned", "sent", "delivered", "failed", "opted_out", "expiring_undelivered")
 LABELS = {
     "planned": "Reminders planned",
@@ -230,20 +232,19 @@ def _csv(
         writer.writerow(["agent_email", *FIGURES])
         for one in agents:
             counts = per_agent.get(one.pk, Figures()).counts()
-            writer.writerow([one.email, *counts.values()])
+            writer.writerow([spreadsheet_safe(one.email), *counts.values()])
     writer.writerow([])
     writer.writerow(EXPIRING_COLUMNS)
     for policy in figures.expiring:
-        writer.writerow(
-            [
-                policy.policy_number,
-                policy.product_line,
-                policy.expiry_date.isoformat(),
-                policy.customer.name,
-                policy.customer.email,
-                policy.agent.email,
-            ]
-        )
+        values = [
+            policy.policy_number,
+            policy.product_line,
+            policy.expiry_date.isoformat(),
+            policy.customer.name,
+            policy.customer.email,
+            policy.agent.email,
+        ]
+        writer.writerow([spreadsheet_safe(value) for value in values])
     return out.getvalue()
 
 
@@ -273,12 +274,17 @@ def chart_svg(title: str, counts: dict[str, int]) -> str:
 
 
 def email_weekly_reports(*, week_start: date) -> int:
-    """Email each report of the week not emailed yet: an agent's to the agent, the all-agents
-    one to REPORTS_ADMIN_EMAILS (if any). Returns how many were sent. A report is claimed
-    (emailed_at set by a conditional update) before it is sent, so no run sends it twice; a
-    send that fails gives the claim back, for the next run."""
+    """Email each report of the week, and of the few weeks before it, not emailed yet: an
+    agent's to the agent, the all-agents one to REPORTS_ADMIN_EMAILS (if any). Returns how many
+    were sent. A report is claimed (emailed_at set by a conditional update) before it is sent,
+    so no run sends it twice; a send that fails gives the claim back, for the next run."""
     sent = 0
-    reports = WeeklyReport.objects.filter(week_start=week_start, emailed_at__isnull=True)
+    reports = WeeklyReport.objects.filter(
+        week_start__lte=week_start,
+        # A send that failed is tried again by the next weeks' runs; the task runs weekly.
+        week_start__gt=week_start - timedelta(weeks=UNSENT_REPORTS_RETRIED_FOR_WEEKS),
+        emailed_at__isnull=True,
+    ).order_by("week_start", "pk")
     for report in reports.select_related("agent__user"):
         recipients = [report.agent.email] if report.agent else settings.REPORTS_ADMIN_EMAILS
         if not recipients:

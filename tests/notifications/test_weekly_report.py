@@ -264,6 +264,18 @@ def test_a_report_whose_email_failed_is_sent_by_the_next_run(book, settings):
     assert len(mail.outbox) == 3
 
 
+def test_a_report_whose_email_failed_is_sent_by_next_weeks_run(book, settings):
+    settings.EMAIL_BACKEND = f"{__name__}.FlakyBackend"
+    tasks.weekly_reports(WEEK.isoformat())
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+    next_week = WEEK + timedelta(days=7)
+    assert tasks.weekly_reports(next_week.isoformat())["emailed"] == 6  # both weeks' reports
+    sent_for = sorted({message.subject for message in mail.outbox})
+    assert len(sent_for) == 6
+    assert WeeklyReport.objects.filter(emailed_at__isnull=True).count() == 0
+
+
 def test_a_report_claimed_by_another_run_is_not_sent_again(book):
     reports.build_weekly_reports(week_start=WEEK)
     WeeklyReport.objects.filter(agent=book.alice).update(emailed_at=timezone.now())
