@@ -42,7 +42,6 @@ OPTIONAL_COLUMNS = {"status"}
 # Columns whose cell may be empty; the others must have a value in every row.
 OPTIONAL_VALUES = {"customer_phone", "customer_timezone", "customer_language", "status"}
 POLICY_FIELDS = ("product_line", "customer_id", "agent_id", "start_date", "expiry_date", "status")
-AGENT_FIELD = POLICY_FIELDS.index("agent_id")
 CUSTOMER_FIELDS = ("name", "phone", "timezone", "language")
 POLICY_STATUSES = tuple(Policy.Status.values)
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -116,8 +115,9 @@ def import_policies(
 ) -> ImportSummary:
     """Upsert the policies (and their customers) of a CSV file. Re-importing a file changes
     nothing; a changed row updates its policy. Raises ImportFileError for an unusable file.
-    With only_agent_id (an agent importing their own book), a row naming another agent, or a
-    policy number another agent holds, is rejected."""
+    With only_agent_id (an agent importing their own book), a row naming another agent, a
+    policy number another agent holds, or a customer another agent's policies belong to is
+    rejected."""
     data = source.read() if hasattr(source, "read") else Path(source).read_bytes()
     text = _decode(data)
     total = _check_header_and_count(text)
@@ -138,11 +138,13 @@ def import_policies(
             summary.rejected.append(RejectedRow(line=line, reason=str(error), policy_number=number))
         else:
             rows.append(row)
+    if only_agent_id is not None:
+        rows = _rows_of_own_book(rows, only_agent_id, summary, chunk_size)
     # A customer on several rows gets one set of details, the file's last, whatever the chunks.
     customers = {row.customer_email: row.customer_values() for row in rows}
     rejected_before_writing = len(summary.rejected)
     for start in range(0, len(rows), chunk_size):
-        _write_chunk(rows[start : start + chunk_size], customers, summary, only_agent_id)
+        _write_chunk(rows[start : start + chunk_size], customers, summary)
         if progress:
             progress(rejected_before_writing + min(start + chunk_size, len(rows)), total)
     if progress and not rows:
@@ -281,52 +283,65 @@ def _data_rows(text: str) -> Iterator[tuple[int, dict[str, str | None]]]:
         line = reader.line_num + 1
 
 
-def _write_chunk(
-    rows: list[PolicyRow],
-    customers: dict[str, dict],
-    summary: ImportSummary,
-    only_agent_id: int | None = None,
-) -> None:
+def _rows_of_own_book(
+    rows: list[PolicyRow], agent_id: int, summary: ImportSummary, chunk_size: int
+) -> list[PolicyRow]:
+    """The rows an agent's file may write; the others are rejected, saying why. This is the
+    one place that limits an agent's import to their own book."""
+    own = []
+    others = Policy.objects.exclude(agent_id=agent_id)
+    for start in range(0, len(rows), chunk_size):
+        chunk = rows[start : start + chunk_size]
+        numbers_held = set(
+            others.filter(policy_number__in=[row.policy_number for row in chunk]).values_list(
+                "policy_number", flat=True
+            )
+        )
+        # Another agent's reminders go to this customer's details: only an admin may change them.
+        customers_held = set(
+            others.filter(customer__email__in=[row.customer_email for row in chunk]).values_list(
+                "customer__email", flat=True
+            )
+        )
+        for row in chunk:
+            if row.policy_number in numbers_held:
+                reason = "policy_number belongs to another agent"
+            elif row.customer_email in customers_held:
+                reason = (
+                    f"customer_email {row.customer_email!r} is a customer of another agent: "
+                    "only an admin's import may change their details or add a policy for them"
+                )
+            else:
+                own.append(row)
+                continue
+            summary.rejected.append(RejectedRow(row.line, reason, row.policy_number))
+    return own
+
+
+def _write_chunk(rows: list[PolicyRow], customers: dict[str, dict], summary: ImportSummary) -> None:
     try:
         with transaction.atomic():
-            _upsert(rows, customers, summary, only_agent_id)
+            _upsert(rows, customers, summary)
     except (IntegrityError, DataError):
         # Something the row checks cannot see (a concurrent writer, say): find the row at fault
         # one by one, so that the good rows of this chunk still land.
         for row in rows:
             try:
                 with transaction.atomic():
-                    _upsert([row], customers, summary, only_agent_id)
+                    _upsert([row], customers, summary)
             except (IntegrityError, DataError) as error:
                 summary.rejected.append(
                     RejectedRow(row.line, f"refused by the database: {error}", row.policy_number)
                 )
 
 
-def _upsert(
-    rows: list[PolicyRow],
-    customers: dict[str, dict],
-    summary: ImportSummary,
-    only_agent_id: int | None = None,
-) -> None:
+def _upsert(rows: list[PolicyRow], customers: dict[str, dict], summary: ImportSummary) -> None:
     existing = {
         values[0]: values[1:]
         for values in Policy.objects.filter(
             policy_number__in=[row.policy_number for row in rows]
         ).values_list("policy_number", *POLICY_FIELDS)
     }
-    refused = []
-    if only_agent_id is not None:
-        # An agent's file may not move another agent's policy (nor its customer) into their book.
-        held_by_others = {
-            number for number, values in existing.items() if values[AGENT_FIELD] != only_agent_id
-        }
-        refused = [
-            RejectedRow(row.line, "policy_number belongs to another agent", row.policy_number)
-            for row in rows
-            if row.policy_number in held_by_others
-        ]
-        rows = [row for row in rows if row.policy_number not in held_by_others]
     customer_ids = _upsert_customers(
         {row.customer_email: customers[row.customer_email] for row in rows}
     )
@@ -361,7 +376,6 @@ def _upsert(
     summary.created += created
     summary.updated += updated
     summary.unchanged += unchanged
-    summary.rejected.extend(refused)  # only now: a chunk that fails is retried row by row
 
 
 def _upsert_customers(wanted: dict[str, dict]) -> dict[str, int]:

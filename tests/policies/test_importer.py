@@ -504,6 +504,83 @@ def test_reimporting_changes_no_customer_even_when_its_rows_disagree_across_chun
     assert snapshot() == before
 
 
+# --- An agent's own book ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def brunos_customer(db):
+    """Agent "bruno" and his customer b1@mail.example, on his policy B-1."""
+    bruno = make_agent("bruno", "bruno@agency.example")
+    customer = make_customer("b1@mail.example", name="Bo Brown", phone="+14155550123")
+    make_policy("B-1", customer=customer, agent=bruno, expiry_date=date(2027, 1, 1))
+    return customer
+
+
+def test_an_agents_file_cannot_rewrite_another_agents_customer(agent, write_csv, brunos_customer):
+    path = write_csv(
+        [
+            row("A-1", customer_email="ann@mail.example"),
+            row(
+                "A-9",
+                customer_email="B1@mail.example",
+                customer_name="Hijacked",
+                customer_phone="+14155559999",
+            ),
+        ]
+    )
+    before = Customer.objects.filter(pk=brunos_customer.pk).values().get()
+
+    summary = import_policies(path, only_agent_id=agent.pk)
+
+    assert (summary.created, len(summary.rejected)) == (1, 1)
+    assert summary.rejected[0].line == 3
+    assert summary.rejected[0].policy_number == "A-9"
+    assert summary.rejected[0].reason == (
+        "customer_email 'b1@mail.example' is a customer of another agent: "
+        "only an admin's import may change their details or add a policy for them"
+    )
+    assert Customer.objects.filter(pk=brunos_customer.pk).values().get() == before
+    assert not Policy.objects.filter(policy_number="A-9").exists()
+
+
+def test_a_refused_row_lends_its_customer_details_to_no_other_row(
+    agent, write_csv, brunos_customer
+):
+    make_customer("ann@mail.example", name="Ann Alder")
+    summary = import_policies(
+        write_csv(
+            [
+                row("A-1", customer_email="ann@mail.example", customer_name="Ann Alder"),
+                # Refused (another agent's policy), so its details for Ann are not applied.
+                row("B-1", customer_email="ann@mail.example", customer_name="Not Ann"),
+            ]
+        ),
+        only_agent_id=agent.pk,
+    )
+
+    assert [rejected.reason for rejected in summary.rejected] == [
+        "policy_number belongs to another agent"
+    ]
+    assert Customer.objects.get(email="ann@mail.example").name == "Ann Alder"
+
+
+def test_an_admins_import_still_updates_any_customer_last_row_wins(
+    agent, write_csv, brunos_customer
+):
+    summary = import_policies(
+        write_csv(
+            [
+                row("A-9", customer_email="b1@mail.example", customer_name="First"),
+                row("A-10", customer_email="b1@mail.example", customer_name="Bo Renamed"),
+            ]
+        )
+    )
+
+    assert (summary.created, summary.rejected) == (2, [])
+    brunos_customer.refresh_from_db()
+    assert (brunos_customer.name, brunos_customer.phone) == ("Bo Renamed", "+14155552671")
+
+
 # --- Files that are not a policy CSV ---------------------------------------------------------
 
 GOOD_BODY = csv_text([row("P-1"), row("P-2")]).split("\n", 1)[1]

@@ -180,25 +180,39 @@ def test_an_agents_upload_changes_only_their_own_book(client, alice, bruno, work
         policy_row("A-1", "alice@agency.example"),
         policy_row("A-2", "bruno@agency.example"),  # names another agent
         policy_row("B-1", "alice@agency.example", customer_email="b1@mail.example"),
+        # A new policy of hers, for his customer, with her own name and number for them.
+        policy_row(
+            "A-9",
+            "alice@agency.example",
+            customer_email="b1@mail.example",
+            customer_name="Hijacked",
+            customer_phone="+14155559999",
+        ),
     ]
 
     job = upload(client, csv_file(rows))
     final = watch_progress(client, job, worker)[-1]
 
     assert final["summary"]["created"] == 1
-    assert final["summary"]["rejected"] == 2
+    assert final["summary"]["rejected"] == 3
     job.refresh_from_db()
     assert job.agent == alice
     assert [(row["line"], row["reason"]) for row in job.rejected_rows] == [
         (3, "agent_email 'bruno@agency.example' names another agent: import only your own book"),
         (4, "policy_number belongs to another agent"),
+        (
+            5,
+            "customer_email 'b1@mail.example' is a customer of another agent: "
+            "only an admin's import may change their details or add a policy for them",
+        ),
     ]
     assert set(Policy.objects.filter(agent=alice).values_list("policy_number", flat=True)) == {
         "A-1"
     }
     brunos.refresh_from_db()
     assert brunos.agent == bruno
-    assert brunos.customer.name == "Pat Doe"  # the refused row did not rename bruno's customer
+    # The refused rows did not rename bruno's customer nor change where his reminders go.
+    assert (brunos.customer.name, brunos.customer.phone) == ("Pat Doe", "+14155550123")
 
 
 @pytest.mark.services
