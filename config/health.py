@@ -78,16 +78,22 @@ class WorkerPing:
     is kept READYZ_WORKER_FRESH_SECONDS, so probes every few seconds cost one broadcast."""
 
     last_answer = float("-inf")  # time.monotonic() of the last answer, in this process
+    last_silence = float("-inf")  # ... and of the last ping nobody answered
 
     @classmethod
     def check(cls) -> tuple[bool, str]:
-        age = time.monotonic() - cls.last_answer
-        if age < settings.READYZ_WORKER_FRESH_SECONDS:
-            return True, f"a worker answered a ping {age:.0f} s ago"
+        now = time.monotonic()
+        if now - cls.last_answer < settings.READYZ_WORKER_FRESH_SECONDS:
+            return True, f"a worker answered a ping {now - cls.last_answer:.0f} s ago"
+        # While no worker answers, each ping waits out its whole timeout: a burst of probes
+        # must not tie up every web worker doing that.
+        if now - cls.last_silence < settings.READYZ_WORKER_RETRY_SECONDS:
+            return False, f"no worker answered a ping {now - cls.last_silence:.0f} s ago"
         timeout = settings.READYZ_TIMEOUT_SECONDS
         with broker_connection(celery_app) as connection_:
             answers = celery_app.control.ping(timeout=timeout, limit=1, connection=connection_)
         if not answers:
+            cls.last_silence = time.monotonic()
             return False, f"no worker answered a ping within {timeout} s"
         cls.last_answer = time.monotonic()
         return True, "a worker answered a ping"

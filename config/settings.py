@@ -253,6 +253,7 @@ PROVIDER_PAYLOAD_RETENTION_DAYS = env_int("PROVIDER_PAYLOAD_RETENTION_DAYS", 180
 # in that time), and how long after its scheduled time the daily scan may take to finish.
 READYZ_TIMEOUT_SECONDS = env_int("READYZ_TIMEOUT_SECONDS", 1)
 READYZ_WORKER_FRESH_SECONDS = env_int("READYZ_WORKER_FRESH_SECONDS", 30)
+READYZ_WORKER_RETRY_SECONDS = env_int("READYZ_WORKER_RETRY_SECONDS", 5)
 READYZ_SCAN_GRACE_MINUTES = env_int("READYZ_SCAN_GRACE_MINUTES", 60)
 # /metrics answers only a request bearing this token (Authorization: Bearer ...); without one
 # it is not served at all.

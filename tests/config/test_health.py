@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("seeded_defaults")]
 def fresh_answers(settings):
     """Every /readyz pings the workers afresh: no earlier answer counts."""
     settings.READYZ_WORKER_FRESH_SECONDS = 0
+    settings.READYZ_WORKER_RETRY_SECONDS = 0
     settings.READYZ_TIMEOUT_SECONDS = 1
 
 
@@ -144,6 +145,16 @@ def test_a_worker_answer_counts_for_a_while(monkeypatch, settings):
 
     assert ok is True
     assert detail == "a worker answered a ping 5 s ago"
+
+
+def test_an_unanswered_ping_is_not_repeated_for_a_few_seconds(monkeypatch, settings):
+    settings.READYZ_WORKER_RETRY_SECONDS = 5
+    monkeypatch.setattr(health.WorkerPing, "last_silence", health.time.monotonic() - 2)
+
+    ok, detail = health.WorkerPing.check()  # no broker is asked, no timeout waited out
+
+    assert ok is False
+    assert detail == "no worker answered a ping 2 s ago"
 
 
 # --- The daily scan's schedule -----------------------------------------------------------------
