@@ -2,6 +2,7 @@
 channel and record what the provider said. Safe to run any number of times for the same ids:
 `send` for one, `send_many` for a batch."""
 
+import logging
 import os
 import random
 from collections.abc import Iterable
@@ -24,6 +25,7 @@ from notifications.quiet_hours import next_sms_window
 from notifications.rendering import render
 from policies.models import Policy
 
+logger = logging.getLogger(__name__)
 Status = Notification.Status
 # What checking and rendering a notification read, loaded with it.
 SEND_RELATED = ("policy__agent__user", "customer", "rule__template", "rule__fallback_template")
@@ -112,7 +114,6 @@ def send_many(notification_ids: Iterable[int]) -> dict[int, Outcome]:
         else:
             ready.append(notification)
     results = _send_concurrently(ready)
-    unexpected = []
     for notification in ready:
         result = results[notification.pk]
         if isinstance(result, str):
@@ -121,11 +122,10 @@ def send_many(notification_ids: Iterable[int]) -> dict[int, Outcome]:
             record.failed[notification] = result
         elif isinstance(result, TransientSendError):
             record.transient[notification] = result
-        else:  # a bug or a misconfiguration: left sending, as `send` leaves it, and raised
-            unexpected.append(result)
+        else:  # a bug or a misconfiguration: left sending, as `send` leaves it, for a person
+            logger.error("notification %s not sent", notification.pk, exc_info=result)
+            outcomes[notification.pk] = Outcome(Status.SENDING, f"unexpected error: {result!r}")
     outcomes.update(record.save())
-    if unexpected:
-        raise unexpected[0]
     return outcomes
 
 

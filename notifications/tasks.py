@@ -55,9 +55,9 @@ def fan_out() -> int:
     return total
 
 
-# No stored result: the notifications' own rows record the outcomes. A batch's messages go out
-# concurrently; the limits leave room for a batch whose provider answers slowly.
-@shared_task(soft_time_limit=300, time_limit=360, ignore_result=True)
+# No stored result: the notifications' own rows record the outcomes. The limits leave room for
+# batches queued behind others on a process's send threads while a provider times out.
+@shared_task(soft_time_limit=600, time_limit=660, ignore_result=True)
 def send_batch(notification_ids: list[int]) -> dict[str, int]:
     outcomes = dispatch.send_many(notification_ids)
     with send_notification.app.producer_or_acquire() as producer:

@@ -9,6 +9,7 @@ import pytest
 from django.utils import timezone
 
 from notifications import dispatch, lifecycle, planning
+from notifications.channels.sms import TwilioSmsChannel
 from notifications.models import Channel, MessageTemplate, Notification, ReminderRule
 from notifications.tasks import fan_out, send_batch
 from policies.models import Customer, Policy
@@ -155,6 +156,29 @@ def test_one_batch_records_a_permanent_error_a_transient_one_and_a_success(provi
     assert accepted.status == Status.SENT
     assert accepted.provider_message_id == outcomes[accepted.pk].detail
     assert Customer.objects.get(pk=accepted.customer_id).sms_consent is True
+
+
+def test_an_unexpected_error_on_one_message_leaves_it_sending_and_records_the_others(
+    providers, queued, monkeypatch
+):
+    send_sms = TwilioSmsChannel.send
+
+    def send_or_break(channel, message):
+        if message.to == phone(2):
+            raise ValueError("a bug in the SMS channel")
+        return send_sms(channel, message)
+
+    monkeypatch.setattr(TwilioSmsChannel, "send", send_or_break)
+
+    outcomes = dispatch.send_many(ids(queued))
+
+    broken = reload(queued[(SMS, 2)])
+    assert broken.status == Status.SENDING  # as `send` leaves it: stalled, enqueued again later
+    assert outcomes[broken.pk].status == Status.SENDING
+    assert "a bug in the SMS channel" in outcomes[broken.pk].detail
+    others = [reload(n) for key, n in queued.items() if key != (SMS, 2)]
+    assert {n.status for n in others} == {Status.SENT}
+    assert sum(providers.accepted.values()) == 5
 
 
 @pytest.mark.usefixtures("eager_tasks")
