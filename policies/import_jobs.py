@@ -29,6 +29,15 @@ class ImportJobError(Exception):
     """The job cannot do what was asked; the message says why, for the uploader."""
 
 
+class UploadTooLargeError(ImportJobError):
+    def __init__(self):
+        super().__init__(f"The file is larger than {settings.IMPORT_UPLOAD_MAX_MB} MB.")
+
+
+def max_upload_bytes() -> int:
+    return settings.IMPORT_UPLOAD_MAX_MB * 1024 * 1024
+
+
 def upload_path(job: ImportJob) -> Path:
     return Path(settings.UPLOADS_DIR) / job.stored_name
 
@@ -38,9 +47,8 @@ def start_import(
 ) -> ImportJob:
     """Store the uploaded file under UPLOADS_DIR and enqueue its import. `agent` limits the
     file to that agent's book; None (an admin's upload) lets it name any agent."""
-    max_bytes = settings.IMPORT_UPLOAD_MAX_MB * 1024 * 1024
-    if upload.size > max_bytes:
-        raise ImportJobError(f"The file is larger than {settings.IMPORT_UPLOAD_MAX_MB} MB.")
+    if upload.size > max_upload_bytes():  # the upload view drops such a file as it streams
+        raise UploadTooLargeError()
     stored_name = f"{timezone.now():%Y/%m}/{uuid.uuid4().hex}.csv"
     path = Path(settings.UPLOADS_DIR) / stored_name
     path.parent.mkdir(parents=True, exist_ok=True)

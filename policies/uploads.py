@@ -5,9 +5,11 @@ parses the request and calls one service in policies.import_jobs. Scoped like th
 
 from django import forms
 from django.contrib import messages
+from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from policies import import_jobs
@@ -25,6 +27,26 @@ class UploadForm(forms.Form):
     )
 
 
+class UploadSizeLimit(FileUploadHandler):
+    """Drops an uploaded file once it passes max_bytes, while the request streams: the handlers
+    after this one (memory, temporary file) never receive more than the limit."""
+
+    def __init__(self, request, max_bytes: int):
+        super().__init__(request)
+        self.max_bytes = max_bytes
+        self.refused = False
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        if start + len(raw_data) > self.max_bytes:
+            self.refused = True
+            # Not StopUpload(connection_reset=True): a browser shown a reset gets no error page.
+            raise SkipFile
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        return None
+
+
 def _jobs_of(book: Book):
     jobs = ImportJob.objects.select_related("agent__user", "uploaded_by")
     return jobs if book.is_everyone else jobs.filter(agent=book.agent)
@@ -35,11 +57,23 @@ def _job_for(book: Book, job_id: int) -> ImportJob:
     return import_jobs.current_state(get_object_or_404(_jobs_of(book), pk=job_id))
 
 
+@csrf_exempt  # _upload checks it: that check reads the body, and no handler can be added after
 @workspace_view
 @require_http_methods(["GET", "POST"])
 def upload(request, book: Book):
-    form = UploadForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
+    size_limit = UploadSizeLimit(request, import_jobs.max_upload_bytes())
+    request.upload_handlers.insert(0, size_limit)
+    return _upload(request, book, size_limit)
+
+
+@csrf_protect
+def _upload(request, book: Book, size_limit: UploadSizeLimit):
+    posted = request.method == "POST"
+    form = UploadForm(request.POST, request.FILES) if posted else UploadForm()
+    if size_limit.refused:
+        # The file was dropped as it streamed: say why it is missing.
+        form.fields["file"].error_messages["required"] = str(import_jobs.UploadTooLargeError())
+    if posted and form.is_valid():
         file = form.cleaned_data["file"]
         try:
             job = import_jobs.start_import(

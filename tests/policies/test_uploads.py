@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.files.uploadhandler import FileUploadHandler
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -334,6 +336,64 @@ def test_the_upload_request_stores_the_file_and_enqueues_after_commit(
             {"kwargs": {"job_id": job.pk, "attempt": 1}, "task_id": job.celery_task_id},
         )
     ]
+
+
+class ReceivedBytes(FileUploadHandler):
+    """Counts the uploaded bytes that reach the handlers which keep a file (memory, disk)."""
+
+    received = 0
+
+    def receive_data_chunk(self, raw_data, start):
+        type(self).received += len(raw_data)
+        return raw_data
+
+    def file_complete(self, file_size):
+        return None
+
+
+def browser_of(user) -> tuple[Client, str]:
+    """A client that checks CSRF like a browser's request is checked, and its CSRF token."""
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(user)
+    browser.get(reverse("uploads:upload"))
+    return browser, browser.cookies["csrftoken"].value
+
+
+def test_a_file_over_the_size_limit_is_refused_while_it_streams(
+    alice, settings, uploads_dir, monkeypatch
+):
+    settings.IMPORT_UPLOAD_MAX_MB = 1
+    settings.FILE_UPLOAD_HANDLERS = [
+        "tests.policies.test_uploads.ReceivedBytes",
+        *settings.FILE_UPLOAD_HANDLERS,
+    ]
+    monkeypatch.setattr(ReceivedBytes, "received", 0)
+    big = SimpleUploadedFile("big.csv", b"policy_number\n" + b"0" * (3 * 1024 * 1024))
+    browser, token = browser_of(alice.user)
+
+    response = browser.post(reverse("uploads:upload"), {"csrfmiddlewaretoken": token, "file": big})
+
+    assert response.status_code == 200
+    assert "The file is larger than 1 MB." in response.content.decode()
+    assert "This field is required" not in response.content.decode()
+    assert not ImportJob.objects.exists()
+    assert not uploads_dir.exists() or not any(uploads_dir.rglob("*"))
+    # Dropped as it streamed: no more than the limit was ever kept in memory or on disk.
+    assert 0 < ReceivedBytes.received <= 1024 * 1024
+
+
+def test_the_upload_form_still_checks_the_csrf_token(alice, uploads_dir, monkeypatch):
+    monkeypatch.setattr(import_jobs.current_app, "send_task", lambda name, **options: None)
+    browser, token = browser_of(alice.user)
+    url = reverse("uploads:upload")
+    rows = [policy_row("C-1", "alice@agency.example")]
+
+    assert browser.post(url, {"file": csv_file(rows)}).status_code == 403
+    assert not ImportJob.objects.exists()
+
+    response = browser.post(url, {"csrfmiddlewaretoken": token, "file": csv_file(rows)})
+    assert response.status_code == 302
+    assert ImportJob.objects.get().agent == alice
 
 
 def test_a_redelivered_run_of_the_same_attempt_imports_again_safely(uploads_dir, alice):
