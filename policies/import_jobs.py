@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from policies.exports import spreadsheet_safe
 from policies.importers import ImportFileError, import_policies
 from policies.models import Agent, ImportJob
 
@@ -225,11 +226,14 @@ def progress_of(job: ImportJob) -> dict:
 
 
 def rejected_rows_csv(job: ImportJob) -> str:
-    """The rows the importer rejected, with their line and reason, as CSV."""
+    """The rows the importer rejected, with their line and reason, as CSV; each cell comes
+    from the uploaded file, so none may start a spreadsheet formula."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=REJECTED_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(job.rejected_rows)
+    writer = csv.writer(out)
+    writer.writerow(REJECTED_COLUMNS)
+    writer.writerows(
+        [spreadsheet_safe(row.get(name)) for name in REJECTED_COLUMNS] for row in job.rejected_rows
+    )
     return out.getvalue()
 
 

@@ -296,6 +296,28 @@ def test_another_agents_job_is_not_found(client, alice, bruno):
     assert "book.csv" not in client.get(reverse("uploads:upload")).content.decode()
 
 
+def test_the_rejected_rows_csv_runs_no_cell_as_a_formula(client, alice):
+    job = make_job(
+        alice,
+        status=Status.SUCCEEDED,
+        rejected_rows=[
+            {"line": 2, "policy_number": '=HYPERLINK("http://evil.example")', "reason": "+1"},
+            {"line": 3, "policy_number": "@SUM(A1)", "reason": "-2 days"},
+            {"line": 4, "policy_number": "P-4", "reason": "invalid status 'x'"},
+        ],
+    )
+    client.force_login(alice.user)
+
+    download = client.get(reverse("uploads:rejected", args=[job.pk]))
+
+    assert list(csv.reader(io.StringIO(download.content.decode()))) == [
+        ["line", "policy_number", "reason"],
+        ["2", '\'=HYPERLINK("http://evil.example")', "'+1"],
+        ["3", "'@SUM(A1)", "'-2 days"],
+        ["4", "P-4", "invalid status 'x'"],
+    ]
+
+
 def test_an_agent_and_staff_see_the_agents_job(client, admin_client, alice):
     job = make_job(alice, status=Status.SUCCEEDED)
     assert admin_client.get(reverse("uploads:progress", args=[job.pk])).status_code == 200
