@@ -32,6 +32,8 @@ def workspace_view(view):
             return render(request, "policies/no_book.html", status=403)
         return view(request, book, *args, **kwargs)
 
+    # Marks the view for tests/policies/test_workspace_permissions.py, which tries every one.
+    with_book.scoped_by_book = True
     return with_book
 
 

@@ -1,35 +1,55 @@
 """Every URL of the agents' workspace, tried as an outsider: another agent gets 404 for what is
 not theirs (and sees none of it in lists, filters, searches and exports), an anonymous visitor
 is sent to log in, and a user who is neither an agent nor staff gets 403 and no data. The URLs
-come from the URLconf, so a new page cannot be left out."""
+are every pattern of the whole URLconf whose view is a `workspace_view` (the workspace, the
+uploads, the reports...), so a new page cannot be left out."""
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.urls import URLResolver, get_resolver, reverse
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
 from notifications import tasks
-from notifications.models import Notification
-from tests.policies.workspace_data import PASSWORD, two_books
+from notifications.models import Notification, WeeklyReport
+from notifications.reports import report_path
+from policies import import_jobs
+from policies.models import ImportJob
+from tests.policies.workspace_data import PASSWORD, Books, two_books
 
 
-def workspace_patterns():
-    for entry in get_resolver().url_patterns:
-        if isinstance(entry, URLResolver) and entry.namespace == "workspace":
-            return entry.url_patterns
-    raise AssertionError("the workspace URLs are not included in config/urls.py")
+@dataclass(frozen=True)
+class ScopedPattern:
+    name: str  # with its namespaces, for reverse(): "uploads:job"
+    converters: tuple[str, ...]  # the URL's parameters, the included prefixes' too
 
 
-def workspace_urls(objects: dict[str, int]) -> list[str]:
-    """Every workspace URL, with each id in it naming the object of `objects`."""
+def scoped_patterns(resolver: URLResolver | None = None, namespace: str = "", converters=()):
+    """Every pattern of the URLconf whose view is wrapped by policies.views.workspace_view."""
+    for entry in (resolver or get_resolver()).url_patterns:
+        found = (*converters, *entry.pattern.converters)
+        if isinstance(entry, URLResolver):
+            inner = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
+            yield from scoped_patterns(entry, inner, found)
+        elif isinstance(entry, URLPattern) and getattr(entry.callback, "scoped_by_book", False):
+            assert entry.name, f"{entry.pattern}: name it, so that this test can reverse it"
+            yield ScopedPattern(f"{namespace}{entry.name}", found)
+
+
+def scoped_urls(objects: dict[str, int], *, naming_an_object: bool | None = None) -> list[str]:
+    """Every workspace URL, with each id in it naming the object of `objects`; only those that
+    name an object (True), or only those that do not (False)."""
     urls = []
-    for pattern in workspace_patterns():
-        names = list(pattern.pattern.converters)
-        missing = [name for name in names if name not in objects]
+    for pattern in scoped_patterns():
+        if naming_an_object is not None and bool(pattern.converters) != naming_an_object:
+            continue
+        missing = [name for name in pattern.converters if name not in objects]
         assert not missing, f"{pattern.name}: teach this test which object {missing} names"
-        urls.append(reverse(f"workspace:{pattern.name}", kwargs={n: objects[n] for n in names}))
+        kwargs = {name: objects[name] for name in pattern.converters}
+        urls.append(reverse(pattern.name, kwargs=kwargs))
+    assert urls, "no URL of the URLconf is a workspace_view"
     return urls
 
 
@@ -47,55 +67,123 @@ def body(response) -> str:
     return response.content.decode()
 
 
+@dataclass
+class Outsiders:
+    """Two agents' books, with an upload and a weekly report each."""
+
+    books: Books
+    my_job: ImportJob
+    their_job: ImportJob
+    my_report: WeeklyReport
+    their_report: WeeklyReport
+
+
+def weekly_report(agent, week_start) -> WeeklyReport:
+    report = WeeklyReport.objects.create(
+        agent=agent,
+        week_start=week_start,
+        csv_name=f"{week_start}/agent-{agent.pk}.csv",
+        chart_name=f"{week_start}/agent-{agent.pk}.svg",
+    )
+    for name in (report.csv_name, report.chart_name):  # the 404s must come from the scoping
+        report_path(name).parent.mkdir(parents=True, exist_ok=True)
+        report_path(name).write_text(f"{agent.email}\n")
+    return report
+
+
 @pytest.fixture
-def books(db):
-    return two_books(timezone.localdate())
+def books(db, settings, tmp_path) -> Outsiders:
+    settings.REPORTS_DIR = tmp_path / "reports"
+    books = two_books(timezone.localdate())
+    week_start = timezone.localdate() - timedelta(days=timezone.localdate().weekday() + 7)
+    return Outsiders(
+        books=books,
+        my_job=ImportJob.objects.create(
+            agent=books.mine,
+            original_name="alice-book.csv",
+            stored_name="2026/01/alice.csv",
+            status=ImportJob.Status.SUCCEEDED,
+            rejected_rows=[{"line": 2, "policy_number": "ALICE-9", "reason": "bad"}],
+        ),
+        their_job=ImportJob.objects.create(
+            agent=books.theirs,
+            original_name="bruno-book.csv",
+            stored_name="2026/01/bruno.csv",
+            status=ImportJob.Status.FAILED,
+            rejected_rows=[{"line": 2, "policy_number": "BRUNO-9", "reason": "bad"}],
+        ),
+        my_report=weekly_report(books.mine, week_start),
+        their_report=weekly_report(books.theirs, week_start),
+    )
 
 
 @pytest.fixture
 def no_sending(monkeypatch):
     sent = []
     monkeypatch.setattr(tasks.send_notification, "delay", sent.append)
+    monkeypatch.setattr(
+        import_jobs.current_app, "send_task", lambda name, **options: sent.append(name)
+    )
     return sent
 
 
-def objects_of(books, *, whose: str) -> dict[str, int]:
-    policy = books.their_policy if whose == "theirs" else books.my_policy
-    notice = books.their_notice if whose == "theirs" else books.my_notice
-    return {"policy_id": policy.pk, "notification_id": notice.pk}
+def objects_of(books: Outsiders, *, whose: str) -> dict[str, int]:
+    theirs = whose == "theirs"
+    return {
+        "policy_id": (books.books.their_policy if theirs else books.books.my_policy).pk,
+        "notification_id": (books.books.their_notice if theirs else books.books.my_notice).pk,
+        "job_id": (books.their_job if theirs else books.my_job).pk,
+        "report_id": (books.their_report if theirs else books.my_report).pk,
+    }
 
 
-def test_the_workspace_has_the_pages_this_test_knows(books):
-    names = {pattern.name for pattern in workspace_patterns()}
-    assert {"notices", "notices-csv", "expiries", "dashboard", "policy", "renew", "retry"} <= names
+def test_the_walk_finds_every_part_of_the_workspace(books):
+    names = {pattern.name for pattern in scoped_patterns()}
+    assert {
+        "workspace:notices",
+        "workspace:notices-csv",
+        "workspace:expiries",
+        "workspace:dashboard",
+        "workspace:policy",
+        "workspace:renew",
+        "workspace:retry",
+        "uploads:upload",
+        "uploads:job",
+        "uploads:progress",
+        "uploads:rejected",
+        "uploads:rerun",
+        "reports:list",
+        "reports:csv",
+        "reports:chart",
+    } <= names
+    assert "login" not in names  # only the views wrapped by workspace_view
 
 
 def test_another_agents_objects_answer_404_on_every_url(client, books, no_sending):
     client.login(username="alice", password=PASSWORD)
-    their_urls = [
-        url
-        for url, pattern in zip(
-            workspace_urls(objects_of(books, whose="theirs")), workspace_patterns(), strict=True
-        )
-        if pattern.pattern.converters
-    ]
+    their_urls = scoped_urls(objects_of(books, whose="theirs"), naming_an_object=True)
     assert their_urls, "no URL names an object"
     for url in their_urls:
         response = fetch(client, url, new_expiry_date="2099-01-01")
         assert response.status_code == 404, url
-    their_notice = Notification.objects.get(pk=books.their_notice.pk)
+    their_notice = Notification.objects.get(pk=books.books.their_notice.pk)
     assert their_notice.status == Notification.Status.FAILED
-    books.their_policy.refresh_from_db()
-    assert books.their_policy.expiry_date == timezone.localdate() + timedelta(days=25)
+    books.books.their_policy.refresh_from_db()
+    assert books.books.their_policy.expiry_date == timezone.localdate() + timedelta(days=25)
+    books.their_job.refresh_from_db()
+    assert (books.their_job.status, books.their_job.attempt) == (ImportJob.Status.FAILED, 1)
     assert no_sending == []
 
 
 def test_an_agents_own_objects_answer_on_every_url(client, books, no_sending):
     """The other side of the 404s above: the same URLs work for their owner."""
     client.login(username="alice", password=PASSWORD)
-    for url in workspace_urls(objects_of(books, whose="mine")):
+    login = reverse("login")
+    for url in scoped_urls(objects_of(books, whose="mine")):
         response = fetch(client, url)
         assert response.status_code in (200, 302), url
+        if response.status_code == 302:
+            assert not response["Location"].startswith(login), url
 
 
 @pytest.mark.parametrize(
@@ -111,29 +199,28 @@ def test_an_agents_own_objects_answer_on_every_url(client, books, no_sending):
 )
 def test_lists_filters_searches_and_exports_show_none_of_another_agents_book(client, books, query):
     client.login(username="alice", password=PASSWORD)
-    for url, pattern in zip(
-        workspace_urls(objects_of(books, whose="mine")), workspace_patterns(), strict=True
-    ):
-        if pattern.pattern.converters:
-            continue
+    # The search box echoes what was typed; a row, a link or a CSV line would be a leak.
+    leaks = (
+        'data-policy="BRUNO-1"',
+        ">BRUNO-1<",
+        "BRUNO-1,",
+        "Zed Zimmer",
+        reverse("workspace:policy", args=[books.books.their_policy.pk]),
+        "bruno-book.csv",
+        reverse("uploads:job", args=[books.their_job.pk]),
+        reverse("reports:csv", args=[books.their_report.pk]),
+    )
+    for url in scoped_urls(objects_of(books, whose="mine"), naming_an_object=False):
         response = fetch(client, url, **query)
         assert response.status_code == 200, url
         content = body(response)
-        # The search box echoes what was typed; a row, a link or a CSV line would be a leak.
-        their_policy_url = reverse("workspace:policy", args=[books.their_policy.pk])
-        for leak in (
-            'data-policy="BRUNO-1"',
-            ">BRUNO-1<",
-            "BRUNO-1,",
-            "Zed Zimmer",
-            their_policy_url,
-        ):
+        for leak in leaks:
             assert leak not in content, (url, leak)
 
 
 def test_anonymous_visitors_are_sent_to_log_in_from_every_url(client, books, no_sending):
     login = reverse("login")
-    for url in workspace_urls(objects_of(books, whose="mine")):
+    for url in scoped_urls(objects_of(books, whose="mine")):
         for response in (client.get(url), client.post(url)):
             assert response.status_code == 302, url
             assert response["Location"].startswith(f"{login}?next="), url
@@ -143,11 +230,11 @@ def test_anonymous_visitors_are_sent_to_log_in_from_every_url(client, books, no_
 def test_a_user_who_is_no_agent_gets_403_and_no_data_on_every_url(client, books, no_sending):
     get_user_model().objects.create_user("visitor", password=PASSWORD)
     client.login(username="visitor", password=PASSWORD)
-    for url in workspace_urls(objects_of(books, whose="mine")):
+    for url in scoped_urls(objects_of(books, whose="mine")):
         for response in (client.get(url), client.post(url)):
             assert response.status_code == 403, url
             content = body(response)
-            for secret in ("ALICE-1", "BRUNO-1", "Ann Alder", "Zed Zimmer"):
+            for secret in ("ALICE-1", "BRUNO-1", "Ann Alder", "Zed Zimmer", "alice-book.csv"):
                 assert secret not in content, url
     assert no_sending == []
 
@@ -158,6 +245,6 @@ def test_staff_see_every_agents_book(client, books):
     content = client.get(reverse("workspace:notices")).content.decode()
     assert "ALICE-1" in content
     assert "BRUNO-1" in content
-    for policy in (books.my_policy, books.their_policy):
+    for policy in (books.books.my_policy, books.books.their_policy):
         response = client.get(reverse("workspace:policy", kwargs={"policy_id": policy.pk}))
         assert response.status_code == 200
