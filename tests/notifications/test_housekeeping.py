@@ -7,6 +7,8 @@ from datetime import date, timedelta
 import pytest
 from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
@@ -156,7 +158,12 @@ def test_payloads_are_cleared_in_batches(delivered, monkeypatch):
     for n in range(5):
         event(delivered, f"e-{n}", age_days=200)
 
-    assert tasks.run_housekeeping()["payloads_cleared"] == 5
+    with CaptureQueriesContext(connection) as queries:
+        assert tasks.run_housekeeping()["payloads_cleared"] == 5
+
+    clearing = f'UPDATE "{DeliveryEvent._meta.db_table}"'
+    batches = [query for query in queries if query["sql"].startswith(clearing)]
+    assert len(batches) == 3  # 2 + 2 + 1 events
     assert not DeliveryEvent.objects.exclude(raw_payload={}).exists()
 
 
