@@ -6,6 +6,8 @@ import functools
 from urllib.parse import quote
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.template import Context, Template
 from django.utils import formats, timezone, translation
 
@@ -50,8 +52,11 @@ def compose(
 ) -> OutgoingMessage:
     text = template.in_language(customer.language)
     is_email = template.channel == Channel.EMAIL
-    values = context_for(policy, customer, expiry_date, lead_days)
+    # Signing the customer's links costs more than the rest of the context: once per message,
+    # and only when a template or the unsubscribe header asks for one.
+    token = functools.cache(functools.partial(preferences.token_for, customer))
     with translation.override(customer.language):
+        values = context_for(policy, customer, expiry_date, lead_days, token=token)
         subject = fill(text.subject, values) if is_email else ""
         body = fill(text.body, values)
         html_body = fill(text.html_body, values, html=True) if is_email else ""
@@ -62,26 +67,40 @@ def compose(
         body=body,
         html_body=html_body,
         metadata={"notification_id": str(notification_id), "policy": policy.policy_number},
-        headers=unsubscribe_headers(customer) if is_email else {},
+        headers=unsubscribe_headers(customer, token=token()) if is_email else {},
     )
 
 
-def context_for(policy, customer, expiry_date, lead_days) -> dict:
+def context_for(policy, customer, expiry_date, lead_days, *, token=None) -> dict:
+    """The values a template may use. `token`: a callable returning the customer's signed
+    token, for their links; "preferences_url" is a callable too, as templates take them."""
     # "Today" is the customer's today: late evening in Los Angeles is tomorrow in UTC.
     today = timezone.localdate(timezone=customer.timezone)
-    with translation.override(customer.language):
-        expiry_date_text = formats.date_format(expiry_date, "DATE_FORMAT")
+    token = token or functools.partial(preferences.token_for, customer)
     return {
         "customer": customer,
         "policy": policy,
         "agent": policy.agent,
         "expiry_date": expiry_date,
-        "expiry_date_text": expiry_date_text,
+        "expiry_date_text": date_text(expiry_date, customer.language),
         "days_left": (expiry_date - today).days,
         "lead_days": lead_days,
         "renew_url": renew_url(policy),
-        "preferences_url": preferences.preferences_url(customer),
+        # A callable: a template calls it when it shows the link (an SMS's rarely does).
+        "preferences_url": functools.cache(lambda: preferences.preferences_url(customer, token())),
     }
+
+
+@functools.lru_cache(maxsize=1024)
+def date_text(day: datetime.date, language: str) -> str:
+    """A date written out in a language; a day's reminders share a handful of dates."""
+    with translation.override(language):
+        return formats.date_format(day, "DATE_FORMAT")
+
+
+@receiver(setting_changed)
+def _forget_date_texts(**kwargs) -> None:
+    date_text.cache_clear()  # a test changed a format or a language
 
 
 def fill(source: str, values: dict, *, html: bool = False) -> str:
@@ -107,9 +126,9 @@ def renew_url(policy: Policy) -> str:
     )
 
 
-def unsubscribe_headers(customer) -> dict:
+def unsubscribe_headers(customer, *, token: str | None = None) -> dict:
     """RFC 8058 one-click unsubscribe: mail clients show an Unsubscribe button that POSTs."""
     return {
-        "List-Unsubscribe": f"<{preferences.unsubscribe_url(customer)}>",
+        "List-Unsubscribe": f"<{preferences.unsubscribe_url(customer, token)}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
