@@ -59,6 +59,7 @@ class MeasuredSender:
 
     def __init__(self, sender, *, channel: str, provider: str):
         self._sender, self._channel, self._provider = sender, channel, provider
+        self._seconds = SEND_SECONDS.labels(channel, provider)
 
     def __getattr__(self, name):
         return getattr(self._sender, name)
@@ -77,9 +78,7 @@ class MeasuredSender:
             outcome = "permanent_error"
             raise
         finally:
-            SEND_SECONDS.labels(self._channel, self._provider).observe(
-                time.perf_counter() - started
-            )
+            self._seconds.observe(time.perf_counter() - started)
             SENDS.labels(self._channel, self._provider, outcome).inc()
 
 

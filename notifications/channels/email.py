@@ -5,6 +5,8 @@ from email.utils import make_msgid
 from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from notifications.channels.base import (
     OutgoingMessage,
@@ -17,11 +19,27 @@ from notifications.channels.base import (
 NOTIFICATION_HEADER = "X-Renewly-Notification"
 
 
+# An HTTP ESP's backend per thread, kept across batches: its requests session reconnects by
+# itself when the provider closes an idle connection, and opening one per batch and thread
+# cost the worker (and the provider) a new connection every few emails. Other backends (SMTP,
+# whose server drops idle sessions) stay one per channel, closed with it.
+_kept = threading.local()
+_settings_version = 0
+
+
+@receiver(setting_changed)
+def _forget_kept_connections(*, setting: str, **kwargs) -> None:
+    global _settings_version
+    if setting == "EMAIL_BACKEND" or setting.startswith(("ANYMAIL", "EMAIL_")):
+        _settings_version += 1  # each thread opens a new backend on its next send
+
+
 class EmailChannel:
     """Sends through Django's email API, so EMAIL_BACKEND alone picks the provider: the local
     outbox, SMTP, or any ESP anymail supports. Each thread sending through one channel keeps
-    its own backend connection until `close()`: anymail then sends a whole batch over one
-    kept-alive HTTP session per thread instead of opening one per email."""
+    its own backend connection until `close()` (an HTTP ESP's for as long as the thread
+    lives): anymail then sends over one kept-alive HTTP session per thread instead of
+    opening one per email."""
 
     def __init__(self):
         self._local = threading.local()
@@ -37,14 +55,21 @@ class EmailChannel:
     def _connection(self):
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            connection = get_connection()
-            connection.open()
-            session = getattr(connection, "session", None)  # anymail's HTTP backends have one
-            if session is not None:
-                read_environment_once(session, connection.api_url)
+            connection = _kept_connection() or self._open()
             self._local.connection = connection
+        return connection
+
+    def _open(self):
+        connection = get_connection()
+        connection.open()
+        session = getattr(connection, "session", None)  # anymail's HTTP backends have one
+        if session is None:
             with self._lock:
                 self._opened.append(connection)
+            return connection
+        read_environment_once(session, connection.api_url)
+        _forget_kept_connection()
+        _kept.connection, _kept.version = connection, _settings_version
         return connection
 
     def send(self, message: OutgoingMessage) -> str:
@@ -96,3 +121,18 @@ def classify_email_error(error: Exception) -> SendError | None:
     if isinstance(error, smtplib.SMTPException | OSError):  # refused, reset, timed out
         return TransientSendError(f"mail server unreachable: {error}")
     return None
+
+
+def _kept_connection():
+    """This thread's HTTP ESP backend, unless the settings changed since it was opened."""
+    if getattr(_kept, "version", None) != _settings_version:
+        _forget_kept_connection()
+        return None
+    return _kept.connection
+
+
+def _forget_kept_connection() -> None:
+    connection = getattr(_kept, "connection", None)
+    _kept.connection = _kept.version = None
+    if connection is not None:
+        connection.close()
