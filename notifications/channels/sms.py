@@ -1,14 +1,19 @@
 """SMS through Twilio's Messages API, with the real twilio SDK."""
 
+import json
+import logging
+import os
 from functools import lru_cache
 from urllib.parse import urlencode
 
 import requests
+import urllib3
 from django.conf import settings
 from django.urls import reverse
-from requests.adapters import HTTPAdapter
+from requests.utils import DEFAULT_CA_BUNDLE_PATH, select_proxy
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
-from twilio.http.http_client import TwilioHttpClient
+from twilio.http import HttpClient
+from twilio.http.response import Response
 from twilio.rest import Client
 
 from notifications.channels.base import (
@@ -16,7 +21,6 @@ from notifications.channels.base import (
     PermanentSendError,
     SendError,
     TransientSendError,
-    read_environment_once,
 )
 
 # Twilio's own code for "too many requests", beside HTTP 429.
@@ -48,17 +52,85 @@ def status_callback_url(notification_id: int) -> str:
 
 @lru_cache(maxsize=1)
 def twilio_client(account_sid: str, auth_token: str, base_url: str, timeout: float) -> Client:
-    """One client per process, shared by the send threads: its session keeps a connection
-    alive for each of them (twilio's own pool holds 6, and the others would be discarded)."""
-    http_client = TwilioHttpClient(timeout=timeout)
-    for scheme in ("https://", "http://"):
-        http_client.session.mount(
-            scheme, HTTPAdapter(pool_maxsize=max(10, settings.REMINDER_SEND_THREADS))
-        )
-    read_environment_once(http_client.session, base_url)
+    """One client per process, shared by the send threads: its pool keeps a connection alive
+    for each of them (twilio's own pool holds 6, and the others would be discarded)."""
+    http_client = PooledHttpClient(
+        base_url, timeout=timeout, pool_size=max(10, settings.REMINDER_SEND_THREADS)
+    )
     client = Client(account_sid, auth_token, http_client=http_client)
     client.api.base_url = base_url  # Twilio itself, or a compatible stand-in
     return client
+
+
+class PooledHttpClient(HttpClient):
+    """twilio's HTTP client interface on urllib3 alone, which requests runs on: the twilio
+    Client builds the same request, sent as TwilioHttpClient sends it, without requests'
+    per-request work (hooks, cookies, merging settings), a sixth of an SMS's CPU. The
+    environment's proxy and CA bundle are read once, for the one host it talks to."""
+
+    def __init__(self, base_url: str, *, timeout: float, pool_size: int):
+        super().__init__(logging.getLogger("twilio.http_client"), False, timeout)
+        environment = requests.Session().merge_environment_settings(base_url, {}, None, None, None)
+        verify = environment["verify"]
+        tls = {"cert_reqs": "CERT_REQUIRED" if verify else "CERT_NONE"}
+        if isinstance(verify, str):
+            tls["ca_cert_dir" if os.path.isdir(verify) else "ca_certs"] = verify
+        elif verify:
+            tls["ca_certs"] = DEFAULT_CA_BUNDLE_PATH
+        proxy = select_proxy(base_url, environment["proxies"])
+        self.pool = (
+            urllib3.ProxyManager(proxy, maxsize=pool_size, **tls)
+            if proxy
+            else urllib3.PoolManager(maxsize=pool_size, **tls)
+        )
+
+    def request(
+        self,
+        method,
+        url,
+        params=None,
+        data=None,
+        headers=None,
+        auth=None,
+        timeout=None,
+        allow_redirects=False,
+    ) -> Response:
+        timeout = self.timeout if timeout is None else timeout
+        headers = dict(headers or {})
+        if auth:
+            headers.update(urllib3.make_headers(basic_auth=":".join(auth)))
+        if params:
+            url = f"{url}?{urlencode(_pairs(params))}"
+        body = None
+        if data is not None:
+            json_body = headers.get("Content-Type", "") in (
+                "application/json",
+                "application/scim+json",
+            )
+            body = json.dumps(data).encode() if json_body else urlencode(_pairs(data)).encode()
+        response = self.pool.request(
+            method.upper(),
+            url,
+            body=body,
+            headers=headers,
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+            retries=urllib3.Retry(0, read=False),  # as requests: none, raised as they come
+            redirect=allow_redirects,
+        )
+        charset = response.headers.get("Content-Type", "").partition("charset=")[2]
+        text = response.data.decode(charset.strip() or "utf-8", errors="replace")
+        self._test_only_last_response = Response(response.status, text, response.headers)
+        return self._test_only_last_response
+
+
+def _pairs(values: dict) -> list[tuple[str, object]]:
+    """A form's fields as requests encodes them: a list is the field repeated, None left out."""
+    pairs = []
+    for name, value in values.items():
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if item is not None:
+                pairs.append((name, item))
+    return pairs
 
 
 class TwilioSmsChannel:
@@ -83,7 +155,7 @@ class TwilioSmsChannel:
             )
         except (TwilioRestException, TwilioServiceException) as error:
             raise classify_twilio_error(error) from error
-        except requests.RequestException as error:  # refused, reset, timed out
+        except urllib3.exceptions.HTTPError as error:  # refused, reset, timed out
             raise TransientSendError(f"Twilio unreachable: {error.__class__.__name__}") from error
         return sent.sid
 
