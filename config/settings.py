@@ -244,6 +244,8 @@ IMPORT_UPLOAD_MAX_MB = env_int("IMPORT_UPLOAD_MAX_MB", 100)
 IMPORT_STALLED_AFTER_MINUTES = env_int("IMPORT_STALLED_AFTER_MINUTES", 10)
 # Who gets the all-agents weekly report by email (agents get their own at their address).
 REPORTS_ADMIN_EMAILS = env_list("REPORTS_ADMIN_EMAILS", [])
+# A report email claimed this long ago and never confirmed sent (its worker died) is sent again.
+REPORT_EMAIL_CLAIM_MINUTES = env_int("REPORT_EMAIL_CLAIM_MINUTES", 30)
 # Housekeeping keeps these for this many days (0: forever).
 RESULTS_RETENTION_DAYS = env_int("RESULTS_RETENTION_DAYS", 30)
 UPLOADS_RETENTION_DAYS = env_int("UPLOADS_RETENTION_DAYS", 90)

@@ -353,7 +353,9 @@ class WeeklyReport(models.Model):
     csv_name = models.CharField(max_length=255, help_text="The CSV's path under REPORTS_DIR.")
     chart_name = models.CharField(max_length=255, help_text="The SVG's path under REPORTS_DIR.")
     created_at = models.DateTimeField(auto_now_add=True)
-    # Set by the run that claims the sending, before it sends: a second run sends nothing.
+    # Set by the run that claims the sending, before it sends: a second run sends nothing. A
+    # claim never confirmed by emailed_at (its worker died) expires, like a stalled reminder.
+    email_claimed_at = models.DateTimeField(null=True, blank=True)
     emailed_at = models.DateTimeField(null=True, blank=True)
     emailed_to = models.TextField(blank=True)
     email_error = models.TextField(blank=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.db.models import Count, Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 from django.utils.html import escape
 
@@ -276,8 +276,9 @@ def chart_svg(title: str, counts: dict[str, int]) -> str:
 def email_weekly_reports(*, week_start: date) -> int:
     """Email each report of the week, and of the few weeks before it, not emailed yet: an
     agent's to the agent, the all-agents one to REPORTS_ADMIN_EMAILS (if any). Returns how many
-    were sent. A report is claimed (emailed_at set by a conditional update) before it is sent,
-    so no run sends it twice; a send that fails gives the claim back, for the next run."""
+    were sent. A run claims a report (a conditional update) before sending it, so two runs never
+    both send it; a send that fails gives the claim back, and a claim whose run died expires
+    after REPORT_EMAIL_CLAIM_MINUTES, so the next run sends it."""
     sent = 0
     reports = WeeklyReport.objects.filter(
         week_start__lte=week_start,
@@ -289,22 +290,33 @@ def email_weekly_reports(*, week_start: date) -> int:
         recipients = [report.agent.email] if report.agent else settings.REPORTS_ADMIN_EMAILS
         if not recipients:
             continue
-        claimed = WeeklyReport.objects.filter(pk=report.pk, emailed_at__isnull=True).update(
-            emailed_at=timezone.now(), emailed_to=", ".join(recipients), email_error=""
-        )
-        if not claimed:
+        if not _claim(report):
             continue  # another run is sending it
         try:
             _email(report, recipients)
         except Exception as error:
             WeeklyReport.objects.filter(pk=report.pk).update(
-                emailed_at=None, email_error=str(error)[:2000]
+                email_claimed_at=None, email_error=str(error)[:2000]
             )
             if classify_email_error(error) is None:
                 raise  # a bug or a misconfiguration: not for the next run to hide
             continue
+        WeeklyReport.objects.filter(pk=report.pk).update(
+            emailed_at=timezone.now(), emailed_to=", ".join(recipients), email_error=""
+        )
         sent += 1
     return sent
+
+
+def _claim(report: WeeklyReport) -> bool:
+    now = timezone.now()
+    expired = now - timedelta(minutes=settings.REPORT_EMAIL_CLAIM_MINUTES)
+    unclaimed = Q(email_claimed_at__isnull=True) | Q(email_claimed_at__lt=expired)
+    return bool(
+        WeeklyReport.objects.filter(unclaimed, pk=report.pk, emailed_at__isnull=True).update(
+            email_claimed_at=now
+        )
+    )
 
 
 def _email(report: WeeklyReport, recipients: list[str]) -> None:

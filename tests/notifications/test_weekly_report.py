@@ -278,10 +278,20 @@ def test_a_report_whose_email_failed_is_sent_by_next_weeks_run(book, settings):
 
 def test_a_report_claimed_by_another_run_is_not_sent_again(book):
     reports.build_weekly_reports(week_start=WEEK)
-    WeeklyReport.objects.filter(agent=book.alice).update(emailed_at=timezone.now())
+    WeeklyReport.objects.filter(agent=book.alice).update(email_claimed_at=timezone.now())
 
     assert reports.email_weekly_reports(week_start=WEEK) == 2
     assert "alice@agency.example" not in [message.to[0] for message in mail.outbox]
+
+
+def test_a_claim_whose_run_died_expires_and_the_report_is_sent(book, settings):
+    reports.build_weekly_reports(week_start=WEEK)
+    claimed_long_ago = timezone.now() - timedelta(minutes=settings.REPORT_EMAIL_CLAIM_MINUTES + 1)
+    WeeklyReport.objects.filter(agent=book.alice).update(email_claimed_at=claimed_long_ago)
+
+    assert reports.email_weekly_reports(week_start=WEEK) == 3
+    assert "alice@agency.example" in [message.to[0] for message in mail.outbox]
+    assert reports.email_weekly_reports(week_start=WEEK) == 0
 
 
 def test_without_admin_addresses_the_all_agents_report_is_stored_not_emailed(book, settings):
