@@ -50,13 +50,23 @@ def sources_of(target: str) -> set[str]:
     return {source for source, targets in ALLOWED_MOVES.items() if target in targets}
 
 
-def move(notification_ids: int | Iterable[int], to: str, **fields) -> int:
-    """Move the given notifications to status `to` where their status allows it, setting
-    `fields` too. Returns how many moved: 0 means another process got there first."""
+def move(
+    notification_ids: int | Iterable[int],
+    to: str,
+    *,
+    only_from: Iterable[str] | None = None,
+    **fields,
+) -> int:
+    """Move the given notifications to status `to` where their status allows it (and is one
+    of `only_from`, when given), setting `fields` too. Returns how many moved: 0 means another
+    process got there first."""
     ids = [notification_ids] if isinstance(notification_ids, int) else list(notification_ids)
     if not ids:
         return 0
-    return _movable(ids, to).update(status=to, status_changed_at=timezone.now(), **fields)
+    movable = _movable(ids, to)
+    if only_from is not None:
+        movable = movable.filter(current_status__in=list(only_from))
+    return movable.update(status=to, status_changed_at=timezone.now(), **fields)
 
 
 def move_returning_ids(notification_ids: Iterable[int], to: str, **fields) -> list[int]:

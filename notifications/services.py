@@ -13,28 +13,25 @@ class RetryError(Exception):
 
 
 def retry_failed(*, notification: Notification) -> None:
-    """Put a failed notification back in the queue and send it again once that is committed.
-    Only a failed one: the row is locked while its status is checked, so two clicks at once
-    send it once."""
+    """Put a failed notification back in the queue and send it again once that is committed,
+    unless sending it no longer makes sense. The move is from failed only (queued -> queued is
+    the scan's re-enqueue, not a retry), so two clicks at once send it once."""
+    Status = Notification.Status
+    notification = Notification.objects.select_related("policy", "customer").get(pk=notification.pk)
+    if notification.status != Status.FAILED:
+        raise RetryError("Only a failed notice can be retried; this one is no longer failed.")
+    if Notification.objects.filter(fallback_for=notification.pk).exists():
+        raise RetryError(
+            "An email was sent in place of this SMS; a retry would remind the customer twice."
+        )
+    reason = dispatch.why_not_send(notification)
+    if reason:
+        raise RetryError(f"This notice cannot be sent any more: {reason}.")
     with transaction.atomic():
-        status = (
-            Notification.objects.select_for_update()
-            .filter(pk=notification.pk)
-            .values_list("status", flat=True)
-            .first()
+        moved = lifecycle.move(
+            notification.pk, Status.QUEUED, only_from={Status.FAILED}, queued_at=timezone.now()
         )
-        if status != Notification.Status.FAILED:
+        if not moved:
             raise RetryError("Only a failed notice can be retried; this one is no longer failed.")
-        if Notification.objects.filter(fallback_for=notification.pk).exists():
-            raise RetryError(
-                "An email was sent in place of this SMS; a retry would remind the customer twice."
-            )
-        notification = Notification.objects.select_related("policy", "customer").get(
-            pk=notification.pk
-        )
-        reason = dispatch.why_not_send(notification)
-        if reason:
-            raise RetryError(f"This notice cannot be sent any more: {reason}.")
-        lifecycle.move(notification.pk, Notification.Status.QUEUED, queued_at=timezone.now())
         # The same public task the fan-out sends; after commit, so the worker sees "queued".
         transaction.on_commit(lambda: send_notification.delay(notification.pk))
