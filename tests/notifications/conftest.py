@@ -1,5 +1,5 @@
-"""Fixtures for planning and dispatch: exactly the rules a test asks for, and an outbox of
-files in a directory of the test's own."""
+"""Fixtures for planning and dispatch: exactly the rules a test asks for, an outbox of files in
+a directory of the test's own, and the real provider SDKs pointed at the fake provider."""
 
 import importlib
 import threading
@@ -12,12 +12,15 @@ from django.db import connection
 
 from notifications import planning
 from notifications.models import Channel, MessageTemplate, Notification, ReminderRule
+from tests.fake_provider import FakeProvider
 
 # The rules migration 0002 seeds (email 60/30/14/7 days, SMS 14/7/1), read from the migration
 # itself so these tests follow it.
 DEFAULT_RULES: list[tuple[int, str]] = importlib.import_module(
     "notifications.migrations.0002_defaults"
 ).DEFAULT_RULES
+
+TWILIO_TEST_FROM = "+15005550006"  # Twilio's own magic test number
 
 # A subject and bodies whose rendering a test can predict without knowing today's date.
 SUBJECT = "Policy {{ policy.policy_number }} expires {{ expiry_date|date:'Y-m-d' }}"
@@ -66,6 +69,25 @@ def default_rules(rules) -> list[ReminderRule]:
     """The seeded set of rules, created afresh (a transactional test elsewhere may have
     flushed the seeded rows)."""
     return [rules(lead_days, channel) for lead_days, channel in DEFAULT_RULES]
+
+
+@pytest.fixture
+def fake_provider():
+    with FakeProvider(status_callbacks=False) as provider:
+        yield provider
+
+
+@pytest.fixture
+def providers(settings, fake_provider) -> FakeProvider:
+    """The real channels, twilio's Client and anymail's Postmark backend, talking HTTP to the
+    fake provider; SMS from TWILIO_TEST_FROM."""
+    for name, value in fake_provider.django_settings(anymail=dict(settings.ANYMAIL)).items():
+        setattr(settings, name, value)
+    settings.SMS_BACKEND = "twilio"
+    settings.TWILIO_FROM_NUMBER = TWILIO_TEST_FROM
+    settings.TWILIO_MESSAGING_SERVICE_SID = ""
+    settings.REMINDER_SEND_MAX_RETRIES = 3
+    return fake_provider
 
 
 @pytest.fixture

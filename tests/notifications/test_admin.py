@@ -11,7 +11,6 @@ from django.utils import timezone
 from notifications import preferences
 from notifications.models import Notification, ReminderRule
 from tests.factories import make_agent, make_customer, make_policy
-from tests.fake_provider import FakeProvider
 
 
 @pytest.fixture
@@ -77,19 +76,14 @@ def test_a_test_email_goes_to_the_typed_address_only(admin_client, policy):
 
 
 def test_a_test_sms_goes_through_twilio_to_the_typed_number(
-    admin_client, policy, sms_rule, settings
+    admin_client, policy, sms_rule, providers
 ):
-    with FakeProvider(status_callbacks=False) as fake:
-        for name, value in fake.django_settings(anymail=dict(settings.ANYMAIL)).items():
-            setattr(settings, name, value)
-        settings.SMS_BACKEND = "twilio"
-        settings.TWILIO_FROM_NUMBER = "+15005550006"
-        url = preview_url(sms_rule) + "?policy_number=HOME-7"
+    url = preview_url(sms_rule) + "?policy_number=HOME-7"
 
-        admin_client.post(url, {"to": "+1 415 555 0199"})
+    admin_client.post(url, {"to": "+1 415 555 0199"})
 
-        assert fake.accepted == {"+14155550199": 1}
-        assert fake.accepted[policy.customer.phone] == 0
+    assert providers.accepted == {"+14155550199": 1}
+    assert providers.accepted[policy.customer.phone] == 0
 
 
 def test_a_test_to_an_invalid_number_is_refused_and_nothing_sent(admin_client, policy, sms_rule):

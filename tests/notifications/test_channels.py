@@ -11,29 +11,11 @@ from notifications.models import ConsentChange, MessageTemplate, Notification, R
 from notifications.tasks import send_notification
 from policies.models import Customer
 from tests.factories import make_agent, make_customer, make_policy, make_rule
-from tests.fake_provider import FakeProvider
 from tests.workers import wait_for
 
 Status = Notification.Status
 PHONE = "+14155550100"
 EMAIL = "pat@mail.example"
-
-
-@pytest.fixture
-def fake():
-    with FakeProvider(status_callbacks=False) as provider:
-        yield provider
-
-
-@pytest.fixture
-def providers(settings, fake):
-    for name, value in fake.django_settings(anymail=dict(settings.ANYMAIL)).items():
-        setattr(settings, name, value)
-    settings.SMS_BACKEND = "twilio"
-    settings.TWILIO_FROM_NUMBER = "+15005550006"
-    settings.TWILIO_MESSAGING_SERVICE_SID = ""
-    settings.REMINDER_SEND_MAX_RETRIES = 3
-    return fake
 
 
 @pytest.fixture

@@ -14,33 +14,19 @@ from notifications.models import Channel, MessageTemplate, Notification, Reminde
 from notifications.tasks import fan_out, send_batch
 from policies.models import Customer, Policy
 from tests.factories import make_agent, make_customer, make_policy, make_rule
-from tests.fake_provider import FakeProvider
 
 pytestmark = pytest.mark.django_db
 
 EMAIL, SMS = Channel.EMAIL, Channel.SMS
 Status = Notification.Status
-FROM_NUMBER = "+15005550006"
 
 
 @pytest.fixture
-def fake():
-    with FakeProvider(status_callbacks=False) as provider:
-        yield provider
-
-
-@pytest.fixture
-def providers(settings, fake):
-    """The real channels pointed at the fake; SMS may go at any hour unless a test says not."""
-    for name, value in fake.django_settings(anymail=dict(settings.ANYMAIL)).items():
-        setattr(settings, name, value)
-    settings.SMS_BACKEND = "twilio"
-    settings.TWILIO_FROM_NUMBER = FROM_NUMBER
-    settings.TWILIO_MESSAGING_SERVICE_SID = ""
+def providers(providers, settings):
+    """The shared fake-provider setup; SMS may go at any hour unless a test says not."""
     settings.SMS_WINDOW_START_HOUR, settings.SMS_WINDOW_END_HOUR = 0, 24
-    settings.REMINDER_SEND_MAX_RETRIES = 3
     settings.REMINDER_SEND_THREADS = 4
-    return fake
+    return providers
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from notifications import dispatch, planning
 from notifications.channels import TransientSendError
 from notifications.models import Notification, ReminderRule, ReminderRun
 from tests.factories import make_agent, make_customer, make_policy, make_rule
-from tests.fake_provider import FakeProvider
 from tests.workers import BASE_DIR, celery_worker, wait_for, worker_log
 
 TOKEN = "metrics-test-token"
@@ -78,17 +77,6 @@ def test_metrics_show_notifications_by_status_and_channel_and_the_last_scan(clie
 
 
 # --- Sends through the real SDKs to the fake provider ------------------------------------------
-
-
-@pytest.fixture
-def providers(settings):
-    with FakeProvider(status_callbacks=False) as fake:
-        for name, setting in fake.django_settings(anymail=dict(settings.ANYMAIL)).items():
-            setattr(settings, name, setting)
-        settings.SMS_BACKEND = "twilio"
-        settings.TWILIO_FROM_NUMBER = "+15005550006"
-        settings.TWILIO_MESSAGING_SERVICE_SID = ""
-        yield fake
 
 
 @pytest.fixture
