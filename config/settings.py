@@ -213,10 +213,10 @@ REMINDER_REQUEUE_AFTER_MINUTES = env_int("REMINDER_REQUEUE_AFTER_MINUTES", 30)
 REMINDER_FANOUT_CHUNK = env_int("REMINDER_FANOUT_CHUNK", 1000)
 # Notifications per send_batch task, claimed, loaded and recorded together; and the threads
 # each worker process sends them on, waiting for the providers at once. Chosen on the dispatch
-# benchmark (README: "Benchmarks"): batches of 100 and 200 did alike; past ~25 threads a process
-# spends more CPU on its GIL than on sending.
+# benchmark (README: "Benchmarks"): batches of 100 and 200 did alike; 30 threads kept more sends
+# in flight than 20 once a send cost ~2.5 ms of CPU (at 50, a process spent more CPU on its GIL).
 REMINDER_SEND_BATCH_SIZE = env_int("REMINDER_SEND_BATCH_SIZE", 100)
-REMINDER_SEND_THREADS = env_int("REMINDER_SEND_THREADS", 20)
+REMINDER_SEND_THREADS = env_int("REMINDER_SEND_THREADS", 30)
 # Transient provider errors are retried this many times, backing off exponentially with jitter.
 REMINDER_SEND_MAX_RETRIES = env_int("REMINDER_SEND_MAX_RETRIES", 5)
 # Messages per second each channel may send, across all workers (0: no limit). A limit needs
