@@ -24,6 +24,7 @@ def crontab_expression(crontab: CrontabSchedule) -> str:
         ]
     )
 
+
 WEEKLY_REPORT_NAME = "Weekly agent reports"
 WEEKLY_REPORT_TASK = "notifications.tasks.weekly_reports"
 HOUSEKEEPING_NAME = "Housekeeping"
