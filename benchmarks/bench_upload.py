@@ -13,12 +13,11 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import warnings
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -46,52 +45,10 @@ from django.test import Client
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 
 from benchmarks.bench_import import write_csv
+from benchmarks.workers import WorkerConfig, Workers
 from policies.models import ImportJob
 from policies.services import ensure_agent
 from tests.workers import worker_environment
-
-
-def start_worker(env: dict[str, str]) -> subprocess.Popen:
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
-    log = VAR_DIR / "worker.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool=solo",  # an import is one task
-                f"--queues={QUEUE}",
-                f"--hostname=bench-upload-{os.getpid()}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--loglevel=INFO",
-            ],
-            cwd=Path(__file__).resolve().parent.parent,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 60
-    while " ready." not in log.read_text(errors="replace"):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the worker did not start:\n{log.read_text(errors='replace')}")
-        time.sleep(0.1)
-    return process
-
-
-def stop_worker(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    with suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=30)
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
 
 
 def upload_once(client: Client, label: str, path: Path, rows: int, timeout: float) -> None:
@@ -114,7 +71,7 @@ def upload_once(client: Client, label: str, path: Path, rows: int, timeout: floa
         if state["finished"]:
             break
         if time.monotonic() > deadline:
-            sys.exit(f"gave up after {timeout}s: {state}\n{(VAR_DIR / 'worker.log').read_text()}")
+            sys.exit(f"gave up after {timeout}s: {state}\n{(VAR_DIR / 'worker-0.log').read_text()}")
         time.sleep(0.5)  # as the page polls
     total_seconds = time.perf_counter() - started
     job.refresh_from_db()
@@ -163,8 +120,10 @@ def main() -> None:
         write_csv(first, args.rows)
         write_csv(changed, args.rows, changed_every=10)
         size = first.stat().st_size / 1e6
-        worker = start_worker(env)
-        stack.callback(stop_worker, worker)
+        workers = Workers(WorkerConfig("solo", 1, 1), env, QUEUE, VAR_DIR)  # an import is one task
+        stack.callback(workers.stop)
+        workers.start()
+        workers.wait_ready()
         print(
             f"Uploading {args.rows:,} policy rows ({size:.1f} MB) through the upload view to a "
             f"worker on {BROKER_URL} (queue {QUEUE}), PostgreSQL; {os.cpu_count()} CPUs"
