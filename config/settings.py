@@ -166,6 +166,8 @@ OUTBOX_DIR = Path(env_str("OUTBOX_DIR", str(VAR_DIR / "outbox")))
 # Any backend Django or anymail offers, e.g. anymail.backends.postmark.EmailBackend.
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "notifications.channels.outbox.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Renewly <reminders@renewly.example>")
+# An SMTP server that stops answering must not hold a send thread (and its batch) forever.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT_SECONDS", 30)
 ANYMAIL = {
     "POSTMARK_SERVER_TOKEN": env_str("POSTMARK_SERVER_TOKEN"),
     "POSTMARK_API_URL": env_str("POSTMARK_API_URL", "https://api.postmarkapp.com/"),

@@ -5,8 +5,9 @@ channel and record what the provider said. Safe to run any number of times for t
 import logging
 import os
 import random
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor, wait
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +30,8 @@ logger = logging.getLogger(__name__)
 Status = Notification.Status
 # What checking and rendering a notification read, loaded with it.
 SEND_RELATED = ("policy__agent__user", "customer", "rule__template", "rule__fallback_template")
+# A batch records what came back at least this often (in results; or every half second).
+RECORD_EVERY = 25
 
 
 @dataclass(frozen=True)
@@ -112,19 +115,22 @@ def send_many(notification_ids: Iterable[int]) -> dict[int, Outcome]:
             record.deferred[notification.pk] = window
         else:
             ready.append(notification)
-    results = _send_concurrently(ready)
-    for notification in ready:
-        result = results[notification.pk]
-        if isinstance(result, str):
-            record.sent[notification.pk] = result
-        elif isinstance(result, PermanentSendError):
-            record.failed[notification] = result
-        elif isinstance(result, TransientSendError):
-            record.transient[notification] = result
-        else:  # a bug or a misconfiguration: left sending, as `send` leaves it, for a person
-            logger.error("notification %s not sent", notification.pk, exc_info=result)
-            outcomes[notification.pk] = Outcome(Status.SENDING, f"unexpected error: {result!r}")
     outcomes.update(record.save())
+    for results in _send_concurrently(ready):
+        record = _BatchRecord()
+        for notification, result in results:
+            if isinstance(result, str):
+                record.sent[notification.pk] = result
+            elif isinstance(result, PermanentSendError):
+                record.failed[notification] = result
+            elif isinstance(result, TransientSendError):
+                record.transient[notification] = result
+            else:  # a bug or a misconfiguration: failed, for a person to look at and retry
+                logger.error("notification %s not sent", notification.pk, exc_info=result)
+                record.broken[notification.pk] = f"unexpected error: {result!r}"
+        # Recorded as the sends come back, not at the batch's end: a worker killed mid-batch
+        # leaves only the last moment's sends unrecorded (and sent again after a stall).
+        outcomes.update(record.save())
     return outcomes
 
 
@@ -156,21 +162,38 @@ def _quiet_hours_end(notification: Notification, now: datetime) -> datetime | No
     return next_sms_window(now, notification.customer.timezone)
 
 
-def _send_concurrently(notifications: list[Notification]) -> dict[int, str | Exception]:
-    """Render and send each notification on this process's send threads (the provider's
-    latency, not our CPU, is what a send waits for). Returns each one's provider message id, or
-    the error its send raised."""
+def _send_concurrently(notifications: list[Notification]) -> Iterator[list[tuple]]:
+    """Render each notification here (CPU work, and any database read stays on this thread's
+    connection), then send them on this process's send threads: the provider's latency, not
+    our CPU, is what a send waits for. Yields (notification, provider message id or error)
+    pairs in small groups as the sends complete."""
     if not notifications:
-        return {}
+        return
     pool = _send_threads(os.getpid(), settings.REMINDER_SEND_THREADS)
     with ExitStack() as stack:
         channels = {
             name: stack.enter_context(sending_through(name))
             for name in {notification.channel for notification in notifications}
         }
-        futures = {n.pk: pool.submit(_send_one, channels[n.channel], n) for n in notifications}
-        wait(futures.values())
-    return {notification_id: future.result() for notification_id, future in futures.items()}
+        futures, rendering_failed = {}, []
+        for notification in notifications:
+            try:
+                message = render(notification)
+            except Exception as error:  # a template that does not render: this one only
+                rendering_failed.append((notification, error))
+                continue
+            sender = channels[notification.channel]
+            futures[pool.submit(_send_one, sender, notification.channel, message)] = notification
+        if rendering_failed:
+            yield rendering_failed
+        done, group_started = [], time.monotonic()
+        for future in as_completed(futures):
+            done.append((futures[future], future.result()))
+            if len(done) >= RECORD_EVERY or time.monotonic() - group_started > 0.5:
+                yield done
+                done, group_started = [], time.monotonic()
+        if done:
+            yield done
 
 
 @lru_cache(maxsize=1)
@@ -180,11 +203,10 @@ def _send_threads(process_id: int, threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send")
 
 
-def _send_one(channel, notification: Notification) -> str | Exception:
+def _send_one(sender, channel: str, message) -> str | Exception:
     try:
-        message = render(notification)
-        rate_limit.acquire(notification.channel)
-        return channel.send(message)
+        rate_limit.acquire(channel)
+        return sender.send(message)
     except Exception as error:  # one message's error must not lose the batch's other outcomes
         return error
 
@@ -198,9 +220,13 @@ class _BatchRecord:
         self.sent: dict[int, str] = {}
         self.failed: dict[Notification, PermanentSendError] = {}
         self.transient: dict[Notification, TransientSendError] = {}
+        self.broken: dict[int, str] = {}
 
     def save(self) -> dict[int, Outcome]:
         outcomes = {}
+        if self.broken:
+            lifecycle.move(self.broken, Status.FAILED, last_error=_each(self.broken, "last_error"))
+            outcomes |= {pk: Outcome(Status.FAILED, why) for pk, why in self.broken.items()}
         if self.cancelled:
             lifecycle.move(
                 self.cancelled, Status.CANCELLED, last_error=_each(self.cancelled, "last_error")

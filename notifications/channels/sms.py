@@ -78,11 +78,13 @@ class PooledHttpClient(HttpClient):
         elif verify:
             tls["ca_certs"] = DEFAULT_CA_BUNDLE_PATH
         proxy = select_proxy(base_url, environment["proxies"])
-        self.pool = (
-            urllib3.ProxyManager(proxy, maxsize=pool_size, **tls)
-            if proxy
-            else urllib3.PoolManager(maxsize=pool_size, **tls)
-        )
+        if proxy:
+            # As requests does: credentials in the proxy's URL become Proxy-Authorization.
+            user, password = requests.utils.get_auth_from_url(proxy)
+            auth = urllib3.make_headers(proxy_basic_auth=f"{user}:{password}") if user else None
+            self.pool = urllib3.ProxyManager(proxy, maxsize=pool_size, proxy_headers=auth, **tls)
+        else:
+            self.pool = urllib3.PoolManager(maxsize=pool_size, **tls)
 
     def request(
         self,

@@ -144,7 +144,7 @@ def test_one_batch_records_a_permanent_error_a_transient_one_and_a_success(provi
     assert Customer.objects.get(pk=accepted.customer_id).sms_consent is True
 
 
-def test_an_unexpected_error_on_one_message_leaves_it_sending_and_records_the_others(
+def test_an_unexpected_error_on_one_message_fails_it_and_records_the_others(
     providers, queued, monkeypatch
 ):
     send_sms = TwilioSmsChannel.send
@@ -159,9 +159,10 @@ def test_an_unexpected_error_on_one_message_leaves_it_sending_and_records_the_ot
     outcomes = dispatch.send_many(ids(queued))
 
     broken = reload(queued[(SMS, 2)])
-    assert broken.status == Status.SENDING  # as `send` leaves it: stalled, enqueued again later
-    assert outcomes[broken.pk].status == Status.SENDING
-    assert "a bug in the SMS channel" in outcomes[broken.pk].detail
+    # Failed, for a person to look at and retry: left sending, it would go again every stall.
+    assert broken.status == Status.FAILED
+    assert outcomes[broken.pk].status == Status.FAILED
+    assert "a bug in the SMS channel" in broken.last_error
     others = [reload(n) for key, n in queued.items() if key != (SMS, 2)]
     assert {n.status for n in others} == {Status.SENT}
     assert sum(providers.accepted.values()) == 5
@@ -268,3 +269,18 @@ def test_fan_out_sends_everything_in_batches_of_the_configured_size(
     assert [len(batch) for batch in batches] == [4, 4, 2]
     assert set(Notification.objects.values_list("status", flat=True)) == {Status.SENT}
     assert sum(providers.accepted.values()) == 10
+
+
+def test_a_template_reading_related_records_renders_in_a_batch(providers, queued):
+    """Rendering reads the database on the batch's own connection, never a send thread's (a
+    send thread's connection would be one more per thread, never closed, and blind to this
+    test's transaction)."""
+    template = MessageTemplate.objects.get(pk=queued[(SMS, 1)].rule.template_id)
+    template.body = "{{ policy.customer.name }}: {{ policy.agent.user.username }}"
+    template.save()
+
+    outcomes = dispatch.send_many(ids(queued))
+
+    assert {outcome.status for outcome in outcomes.values()} == {Status.SENT}
+    sms_bodies = {m.body for m in providers.messages if m.channel == "sms"}
+    assert sms_bodies == {"Pat 1: agent", "Pat 2: agent", "Pat 3: agent"}
