@@ -2,7 +2,10 @@
 
 from datetime import date, timedelta
 
-from notifications.models import MessageTemplate, ReminderRule
+from django.utils import timezone
+
+from notifications import planning
+from notifications.models import MessageTemplate, Notification, ReminderRule
 from policies.models import Agent, Customer, Policy
 from policies.services import ensure_agent
 
@@ -54,3 +57,17 @@ def make_rule(
     return ReminderRule.objects.create(
         lead_days=lead_days, channel=channel, product_line=product_line, template=template, **fields
     )
+
+
+def queue_an_email_and_an_sms(email: str, phone: str) -> dict[str, Notification]:
+    """Exactly two rules (email and SMS, 7 days), one customer's policy due under both, planned
+    and queued as the fan-out leaves them: {channel: Notification}."""
+    ReminderRule.objects.all().delete()
+    make_rule(7, "email")
+    make_rule(7, "sms")
+    today = timezone.localdate()
+    customer = make_customer(email, phone=phone)
+    make_policy("P-7", customer=customer, agent=make_agent(), expiry_date=today + timedelta(7))
+    planning.plan_due(run_date=today)
+    planning.claim_for_enqueue(limit=10, stalled_after=timedelta(hours=1))
+    return {n.channel: n for n in Notification.objects.all()}

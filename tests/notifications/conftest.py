@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from config.celery import app as celery_app
 from notifications import planning
 from notifications.models import Channel, MessageTemplate, Notification, ReminderRule
 from tests.fake_provider import FakeProvider
@@ -88,6 +89,14 @@ def providers(settings, fake_provider) -> FakeProvider:
     settings.TWILIO_MESSAGING_SERVICE_SID = ""
     settings.REMINDER_SEND_MAX_RETRIES = 3
     return fake_provider
+
+
+@pytest.fixture
+def eager_tasks():
+    """Tasks a task sends run in place, so a test sees the whole chain."""
+    celery_app.conf.update(task_always_eager=True)
+    yield
+    celery_app.conf.update(task_always_eager=False)
 
 
 @pytest.fixture

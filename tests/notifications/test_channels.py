@@ -1,16 +1,12 @@
 """The real channels: SMS through the twilio SDK and email through anymail's Postmark backend,
 both talking HTTP to the local fake provider, which counts what it accepted."""
 
-from datetime import timedelta
-
 import pytest
-from django.utils import timezone
 
-from notifications import planning
-from notifications.models import ConsentChange, MessageTemplate, Notification, ReminderRule
+from notifications.models import ConsentChange, MessageTemplate, Notification
 from notifications.tasks import send_notification
 from policies.models import Customer
-from tests.factories import make_agent, make_customer, make_policy, make_rule
+from tests.factories import queue_an_email_and_an_sms
 from tests.workers import wait_for
 
 Status = Notification.Status
@@ -21,15 +17,7 @@ EMAIL = "pat@mail.example"
 @pytest.fixture
 def queued(db):
     """An email and an SMS reminder, planned and queued: {channel: Notification}."""
-    ReminderRule.objects.all().delete()
-    make_rule(7, "email")
-    make_rule(7, "sms")
-    today = timezone.localdate()
-    customer = make_customer(EMAIL, phone=PHONE)
-    make_policy("P-7", customer=customer, agent=make_agent(), expiry_date=today + timedelta(7))
-    planning.plan_due(run_date=today)
-    planning.claim_for_enqueue(limit=10, stalled_after=timedelta(hours=1))
-    return {n.channel: n for n in Notification.objects.all()}
+    return queue_an_email_and_an_sms(EMAIL, PHONE)
 
 
 def send(notification) -> Notification:
@@ -185,15 +173,6 @@ def sms_rule_falls_back(queued):
     # Only the SMS reminder exists: the email rule's own reminder is not part of this story.
     queued["email"].delete()
     return queued["sms"]
-
-
-@pytest.fixture
-def eager_tasks():
-    """Tasks a task sends run in place, so a test sees the whole chain."""
-    conf = send_notification.app.conf
-    conf.update(task_always_eager=True)
-    yield
-    conf.update(task_always_eager=False)
 
 
 @pytest.mark.usefixtures("eager_tasks")

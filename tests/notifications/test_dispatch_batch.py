@@ -29,15 +29,6 @@ def providers(providers, settings):
     return providers
 
 
-@pytest.fixture
-def eager_tasks():
-    """Tasks a task sends run in place, so a test sees the whole chain."""
-    conf = send_batch.app.conf
-    conf.update(task_always_eager=True)
-    yield
-    conf.update(task_always_eager=False)
-
-
 def phone(n: int) -> str:
     return f"+1415555{n:04d}"
 

@@ -17,7 +17,13 @@ from twilio.request_validator import RequestValidator
 from notifications import dispatch, planning
 from notifications.channels import TransientSendError
 from notifications.models import Notification, ReminderRule, ReminderRun
-from tests.factories import make_agent, make_customer, make_policy, make_rule
+from tests.factories import (
+    make_agent,
+    make_customer,
+    make_policy,
+    make_rule,
+    queue_an_email_and_an_sms,
+)
 from tests.workers import BASE_DIR, celery_worker, wait_for, worker_log
 
 TOKEN = "metrics-test-token"
@@ -82,15 +88,7 @@ def test_metrics_show_notifications_by_status_and_channel_and_the_last_scan(clie
 @pytest.fixture
 def queued(db):
     """An email and an SMS reminder, planned and queued: {channel: Notification}."""
-    ReminderRule.objects.all().delete()
-    make_rule(7, "email")
-    make_rule(7, "sms")
-    today = timezone.localdate()
-    customer = make_customer("pat@mail.example", phone=PHONE)
-    make_policy("P-7", customer=customer, agent=make_agent(), expiry_date=today + timedelta(7))
-    planning.plan_due(run_date=today)
-    planning.claim_for_enqueue(limit=10, stalled_after=timedelta(hours=1))
-    return {n.channel: n for n in Notification.objects.all()}
+    return queue_an_email_and_an_sms("pat@mail.example", PHONE)
 
 
 def test_a_reminder_sent_moves_the_sends_counter_and_latency(client, providers, queued):
