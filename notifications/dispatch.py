@@ -79,6 +79,11 @@ def send(notification_id: int) -> Outcome:
     except TransientSendError as error:
         lifecycle.move(notification_id, Status.QUEUED, last_error=str(error))
         raise
+    except Exception as error:
+        # A bug or a misconfiguration: failed, for a person to look at and retry, as a batch
+        # does. Left sending, the stall re-enqueue would try it again every half hour.
+        lifecycle.move(notification_id, Status.FAILED, last_error=f"unexpected error: {error!r}")
+        raise
     sent = {"sent_at": timezone.now(), "provider_message_id": provider_message_id}
     if not lifecycle.move(notification_id, Status.SENT, last_error="", **sent):
         # The provider's callback already moved it on (delivered, say): keep its id all the same.

@@ -3,6 +3,8 @@ both talking HTTP to the local fake provider, which counts what it accepted."""
 
 import pytest
 
+from notifications import dispatch
+from notifications.channels.sms import TwilioSmsChannel
 from notifications.models import ConsentChange, MessageTemplate, Notification
 from notifications.tasks import send_notification
 from policies.models import Customer
@@ -208,3 +210,19 @@ def test_a_fallback_template_must_be_an_email_one(queued):
     rule.fallback_template = rule.template  # an SMS template
     with pytest.raises(ValidationError, match="email template"):
         rule.full_clean()
+
+
+def test_an_unexpected_error_fails_the_reminder_instead_of_leaving_it_sending(
+    providers, queued, monkeypatch
+):
+    def broken(channel, message):
+        raise ValueError("a bug in the SMS channel")
+
+    monkeypatch.setattr(TwilioSmsChannel, "send", broken)
+
+    with pytest.raises(ValueError, match="a bug"):
+        dispatch.send(queued["sms"].pk)
+
+    notification = Notification.objects.get(pk=queued["sms"].pk)
+    assert notification.status == Status.FAILED
+    assert "a bug in the SMS channel" in notification.last_error
