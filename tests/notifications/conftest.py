@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from config.celery import app as celery_app
 from notifications import planning
 from notifications.models import Channel, MessageTemplate, Notification, ReminderRule
+from notifications.tasks import send_notification
 from tests.fake_provider import FakeProvider
 
 # The rules migration 0002 seeds (email 60/30/14/7 days, SMS 14/7/1), read from the migration
@@ -93,10 +93,12 @@ def providers(settings, fake_provider) -> FakeProvider:
 
 @pytest.fixture
 def eager_tasks():
-    """Tasks a task sends run in place, so a test sees the whole chain."""
-    celery_app.conf.update(task_always_eager=True)
+    """Tasks a task sends run in place, so a test sees the whole chain. (The tasks' own app:
+    a test that builds a Celery app of its own makes that one current.)"""
+    conf = send_notification.app.conf
+    conf.update(task_always_eager=True)
     yield
-    celery_app.conf.update(task_always_eager=False)
+    conf.update(task_always_eager=False)
 
 
 @pytest.fixture
