@@ -184,6 +184,9 @@ TWILIO_TIMEOUT_SECONDS = env_int("TWILIO_TIMEOUT_SECONDS", 10)
 # The address providers reach Renewly at: status callback URLs are built from it, and Twilio's
 # signatures are checked against it (a proxy in front may change what Django itself sees).
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+# Besides the staff user's own address, where the admin's "Send a test reminder" may send
+# (emails and +E.164 numbers, comma-separated): a QA inbox, the team's test phone.
+PREVIEW_TEST_RECIPIENTS = env_list("PREVIEW_TEST_RECIPIENTS", [])
 # How long the signed unsubscribe / preferences link in a reminder keeps working.
 PREFERENCES_LINK_MAX_AGE_DAYS = env_int("PREFERENCES_LINK_MAX_AGE_DAYS", 180)
 # The renew link in a reminder: the insurer's renewal portal. {policy_number}, {product_line}

@@ -29,7 +29,11 @@ class PreviewForm(forms.Form):
 
 class SendTestForm(forms.Form):
     to = forms.CharField(
-        label="Send a test to", help_text="An email address, or for SMS a number like +14155550100."
+        label="Send a test to",
+        help_text=(
+            "Your own email address, or for SMS your number like +14155550100 (or one the site "
+            "lists in PREVIEW_TEST_RECIPIENTS)."
+        ),
     )
     policy_number = forms.CharField(required=False, widget=forms.HiddenInput)
 
@@ -80,19 +84,17 @@ class PreviewAdminMixin:
         if request.method == "POST" and policy and send_form.is_valid():
             if not self.has_change_permission(request, obj):
                 return redirect("admin:index")
+            to = send_form.cleaned_data["to"]
             try:
                 provider_id = previews.send_test_reminder(
-                    self.templates_of(obj)[0], policy, to=send_form.cleaned_data["to"]
+                    self.templates_of(obj)[0], policy, to=to, sender=request.user
                 )
             except previews.PreviewError as problem:
                 send_form.add_error("to", str(problem))
             else:
-                self.message_user(
-                    request,
-                    f"Test reminder sent to {send_form.cleaned_data['to']} "
-                    f"(provider id {provider_id}).",
-                    messages.SUCCESS,
-                )
+                sent = f"Test reminder sent to {to} (provider id {provider_id})."
+                self.log_change(request, obj, f"{sent} Filled in for {policy.policy_number}.")
+                self.message_user(request, sent, messages.SUCCESS)
                 return redirect(request.get_full_path())
         context = {
             **self.admin_site.each_context(request),

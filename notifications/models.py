@@ -3,6 +3,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
+from notifications.templating import AVAILABLE
+from notifications.templating import validate as valid_template
 from policies.models import Customer, Policy
 
 
@@ -12,9 +14,10 @@ class Channel(models.TextChoices):
 
 
 TEMPLATE_HELP = (
-    "Django template syntax. Available: customer, policy, agent, expiry_date (a date), "
-    "expiry_date_text (written out in the customer's language), days_left, lead_days, "
-    "renew_url, preferences_url."
+    "Django template syntax with {% if %}, {% firstof %} and the formatting filters, e.g. "
+    '{{ expiry_date|date:"j F Y" }}. Available: '
+    + AVAILABLE
+    + ". expiry_date is a date; expiry_date_text is it written out in the customer's language."
 )
 
 
@@ -25,11 +28,18 @@ class MessageTemplate(models.Model):
     name = models.CharField(max_length=100, unique=True)
     channel = models.CharField(max_length=8, choices=Channel.choices)
     subject = models.CharField(
-        max_length=200, blank=True, help_text="Email only. Django template syntax."
+        max_length=200,
+        blank=True,
+        validators=[valid_template],
+        help_text="Email only. The same syntax as the body.",
     )
-    body = models.TextField(help_text=f"The plain-text body (the whole SMS). {TEMPLATE_HELP}")
+    body = models.TextField(
+        validators=[valid_template],
+        help_text=f"The plain-text body (the whole SMS). {TEMPLATE_HELP}",
+    )
     html_body = models.TextField(
         blank=True,
+        validators=[valid_template],
         help_text="Email only, optional: the HTML body. Values are HTML-escaped for you.",
     )
 
@@ -66,9 +76,9 @@ class TemplateTranslation(models.Model):
         MessageTemplate, on_delete=models.CASCADE, related_name="translations"
     )
     language = models.CharField(max_length=8, choices=settings.LANGUAGES)
-    subject = models.CharField(max_length=200, blank=True)
-    body = models.TextField(help_text=TEMPLATE_HELP)
-    html_body = models.TextField(blank=True)
+    subject = models.CharField(max_length=200, blank=True, validators=[valid_template])
+    body = models.TextField(validators=[valid_template], help_text=TEMPLATE_HELP)
+    html_body = models.TextField(blank=True, validators=[valid_template])
 
     class Meta:
         ordering = ["language"]

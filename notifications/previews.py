@@ -1,14 +1,16 @@
 """What an admin sees before a rule goes live: its reminders rendered for a real policy, and a
-test reminder sent through the real channel to an address the admin types."""
+test reminder sent through the real channel to an address of the admin's own (or one the site
+lists in PREVIEW_TEST_RECIPIENTS): a test send must never become a way to mail anyone."""
 
 import copy
 import dataclasses
 
 import phonenumbers
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
-from notifications import rendering
+from notifications import rendering, templating
 from notifications.channels import OutgoingMessage, SendError, channel_for
 from notifications.channels.sms import sms_segments
 from notifications.models import Channel, MessageTemplate, ReminderRule
@@ -55,11 +57,11 @@ def preview(template: MessageTemplate, policy: Policy, *, language: str = "", le
         customer.language = language
         policy = copy.copy(policy)
         policy.customer = customer
-    return Preview(
-        template=template,
-        language=policy.customer.language,
-        message=rendering.preview(template, policy, lead_days=lead_days),
-    )
+    try:
+        message = rendering.preview(template, policy, lead_days=lead_days)
+    except templating.TemplateProblem as problem:
+        raise PreviewError(f"{template.name} cannot be rendered. {problem}") from None
+    return Preview(template=template, language=policy.customer.language, message=message)
 
 
 def previews_for_rule(rule: ReminderRule, policy: Policy, *, language: str = "") -> list[Preview]:
@@ -68,10 +70,18 @@ def previews_for_rule(rule: ReminderRule, policy: Policy, *, language: str = "")
     return [preview(t, policy, language=language, lead_days=rule.lead_days) for t in templates]
 
 
-def send_test_reminder(template: MessageTemplate, policy: Policy, *, to: str) -> str:
+def send_test_reminder(template: MessageTemplate, policy: Policy, *, to: str, sender) -> str:
     """Send `template`, filled in for `policy`, to `to` through the real channel; return the
-    provider's message id. No notification is recorded and the customer gets nothing."""
+    provider's message id. `to` must be one of `sender`'s own addresses or listed in
+    PREVIEW_TEST_RECIPIENTS. No notification is recorded and the customer gets nothing."""
     to = _checked_address(template.channel, to)
+    allowed = test_recipients_for(sender, template.channel)
+    if to not in allowed:
+        raise PreviewError(
+            f"A test reminder goes only to your own {_address_kind(template.channel)} or to "
+            f"one listed in PREVIEW_TEST_RECIPIENTS ({', '.join(sorted(allowed)) or 'none'}); "
+            f"{to} is neither."
+        )
     message = preview(template, policy).message
     message = dataclasses.replace(
         message,
@@ -83,6 +93,26 @@ def send_test_reminder(template: MessageTemplate, policy: Policy, *, to: str) ->
         return channel_for(template.channel).send(message)
     except SendError as error:
         raise PreviewError(f"The provider did not accept the test reminder: {error}") from error
+
+
+def test_recipients_for(user, channel: str) -> set[str]:
+    """Where `user` may send a test on `channel`: their own email (and, for an agent, their
+    agent address and phone), and the site's PREVIEW_TEST_RECIPIENTS."""
+    own = [user.email]
+    agent = getattr(user, "agent", None)
+    if agent is not None:
+        own += [agent.email, agent.phone]
+    allowed = set()
+    for address in [*own, *settings.PREVIEW_TEST_RECIPIENTS]:
+        try:
+            allowed.add(_checked_address(channel, address))
+        except PreviewError:
+            continue  # an address of the other channel, or none
+    return allowed
+
+
+def _address_kind(channel: str) -> str:
+    return "email address" if channel == Channel.EMAIL else "phone number"
 
 
 def _checked_address(channel: str, to: str) -> str:

@@ -1,5 +1,8 @@
 """Turn a reminder into the words its customer reads: the rule's template, in the customer's
-language, filled in with the policy's data. Sending and the admin's preview both come here."""
+language, filled in with the policy's data. Sending and the admin's preview both come here.
+
+A template sees plain values only (strings, numbers, dates), never a model: an admin who edits
+the words cannot reach anything else through them (notifications.templating)."""
 
 import datetime
 import functools
@@ -8,10 +11,9 @@ from urllib.parse import quote
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
-from django.template import Context, Template
 from django.utils import formats, timezone, translation
 
-from notifications import preferences
+from notifications import preferences, templating
 from notifications.channels import OutgoingMessage
 from notifications.models import Channel, MessageTemplate, Notification
 from policies.models import Customer, Policy
@@ -52,43 +54,71 @@ def compose(
 ) -> OutgoingMessage:
     text = template.in_language(customer.language)
     is_email = template.channel == Channel.EMAIL
-    # Signing the customer's links costs more than the rest of the context: once per message,
+    parts = {
+        "subject": templating.compiled(text.subject) if is_email else None,
+        "body": templating.compiled(text.body),
+        "html_body": templating.compiled(text.html_body) if is_email else None,
+    }
+    # Signing the customer's links costs more than the rest of the values: once per message,
     # and only when a template or the unsubscribe header asks for one.
     token = functools.cache(functools.partial(preferences.token_for, customer))
+    names = set().union(*(part.names for part in parts.values() if part))
     with translation.override(customer.language):
-        values = context_for(policy, customer, expiry_date, lead_days, token=token)
-        subject = fill(text.subject, values) if is_email else ""
-        body = fill(text.body, values)
-        html_body = fill(text.html_body, values, html=True) if is_email else ""
+        values = values_for(
+            policy,
+            customer,
+            expiry_date,
+            lead_days,
+            token=token,
+            with_preferences_url="preferences_url" in names,
+        )
+        filled = {
+            name: part.render(values, autoescape=name == "html_body").strip() if part else ""
+            for name, part in parts.items()
+        }
     return OutgoingMessage(
         notification_id=notification_id,
         to=customer.email if is_email else customer.phone,
-        subject=" ".join(subject.split()),  # a subject is one line
-        body=body,
-        html_body=html_body,
+        subject=" ".join(filled["subject"].split()),  # a subject is one line
+        body=filled["body"],
+        html_body=filled["html_body"],
         metadata={"notification_id": str(notification_id), "policy": policy.policy_number},
         headers=unsubscribe_headers(customer, token=token()) if is_email else {},
     )
 
 
-def context_for(policy, customer, expiry_date, lead_days, *, token=None) -> dict:
-    """The values a template may use. `token`: a callable returning the customer's signed
-    token, for their links; "preferences_url" is a callable too, as templates take them."""
+def values_for(
+    policy, customer, expiry_date, lead_days, *, token=None, with_preferences_url=True
+) -> dict:
+    """The values a template may use (templating.VARIABLES), as plain strings, numbers and
+    dates. `token`: a callable returning the customer's signed token, for their link."""
     # "Today" is the customer's today: late evening in Los Angeles is tomorrow in UTC.
     today = timezone.localdate(timezone=customer.timezone)
-    token = token or functools.partial(preferences.token_for, customer)
-    return {
-        "customer": customer,
-        "policy": policy,
-        "agent": policy.agent,
+    agent = policy.agent
+    values = {
+        "customer": {
+            "name": customer.name,
+            "email": customer.email,
+            "phone": customer.phone,
+            "language": customer.language,
+        },
+        "policy": {
+            "policy_number": policy.policy_number,
+            "product_line": policy.product_line,
+            "start_date": policy.start_date,
+            "expiry_date": policy.expiry_date,
+        },
+        "agent": {"name": agent.name, "email": agent.email, "phone": agent.phone},
         "expiry_date": expiry_date,
         "expiry_date_text": date_text(expiry_date, customer.language),
         "days_left": (expiry_date - today).days,
         "lead_days": lead_days,
         "renew_url": renew_url(policy),
-        # A callable: a template calls it when it shows the link (an SMS's rarely does).
-        "preferences_url": functools.cache(lambda: preferences.preferences_url(customer, token())),
     }
+    if with_preferences_url:
+        token = token or functools.partial(preferences.token_for, customer)
+        values["preferences_url"] = preferences.preferences_url(customer, token())
+    return values
 
 
 @functools.lru_cache(maxsize=1024)
@@ -101,19 +131,6 @@ def date_text(day: datetime.date, language: str) -> str:
 @receiver(setting_changed)
 def _forget_date_texts(**kwargs) -> None:
     date_text.cache_clear()  # a test changed a format or a language
-
-
-def fill(source: str, values: dict, *, html: bool = False) -> str:
-    if not source:
-        return ""
-    # Plain text must not be HTML-escaped ("O&#x27;Brien"); the HTML body must be.
-    return compiled(source).render(Context(values, autoescape=html)).strip()
-
-
-@functools.lru_cache(maxsize=256)
-def compiled(source: str) -> Template:
-    """Parse each template source once per process; the same few serve every reminder."""
-    return Template(source)
 
 
 def renew_url(policy: Policy) -> str:

@@ -102,6 +102,10 @@ class Policy(models.Model):
     class Meta:
         verbose_name_plural = "policies"
         ordering = ["expiry_date", "policy_number"]
+        permissions = [
+            ("view_all_books", "Can see every agent's book in the workspace"),
+            ("import_all_books", "Can upload policy files for every agent's book"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(expiry_date__gt=models.F("start_date")),

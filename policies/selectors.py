@@ -22,13 +22,25 @@ UPCOMING_DAYS = 90
 PAGE_SIZE = 50
 
 
+# The permissions (policies.Policy.Meta.permissions and Django's own) the workspace asks of a
+# user who is not working on their own book; the role groups (migration 0003) grant them.
+SEE_ALL_BOOKS = "policies.view_all_books"
+RENEW_ANY = "policies.change_policy"
+RETRY_ANY = "notifications.change_notification"
+UPLOAD_FOR_ANY = "policies.import_all_books"
+
+
 @dataclass(frozen=True)
 class Book:
-    """The policies and notifications a user may see. `agent` is None for staff: every book."""
+    """The policies and notifications a user may see, and what they may do with them. `agent`
+    is None for a user allowed to see every agent's book."""
 
     agent: Agent | None
     policies: QuerySet[Policy]
     notifications: QuerySet[Notification]
+    may_renew: bool = False
+    may_retry: bool = False
+    may_upload: bool = False
 
     @property
     def is_everyone(self) -> bool:
@@ -36,11 +48,20 @@ class Book:
 
 
 def book_of(user) -> Book | None:
-    """An agent sees their own book, staff see every agent's, anyone else sees nothing (None)."""
+    """A user with the permission to see every book sees all of them, and acts on them as far
+    as their other permissions go; an agent sees and works their own book; anyone else, staff
+    or not, sees nothing (None)."""
     if not user.is_authenticated or not user.is_active:
         return None
-    if user.is_staff:
-        return Book(None, Policy.objects.all(), Notification.objects.all())
+    if user.has_perm(SEE_ALL_BOOKS):
+        return Book(
+            None,
+            Policy.objects.all(),
+            Notification.objects.all(),
+            may_renew=user.has_perm(RENEW_ANY),
+            may_retry=user.has_perm(RETRY_ANY),
+            may_upload=user.has_perm(UPLOAD_FOR_ANY),
+        )
     agent = Agent.objects.filter(user_id=user.pk).select_related("user").first()
     if agent is None:
         return None
@@ -48,6 +69,9 @@ def book_of(user) -> Book | None:
         agent,
         Policy.objects.filter(agent=agent),
         Notification.objects.filter(policy__agent=agent),
+        may_renew=True,
+        may_retry=True,
+        may_upload=True,
     )
 
 

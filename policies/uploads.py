@@ -1,7 +1,8 @@
 """Policy uploads in the browser: the upload form, each job's page with its live progress (the
 page polls `progress`), the rejected rows as CSV, and running a failed job again. Each view
 parses the request and calls one service in policies.import_jobs. Scoped like the workspace
-(policies.selectors.book_of): an agent uploads to and sees only their own book, staff all."""
+(policies.selectors.book_of): an agent uploads to and sees only their own book; a user who may
+see every book sees every upload, and uploads for any agent with the permission to."""
 
 from django import forms
 from django.contrib import messages
@@ -16,7 +17,7 @@ from policies import import_jobs
 from policies.importers import COLUMNS
 from policies.models import ImportJob
 from policies.selectors import Book
-from policies.views import workspace_view
+from policies.views import not_allowed, workspace_view
 
 REJECTED_ROWS_SHOWN = 100
 
@@ -61,6 +62,8 @@ def _job_for(book: Book, job_id: int) -> ImportJob:
 @workspace_view
 @require_http_methods(["GET", "POST"])
 def upload(request, book: Book):
+    if request.method == "POST" and not book.may_upload:  # refused before the file is read
+        return not_allowed(request, "upload policy files for every agent's book")
     size_limit = UploadSizeLimit(request, import_jobs.max_upload_bytes())
     request.upload_handlers.insert(0, size_limit)
     return _upload(request, book, size_limit)
@@ -101,7 +104,7 @@ def job(request, book: Book, job_id: int):
             "job": job,
             "rejected_rows": job.rejected_rows[:REJECTED_ROWS_SHOWN],
             "rejected_hidden": max(0, len(job.rejected_rows) - REJECTED_ROWS_SHOWN),
-            "can_rerun": import_jobs.progress_of(job)["can_rerun"],
+            "can_rerun": book.may_upload and import_jobs.progress_of(job)["can_rerun"],
         },
     )
 
@@ -128,6 +131,8 @@ def rejected_rows(request, book: Book, job_id: int):
 @require_POST
 def rerun(request, book: Book, job_id: int):
     job = _job_for(book, job_id)
+    if not book.may_upload:
+        return not_allowed(request, "run imports again")
     try:
         import_jobs.rerun_import(job=job)
     except import_jobs.ImportJobError as error:

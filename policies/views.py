@@ -20,9 +20,14 @@ from policies.forms import ExpiryFilterForm, NoticeFilterForm, RenewForm
 from policies.services import RenewalError, mark_renewed
 
 
+def not_allowed(request, action: str):
+    """A user who may see this part of the book but not act on it."""
+    return render(request, "policies/not_allowed.html", {"action": action}, status=403)
+
+
 def workspace_view(view):
     """Log in first; then the view gets the user's book, or a user with no book (neither an
-    agent nor staff) gets a page that says so, with no data."""
+    agent nor allowed to see every book) gets a page that says so, with no data."""
 
     @login_required
     @wraps(view)
@@ -118,6 +123,8 @@ def policy_detail(request, book, policy_id: int):
 @require_POST
 def renew_policy(request, book, policy_id: int):
     policy = get_object_or_404(book.policies, pk=policy_id)
+    if not book.may_renew:
+        return not_allowed(request, "mark policies renewed")
     form = RenewForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Give the new expiry date as YYYY-MM-DD.")
@@ -140,6 +147,8 @@ def renew_policy(request, book, policy_id: int):
 @require_POST
 def retry_notification(request, book, notification_id: int):
     notification = get_object_or_404(book.notifications, pk=notification_id)
+    if not book.may_retry:
+        return not_allowed(request, "retry failed notices")
     try:
         retry_failed(notification=notification)
     except RetryError as error:

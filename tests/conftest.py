@@ -49,3 +49,12 @@ def seeded_defaults(db):
     ]:
         module = importlib.import_module(f"notifications.migrations.{migration}")
         getattr(module, seed)(django_apps, schema_editor=None)
+
+
+@pytest.fixture
+def staff_roles(db):
+    """The role groups of migration notifications 0011, made again (a transactional test's
+    flush removes them for the tests that follow it)."""
+    module = importlib.import_module("notifications.migrations.0011_staff_roles")
+    module.create_roles(django_apps, schema_editor=None)
+    return module.ROLES

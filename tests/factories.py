@@ -2,6 +2,8 @@
 
 from datetime import date, timedelta
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
 from django.utils import timezone
 
 from notifications import planning
@@ -12,6 +14,20 @@ from policies.services import ensure_agent
 
 def make_agent(username: str = "agent", email: str = "agent@agency.example") -> Agent:
     return ensure_agent(username=username, email=email, first_name=username.title())
+
+
+def make_staff(username: str, *, roles=(), permissions=(), password=None, **fields):
+    """A staff login with the role groups and "app_label.codename" permissions named."""
+    user = get_user_model().objects.create_user(
+        username, f"{username}@insurer.example", password, is_staff=True, **fields
+    )
+    user.groups.set(Group.objects.filter(name__in=roles))
+    for permission in permissions:
+        app_label, codename = permission.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return user
 
 
 def make_customer(email: str = "pat@mail.example", **fields) -> Customer:

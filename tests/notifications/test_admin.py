@@ -4,6 +4,7 @@ reminder sent through the real channel, rules validated, the record read-only.""
 from datetime import timedelta
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
@@ -62,28 +63,59 @@ def test_an_unknown_policy_is_named_in_the_error(admin_client, policy, sms_rule)
     assert "No policy numbered &#x27;NOPE-1&#x27;." in page.content.decode()
 
 
-def test_a_test_email_goes_to_the_typed_address_only(admin_client, policy):
+def test_a_test_email_goes_to_the_admins_own_address_and_is_logged(admin_client, policy):
     rule = ReminderRule.objects.get(lead_days=30, channel="email", product_line="")
     url = preview_url(rule) + "?policy_number=HOME-7"
 
-    response = admin_client.post(url, {"to": "Admin@Insurer.example"}, follow=True)
+    response = admin_client.post(url, {"to": "Admin@Example.com"}, follow=True)
 
-    assert "Test reminder sent to Admin@Insurer.example" in response.content.decode()
+    assert "Test reminder sent to Admin@Example.com" in response.content.decode()
     (sent,) = mail.outbox
-    assert sent.to == ["admin@insurer.example"]
+    assert sent.to == ["admin@example.com"]  # pytest-django's admin user
     assert sent.subject.startswith("[Test] Su póliza de home HOME-7")
     assert not Notification.objects.exists()
+    (entry,) = LogEntry.objects.filter(object_id=str(rule.pk))
+    assert "Test reminder sent to Admin@Example.com" in entry.get_change_message()
+    assert "HOME-7" in entry.get_change_message()
 
 
-def test_a_test_sms_goes_through_twilio_to_the_typed_number(
-    admin_client, policy, sms_rule, providers
+def test_a_test_email_to_someone_elses_address_is_refused(admin_client, policy):
+    rule = ReminderRule.objects.get(lead_days=30, channel="email", product_line="")
+    url = preview_url(rule) + "?policy_number=HOME-7"
+
+    response = admin_client.post(url, {"to": "attacker@evil.example"})
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "A test reminder goes only to your own email address" in html
+    assert "attacker@evil.example is neither" in html
+    assert mail.outbox == []
+    assert not LogEntry.objects.exists()
+
+
+def test_a_test_sms_goes_through_twilio_to_a_listed_test_number(
+    admin_client, policy, sms_rule, providers, settings
 ):
+    settings.PREVIEW_TEST_RECIPIENTS = ["qa@insurer.example", "+14155550199"]
     url = preview_url(sms_rule) + "?policy_number=HOME-7"
 
     admin_client.post(url, {"to": "+1 415 555 0199"})
 
     assert providers.accepted == {"+14155550199": 1}
     assert providers.accepted[policy.customer.phone] == 0
+    assert LogEntry.objects.filter(object_id=str(sms_rule.pk)).count() == 1
+
+
+def test_a_test_sms_to_an_unlisted_number_is_refused(
+    admin_client, policy, sms_rule, providers, settings
+):
+    settings.PREVIEW_TEST_RECIPIENTS = ["+14155550199"]
+    url = preview_url(sms_rule) + "?policy_number=HOME-7"
+
+    response = admin_client.post(url, {"to": "+1 415 555 0142"})
+
+    assert "+14155550142 is neither" in response.content.decode()
+    assert providers.accepted == {}
 
 
 def test_a_test_to_an_invalid_number_is_refused_and_nothing_sent(admin_client, policy, sms_rule):

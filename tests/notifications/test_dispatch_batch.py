@@ -262,16 +262,16 @@ def test_fan_out_sends_everything_in_batches_of_the_configured_size(
     assert sum(providers.accepted.values()) == 10
 
 
-def test_a_template_reading_related_records_renders_in_a_batch(providers, queued):
-    """Rendering reads the database on the batch's own connection, never a send thread's (a
-    send thread's connection would be one more per thread, never closed, and blind to this
-    test's transaction)."""
+def test_a_template_using_the_agents_name_renders_in_a_batch(providers, queued):
+    """Rendering reads the database (the agent's login, for their name) on the batch's own
+    connection, never a send thread's (a send thread's connection would be one more per
+    thread, never closed, and blind to this test's transaction)."""
     template = MessageTemplate.objects.get(pk=queued[(SMS, 1)].rule.template_id)
-    template.body = "{{ policy.customer.name }}: {{ policy.agent.user.username }}"
+    template.body = "{{ customer.name }}: {{ agent.name }}"
     template.save()
 
     outcomes = dispatch.send_many(ids(queued))
 
     assert {outcome.status for outcome in outcomes.values()} == {Status.SENT}
     sms_bodies = {m.body for m in providers.messages if m.channel == "sms"}
-    assert sms_bodies == {"Pat 1: agent", "Pat 2: agent", "Pat 3: agent"}
+    assert sms_bodies == {"Pat 1: Agent", "Pat 2: Agent", "Pat 3: Agent"}

@@ -98,9 +98,9 @@ def test_every_email_links_to_the_customers_preferences_page(policy, email_templ
 def test_days_left_count_from_the_customers_own_today(policy, email_template):
     """Kiritimati (UTC+14) is always a day or two ahead of Pago Pago (UTC-11)."""
     policy.customer.timezone = "Pacific/Kiritimati"
-    ahead = rendering.context_for(policy, policy.customer, EXPIRY, 7)["days_left"]
+    ahead = rendering.values_for(policy, policy.customer, EXPIRY, 7)["days_left"]
     policy.customer.timezone = "Pacific/Pago_Pago"
-    behind = rendering.context_for(policy, policy.customer, EXPIRY, 7)["days_left"]
+    behind = rendering.values_for(policy, policy.customer, EXPIRY, 7)["days_left"]
 
     assert ahead < behind
     today_there = timezone.localdate(timezone=policy.customer.timezone)

@@ -27,7 +27,7 @@ from notifications.models import (
 )
 from notifications.schedule import WEEKLY_REPORT_NAME
 from policies.models import Policy
-from tests.factories import make_agent, make_customer, make_policy, make_rule
+from tests.factories import make_agent, make_customer, make_policy, make_rule, make_staff
 
 WEEK = date(2026, 3, 2)  # a Monday
 WEEK_END = WEEK + timedelta(days=7)
@@ -350,16 +350,17 @@ def test_an_agent_lists_and_downloads_only_their_own_reports(client, book):
         assert client.get(reverse("reports:chart", args=[report.pk])).status_code == 404
 
 
-def test_staff_see_every_report_and_others_see_none(client, book):
+def test_those_who_may_see_every_book_see_every_report_and_others_see_none(client, book):
     reports.build_weekly_reports(week_start=WEEK)
     everyone = WeeklyReport.objects.get(agent=None)
     users = get_user_model().objects
-    client.force_login(users.create_user("boss", is_staff=True))
+    client.force_login(make_staff("boss", permissions=["policies.view_all_books"]))
     chart = client.get(reverse("reports:chart", args=[everyone.pk]))
     assert chart["Content-Type"] == "image/svg+xml"
     assert WeeklyReport.objects.count() == 3
     assert client.get(reverse("reports:list")).content.decode().count('id="report-') == 3
 
-    client.force_login(users.create_user("visitor"))
-    assert client.get(reverse("reports:list")).status_code == 403
-    assert client.get(reverse("reports:chart", args=[everyone.pk])).status_code == 403
+    for nobody in (users.create_user("visitor"), make_staff("template-editor")):
+        client.force_login(nobody)
+        assert client.get(reverse("reports:list")).status_code == 403
+        assert client.get(reverse("reports:chart", args=[everyone.pk])).status_code == 403

@@ -20,7 +20,7 @@ from django.utils import timezone
 from policies import import_jobs
 from policies.importers import COLUMNS
 from policies.models import ImportJob, Policy
-from tests.factories import make_agent, make_customer, make_policy
+from tests.factories import make_agent, make_customer, make_policy, make_staff
 from tests.publishing import publishing_to
 from tests.workers import celery_worker, wait_for, worker_log
 
@@ -62,7 +62,7 @@ def uploads_dir(settings, tmp_path) -> Path:
 
 @pytest.fixture
 def admin_client(client, db):
-    admin = get_user_model().objects.create_user("boss", "boss@insurer.example", is_staff=True)
+    admin = make_staff("boss", permissions=["policies.view_all_books", "policies.import_all_books"])
     client.force_login(admin)
     return client
 

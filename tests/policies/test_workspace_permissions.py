@@ -1,6 +1,7 @@
 """Every URL of the agents' workspace, tried as an outsider: another agent gets 404 for what is
 not theirs (and sees none of it in lists, filters, searches and exports), an anonymous visitor
-is sent to log in, and a user who is neither an agent nor staff gets 403 and no data. The URLs
+is sent to log in, a user who is neither an agent nor allowed to see every book (staff or not)
+gets 403 and no data, and each staff role sees and does what its permissions say. The URLs
 are every pattern of the whole URLconf whose view is a `workspace_view` (the workspace, the
 uploads, the reports...), so a new page cannot be left out."""
 
@@ -9,6 +10,8 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
@@ -17,6 +20,7 @@ from notifications.models import Notification, WeeklyReport
 from notifications.reports import report_path
 from policies import import_jobs
 from policies.models import ImportJob
+from tests.factories import make_staff
 from tests.policies.workspace_data import PASSWORD, Books, two_books
 
 
@@ -239,12 +243,105 @@ def test_a_user_who_is_no_agent_gets_403_and_no_data_on_every_url(client, books,
     assert no_sending == []
 
 
-def test_staff_see_every_agents_book(client, books):
-    get_user_model().objects.create_user("boss", password=PASSWORD, is_staff=True)
-    client.login(username="boss", password=PASSWORD)
+def assert_nothing_changed(books: Outsiders) -> None:
+    today = timezone.localdate()
+    for notice in (books.books.my_notice, books.books.their_notice):
+        notice.refresh_from_db()
+        assert notice.status == Notification.Status.FAILED
+    books.books.my_policy.refresh_from_db()
+    books.books.their_policy.refresh_from_db()
+    assert books.books.my_policy.expiry_date == today + timedelta(days=20)
+    assert books.books.their_policy.expiry_date == today + timedelta(days=25)
+    books.their_job.refresh_from_db()
+    assert (books.their_job.status, books.their_job.attempt) == (ImportJob.Status.FAILED, 1)
+    assert ImportJob.objects.count() == 2
+
+
+def an_upload() -> SimpleUploadedFile:
+    return SimpleUploadedFile("book.csv", b"policy_number\n", content_type="text/csv")
+
+
+@pytest.mark.parametrize("roles", [(), ("Template editors",)], ids=["no role", "template editor"])
+def test_staff_without_a_book_permission_get_403_and_no_data_on_every_url(
+    client, books, no_sending, staff_roles, roles
+):
+    client.force_login(make_staff("clerk", roles=roles))
+    for url in scoped_urls(objects_of(books, whose="mine")):
+        for response in (client.get(url), client.post(url, {"new_expiry_date": "2099-01-01"})):
+            assert response.status_code == 403, url
+            content = body(response)
+            for secret in ("ALICE-1", "BRUNO-1", "Ann Alder", "Zed Zimmer", "alice-book.csv"):
+                assert secret not in content, url
+    assert_nothing_changed(books)
+    assert no_sending == []
+
+
+def test_read_only_support_reads_every_book_and_changes_nothing(
+    client, books, no_sending, staff_roles
+):
+    client.force_login(make_staff("helpdesk", roles=["Support (read-only)"]))
+    for whose in ("mine", "theirs"):
+        for url in scoped_urls(objects_of(books, whose=whose)):
+            response = client.get(url)
+            if response.status_code == 405:  # an action: refused, in plain words
+                response = client.post(url, {"new_expiry_date": "2099-01-01"})
+                assert response.status_code == 403, url
+                assert "may read these pages but not" in body(response), url
+            else:
+                assert response.status_code == 200, url
+    upload = client.post(reverse("uploads:upload"), {"file": an_upload()})
+    assert upload.status_code == 403
+    page = client.get(reverse("workspace:policy", args=[books.books.their_policy.pk]))
+    assert 'id="renew-form"' not in page.content.decode()
+    assert 'id="retry-' not in page.content.decode()
+    assert_nothing_changed(books)
+    assert no_sending == []
+
+
+def test_renewal_admins_work_every_agents_book(client, books, no_sending, staff_roles):
+    client.force_login(make_staff("boss", roles=["Renewal admins"]))
     content = client.get(reverse("workspace:notices")).content.decode()
     assert "ALICE-1" in content
     assert "BRUNO-1" in content
-    for policy in (books.books.my_policy, books.books.their_policy):
-        response = client.get(reverse("workspace:policy", kwargs={"policy_id": policy.pk}))
-        assert response.status_code == 200
+    their_policy = books.books.their_policy
+    page = client.get(reverse("workspace:policy", args=[their_policy.pk])).content.decode()
+    assert 'id="renew-form"' in page
+
+    client.post(reverse("workspace:retry", args=[books.books.their_notice.pk]))
+    books.books.their_notice.refresh_from_db()
+    assert books.books.their_notice.status == Notification.Status.QUEUED
+    client.post(
+        reverse("workspace:renew", args=[their_policy.pk]), {"new_expiry_date": "2099-01-01"}
+    )
+    client.post(reverse("uploads:upload"), {"file": an_upload()})
+
+    their_policy.refresh_from_db()
+    assert their_policy.expiry_date.isoformat() == "2099-01-01"
+    assert ImportJob.objects.count() == 3
+
+
+def test_a_staff_agent_without_a_role_works_their_own_book_only(client, books, no_sending):
+    alice = books.books.mine.user
+    alice.is_staff = True
+    alice.save(update_fields=["is_staff"])
+    client.force_login(alice)
+
+    for url in scoped_urls(objects_of(books, whose="theirs"), naming_an_object=True):
+        assert fetch(client, url, new_expiry_date="2099-01-01").status_code == 404, url
+    content = client.get(reverse("workspace:notices")).content.decode()
+    assert "ALICE-1" in content
+    assert "BRUNO-1" not in content
+    assert_nothing_changed(books)
+
+
+def test_the_roles_are_shipped_as_groups(staff_roles):
+    assert set(Group.objects.values_list("name", flat=True)) >= {
+        "Renewal admins",
+        "Template editors",
+        "Support (read-only)",
+    }
+    editors = Group.objects.get(name="Template editors").permissions.values_list(
+        "codename", flat=True
+    )
+    assert "change_messagetemplate" in editors
+    assert "view_all_books" not in editors
