@@ -72,6 +72,23 @@ TEMPLATES = [
     },
 ]
 
+# --- HTTPS (README: "Deploying behind HTTPS") ------------------------------------------------
+# Opt-in, and only behind a proxy that sets this header itself: otherwise any client could claim
+# that its plain-HTTP request came over HTTPS. The value is the header's name, e.g.
+# X-Forwarded-Proto; a request bearing it with "https" counts as secure.
+_proxy_ssl_header = env_str("SECURE_PROXY_SSL_HEADER").strip()
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
+)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=False)
+# HSTS is a promise browsers keep for this long: turn it on once HTTPS works, and start short.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=False)
+# Session and CSRF cookies only over HTTPS; the demo (DEBUG on) serves plain HTTP.
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", default=not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
 # --- Database -------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'renewly.sqlite3'}")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
@@ -220,10 +237,6 @@ LOGGING = {
     # twilio logs every request and response at INFO: a worker's CPU, for nothing to read.
     "loggers": {"twilio.http_client": {"level": "WARNING"}},
 }
-
-if not DEBUG:
-    SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", default=True)
-    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 # --- Reminders ------------------------------------------------------------------------------
 # A notification queued or sending for longer than this lost its task (a broker restart, a
