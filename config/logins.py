@@ -1,6 +1,8 @@
 """Login throttling (django-axes): which address a login comes from, and the page a locked-out
 person reads."""
 
+import ipaddress
+
 from axes.helpers import get_cool_off
 from django.conf import settings
 from django.shortcuts import render
@@ -14,8 +16,10 @@ def client_ip(request) -> str | None:
     a client wrote itself."""
     if settings.SECURE_PROXY_SSL_HEADER:
         added_by_proxy = request.META.get("HTTP_X_FORWARDED_FOR", "").rsplit(",", 1)[-1].strip()
-        if added_by_proxy:
-            return added_by_proxy
+        try:
+            return str(ipaddress.ip_address(added_by_proxy))
+        except ValueError:  # none, or a misconfigured proxy: axes stores an address column
+            pass
     return request.META.get("REMOTE_ADDR")
 
 

@@ -277,7 +277,7 @@ def test_readyz_shows_no_detail_to_anyone_without_a_metrics_token(
     assert body["checks"] == {"database": {"ok": True}, "daily_scan": {"ok": False}}
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
+@pytest.mark.parametrize("path", health.PROBES)
 def test_probes_answer_any_host_over_plain_http_with_the_security_headers(
     client, settings, database_and_scan_only, path
 ):

@@ -138,3 +138,20 @@ def test_behind_the_trusted_proxy_the_client_is_the_address_the_proxy_added(alic
         headers={"x-forwarded-for": "198.51.100.20"},
     )
     assert response.status_code == 302
+
+
+@pytest.mark.parametrize("forwarded", ["", "not-an-address", "203.0.113.9, <script>"])
+def test_a_malformed_forwarded_address_counts_the_proxys_own_and_breaks_nothing(
+    alice, settings, forwarded
+):
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    client = Client(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_PROTO="https")
+
+    response = client.post(
+        "/accounts/login/",
+        {"username": "alice", "password": "guess"},
+        headers={"x-forwarded-for": forwarded},
+    )
+
+    assert response.status_code == 200
+    assert AccessAttempt.objects.get().ip_address == "10.0.0.2"
