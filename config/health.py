@@ -2,6 +2,7 @@
 /metrics. Each /readyz check says ok or not, how long it took and, in words that name no host
 and no secret, why; the full error goes to the log."""
 
+import hmac
 import logging
 import time
 from collections.abc import Callable
@@ -28,8 +29,9 @@ PROBES = {
 
 
 class ProbeMiddleware:
-    """Answers the probes ahead of the other middleware: Docker and load balancers call them
-    by address, where ALLOWED_HOSTS rightly refuses the site's own pages."""
+    """Answers the probes ahead of the middleware that checks the Host header: Docker and load
+    balancers call them by address, where ALLOWED_HOSTS rightly refuses the site's own pages.
+    The middleware above it in settings adds the site's security headers to their answers."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -50,12 +52,28 @@ def healthz(request):
 @never_cache
 @require_safe
 def readyz(request):
+    """Anyone may ask whether each check passes; only a caller bearing METRICS_TOKEN reads how
+    long each took and why (the last scan's time, say)."""
     checks = run_checks()
     failing = [name for name, result in checks.items() if not result["ok"]]
+    if not bears_metrics_token(request):
+        checks = {name: {"ok": result["ok"]} for name, result in checks.items()}
     return JsonResponse(
         {"status": "not ready" if failing else "ready", "failing": failing, "checks": checks},
         status=503 if failing else 200,
     )
+
+
+def bearer_token(request) -> str:
+    """The token of an `Authorization: Bearer <token>` header; "" without one."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def bears_metrics_token(request) -> bool:
+    token = bearer_token(request)
+    expected = settings.METRICS_TOKEN
+    return bool(expected and token) and hmac.compare_digest(token.encode(), expected.encode())
 
 
 # --- The checks: each returns (ok, detail) -----------------------------------------------------

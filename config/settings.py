@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_int, env_list, env_str
@@ -34,20 +35,28 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_celery_results",
     "anymail",
+    "axes",
+    "csp",
     "policies",
     "notifications",
 ]
 
 MIDDLEWARE = [
-    "config.health.ProbeMiddleware",  # /healthz, /readyz, /metrics: answered by address
+    # Headers on every response, the probes' included: HSTS, nosniff, Referrer-Policy, frame
+    # options and the Content-Security-Policy. None of these looks at the Host header.
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "config.security.ContentSecurityPolicyMiddleware",
+    # /healthz, /readyz, /metrics: answered by address, ahead of ALLOWED_HOSTS' check (below).
+    "config.health.ProbeMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as axes asks: it turns a refused login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -68,6 +77,41 @@ TEMPLATES = [
         },
     },
 ]
+
+# --- HTTPS (README: "Deploying behind HTTPS") ------------------------------------------------
+# Opt-in, and only behind a proxy that sets this header itself: otherwise any client could claim
+# that its plain-HTTP request came over HTTPS. The value is the header's name, e.g.
+# X-Forwarded-Proto; a request bearing it with "https" counts as secure.
+_proxy_ssl_header = env_str("SECURE_PROXY_SSL_HEADER").strip()
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
+)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=False)
+# The probes (config/health.py) answer over plain HTTP: load balancers and Docker call by address.
+SECURE_REDIRECT_EXEMPT = [r"^(healthz|readyz|metrics)/?$"]
+# HSTS is a promise browsers keep for this long: turn it on once HTTPS works, and start short.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=False)
+# Session and CSRF cookies only over HTTPS; the demo (DEBUG on) serves plain HTTP.
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", default=not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# Every page: its own scripts, styles and images only; inline script only with the request's
+# nonce ({{ request.csp_nonce }}); forms post only here; no page in anyone's frame.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        # Django's admin needs no inline style; the one page that does is in config/security.py.
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],  # base.html's empty data: favicon spares a /favicon.ico 404
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 # --- Database -------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'renewly.sqlite3'}")
@@ -91,10 +135,25 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# axes checks every login against the failures before it; Django's own backend logs people in.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 # Agents log in with their Django account and land on their workspace (policies/urls.py).
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "workspace:notices"
 LOGOUT_REDIRECT_URL = "login"
+
+# --- Login throttling (django-axes) ---------------------------------------------------------
+# After this many failed logins, an account name is locked out whatever the address, and an
+# address whatever the account name, on /accounts/login/ and /admin/login/ alike, for this
+# many hours after the last failure. An admin can unlock early (admin: Axes, Access attempts).
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_TIME", 1)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_CALLABLE = "config.logins.locked_out"
+AXES_CLIENT_IP_CALLABLE = "config.logins.client_ip"
 
 # --- Time and language ----------------------------------------------------------------------
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
@@ -205,10 +264,6 @@ LOGGING = {
     # twilio logs every request and response at INFO: a worker's CPU, for nothing to read.
     "loggers": {"twilio.http_client": {"level": "WARNING"}},
 }
-
-if not DEBUG:
-    SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", default=True)
-    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 # --- Reminders ------------------------------------------------------------------------------
 # A notification queued or sending for longer than this lost its task (a broker restart, a

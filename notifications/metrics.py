@@ -5,7 +5,6 @@ cost one). What the database already knows (notifications by status and channel,
 finished scan) and the queues' depth are read when Prometheus scrapes."""
 
 import glob
-import hmac
 import logging
 import time
 from functools import wraps
@@ -200,13 +199,14 @@ def registry() -> CollectorRegistry:
 
 def metrics_view(request):
     """Prometheus' text format, for a scraper bearing METRICS_TOKEN."""
+    from config.health import bearer_token, bears_metrics_token
+
     if not settings.METRICS_TOKEN:
         raise Http404("METRICS_TOKEN is not set.")
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    if not bearer_token(request):
         response = HttpResponse("A bearer token is required.", status=401)
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    if not hmac.compare_digest(token.encode(), settings.METRICS_TOKEN.encode()):
+    if not bears_metrics_token(request):
         return HttpResponse("Wrong token.", status=403)
     return HttpResponse(generate_latest(registry()), content_type=CONTENT_TYPE_LATEST)

@@ -5,6 +5,8 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.apps import apps as django_apps
+from django.http import HttpRequest
+from django.test import Client
 
 from tests.factories import make_agent
 
@@ -58,3 +60,15 @@ def staff_roles(db):
     module = importlib.import_module("notifications.migrations.0011_staff_roles")
     module.create_roles(django_apps, schema_editor=None)
     return module.ROLES
+
+
+@pytest.fixture(autouse=True)
+def test_client_login_brings_a_request(monkeypatch):
+    """axes checks each authenticate() against the client it came from, and refuses one with no
+    request; the test client's login() has none, so it gets an empty one, as axes advises."""
+    login = Client.login
+
+    def login_with_request(self, **credentials):
+        return login(self, request=HttpRequest(), **credentials)
+
+    monkeypatch.setattr(Client, "login", login_with_request)

@@ -12,7 +12,11 @@ import pytest
 from tests.workers import BASE_DIR
 
 SERVICES = {"postgres", "redis", "migrate", "web", "worker", "beat", "flower"}
-REQUIRED = {"SECRET_KEY": "compose-check", "FLOWER_BASIC_AUTH": "ops:compose-check"}
+REQUIRED = {
+    "SECRET_KEY": "compose-check",
+    "FLOWER_BASIC_AUTH": "ops:compose-check",
+    "PUBLIC_BASE_URL": "https://renewly.example",
+}
 
 
 def compose(*args: str, compose_file: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -51,9 +55,9 @@ def test_compose_check_rejects_an_unknown_key(tmp_path):
     assert "restart_policy" in result.stderr
 
 
-def service(name: str) -> str:
+def service(name: str, env: dict | None = None) -> str:
     """The service's part of the resolved file: its lines, up to the next service's."""
-    result = compose("config", compose_file=BASE_DIR / "docker-compose.yml")
+    result = compose("config", compose_file=BASE_DIR / "docker-compose.yml", env=env)
     assert result.returncode == 0, result.stderr
     section = re.search(rf"^  {name}:\n((?:    .*\n)*)", result.stdout, re.MULTILINE)
     return section.group(1)
@@ -71,8 +75,43 @@ def test_flower_is_behind_basic_auth_from_the_environment_and_on_the_host_only()
 
 
 def test_the_stack_refuses_to_start_flower_without_its_credentials():
+    without_flower_auth = {name: value for name, value in REQUIRED.items() if "FLOWER" not in name}
     result = compose(
-        "config", "-q", compose_file=BASE_DIR / "docker-compose.yml", env={"SECRET_KEY": "x"}
+        "config", "-q", compose_file=BASE_DIR / "docker-compose.yml", env=without_flower_auth
     )
     assert result.returncode != 0
     assert "FLOWER_BASIC_AUTH" in result.stderr
+
+
+def test_the_stack_refuses_to_start_without_public_base_url():
+    without_public_url = {name: value for name, value in REQUIRED.items() if "PUBLIC" not in name}
+    result = compose(
+        "config", "-q", compose_file=BASE_DIR / "docker-compose.yml", env=without_public_url
+    )
+    assert result.returncode != 0
+    assert "set PUBLIC_BASE_URL in .env" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["web", "worker", "beat"])
+def test_web_worker_and_beat_build_links_and_check_twilio_against_public_base_url(name):
+    assert "PUBLIC_BASE_URL: https://renewly.example" in service(name)
+
+
+def test_web_is_published_on_the_hosts_loopback_only_by_default():
+    assert "    ports:\n    - 127.0.0.1:8000:8000/tcp\n" in service("web")
+
+
+def test_https_settings_reach_the_app_from_the_environment():
+    behind_proxy = {
+        **REQUIRED,
+        "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto",
+        "SECURE_SSL_REDIRECT": "1",
+        "SECURE_HSTS_SECONDS": "3600",
+    }
+    web = service("web", env=behind_proxy)
+    assert "SECURE_PROXY_SSL_HEADER: X-Forwarded-Proto" in web
+    assert "SECURE_SSL_REDIRECT: '1'" in web
+    assert "SECURE_HSTS_SECONDS: '3600'" in web
+    defaults = service("worker")
+    assert "SECURE_SSL_REDIRECT: '0'" in defaults
+    assert "SECURE_COOKIES: '1'" in defaults

@@ -19,6 +19,7 @@ from tests.workers import celery_worker, wait_for, worker_log
 
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 CLOSED_PORT_URL = "redis://:broker-secret-password@127.0.0.1:1/0"  # nothing listens on port 1
+METRICS_TOKEN = "probe-test-token"
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("seeded_defaults")]
 
@@ -29,6 +30,7 @@ def fresh_answers(settings):
     settings.READYZ_WORKER_FRESH_SECONDS = 0
     settings.READYZ_WORKER_RETRY_SECONDS = 0
     settings.READYZ_TIMEOUT_SECONDS = 1
+    settings.METRICS_TOKEN = METRICS_TOKEN
 
 
 @pytest.fixture
@@ -60,8 +62,10 @@ def scanned_today(db):
     ReminderRun.objects.create(run_date=timezone.localdate(), finished_at=timezone.now())
 
 
-def readyz(client) -> tuple[int, dict]:
-    response = client.get("/readyz")
+def readyz(client, token: str | None = METRICS_TOKEN) -> tuple[int, dict]:
+    """/readyz as the monitoring that bears METRICS_TOKEN reads it, or as anyone (token=None)."""
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    response = client.get("/readyz", headers=headers)
     assert response["Content-Type"] == "application/json"
     return response.status_code, json.loads(response.content)
 
@@ -227,6 +231,85 @@ def test_a_missed_scan_makes_readyz_name_it(client, daily_at_8_madrid, monkeypat
     assert status == 503
     assert body["failing"] == ["daily_scan"]
     assert body["checks"]["daily_scan"]["detail"].startswith("no scan finished since")
+
+
+@pytest.fixture
+def database_and_scan_only(monkeypatch):
+    checks = {name: health.CHECKS[name] for name in ("database", "daily_scan")}
+    monkeypatch.setattr(health, "CHECKS", checks)  # no broker asked
+
+
+@pytest.mark.parametrize("token", [None, "a-wrong-token"])
+def test_readyz_tells_an_unauthorized_caller_only_which_checks_pass(
+    client, daily_at_8_madrid, database_and_scan_only, token
+):
+    scan_finished("2026-03-09T08:00:05+01:00")  # long ago: the scan is late
+
+    status, body = readyz(client, token=token)
+
+    assert status == 503
+    assert body == {
+        "status": "not ready",
+        "failing": ["daily_scan"],
+        "checks": {"database": {"ok": True}, "daily_scan": {"ok": False}},
+    }
+
+
+def test_readyz_tells_the_metrics_token_bearer_why_and_when(
+    client, daily_at_8_madrid, database_and_scan_only
+):
+    scan_finished("2026-03-09T08:00:05+01:00")
+
+    status, body = readyz(client)
+
+    assert status == 503
+    assert body["checks"]["daily_scan"]["detail"].endswith("(last: 2026-03-09T07:00:05+00:00)")
+    assert body["checks"]["database"]["latency_ms"] >= 0
+
+
+def test_readyz_shows_no_detail_to_anyone_without_a_metrics_token(
+    client, settings, daily_at_8_madrid, database_and_scan_only
+):
+    settings.METRICS_TOKEN = ""
+
+    _, body = readyz(client, token="anything")
+
+    assert body["checks"] == {"database": {"ok": True}, "daily_scan": {"ok": False}}
+
+
+@pytest.mark.parametrize("path", health.PROBES)
+def test_probes_answer_any_host_over_plain_http_with_the_security_headers(
+    client, settings, database_and_scan_only, path
+):
+    settings.ALLOWED_HOSTS = ["renewly.example"]
+    settings.SECURE_SSL_REDIRECT = True  # a load balancer probes over plain HTTP all the same
+    headers = {"host": "10.0.0.7:8000", "authorization": f"Bearer {METRICS_TOKEN}"}
+
+    response = client.get(path, headers=headers)
+
+    assert response.status_code in (200, 503)
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Referrer-Policy"] == "same-origin"
+    assert response["Cross-Origin-Opener-Policy"] == "same-origin"
+    assert response["X-Frame-Options"] == "DENY"
+    policy = response["Content-Security-Policy"]
+    assert "default-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert "Strict-Transport-Security" not in response  # not over plain HTTP
+
+
+def test_probes_carry_hsts_when_it_is_configured_and_they_come_over_https(client, settings):
+    settings.ALLOWED_HOSTS = ["renewly.example"]
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.SECURE_HSTS_SECONDS = 31536000
+    settings.SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+
+    response = client.get(
+        "/healthz", headers={"host": "10.0.0.7:8000", "x-forwarded-proto": "https"}
+    )
+
+    assert response.status_code == 200
+    assert response["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
 
 
 def test_a_new_schedule_owes_no_scan_yet(daily_at_8_madrid):
