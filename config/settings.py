@@ -46,7 +46,7 @@ MIDDLEWARE = [
     # options and the Content-Security-Policy. None of these looks at the Host header.
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "config.security.ContentSecurityPolicyMiddleware",
+    "csp.middleware.CSPMiddleware",
     # /healthz, /readyz, /metrics: answered by address, ahead of ALLOWED_HOSTS' check (below).
     "config.health.ProbeMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -103,7 +103,8 @@ CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
         "script-src": [SELF, NONCE],
-        # Django's admin needs no inline style; the one page that does is in config/security.py.
+        # Django's admin needs no inline style; the one page that does says so itself
+        # (notifications/admin.py: the email preview, with csp_update).
         "style-src": [SELF],
         "img-src": [SELF, "data:"],  # base.html's empty data: favicon spares a /favicon.ico 404
         "object-src": [NONE],

@@ -1,3 +1,5 @@
+from csp.constants import UNSAFE_INLINE
+from csp.decorators import csp_update
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -49,7 +51,12 @@ class PreviewAdminMixin:
         return [
             path(
                 "<int:object_id>/preview/",
-                self.admin_site.admin_view(self.preview_view),
+                # The email's HTML, shown in a sandboxed srcdoc frame that inherits this page's
+                # policy, is styled inline (mail clients drop style sheets): styles only, never
+                # script.
+                self.admin_site.admin_view(
+                    csp_update({"style-src": [UNSAFE_INLINE]})(self.preview_view)
+                ),
                 name="{}_{}_preview".format(*info),
             ),
             *super().get_urls(),
