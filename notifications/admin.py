@@ -76,7 +76,11 @@ class PreviewAdminMixin:
         try:
             form.is_valid()
             data = getattr(form, "cleaned_data", {})
-            policy = previews.policy_for_preview(data.get("policy_number", ""), rule=rule)
+            policy = previews.policy_for_preview(
+                data.get("policy_number", ""),
+                rule=rule,
+                may_see_customers=request.user.has_perm("policies.view_customer"),
+            )
             found = [
                 previews.preview(
                     template,

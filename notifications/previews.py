@@ -4,17 +4,21 @@ lists in PREVIEW_TEST_RECIPIENTS): a test send must never become a way to mail a
 
 import copy
 import dataclasses
+import zoneinfo
+from datetime import timedelta
 
 import phonenumbers
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.utils import timezone
 
 from notifications import rendering, templating
 from notifications.channels import OutgoingMessage, SendError, channel_for
 from notifications.channels.sms import sms_segments
 from notifications.models import Channel, MessageTemplate, ReminderRule
-from policies.models import Policy
+from policies.models import Agent, Customer, Policy
 
 
 class PreviewError(Exception):
@@ -32,8 +36,13 @@ class Preview:
         return sms_segments(self.message.body) if self.template.channel == Channel.SMS else None
 
 
-def policy_for_preview(policy_number: str = "", *, rule: ReminderRule | None = None) -> Policy:
-    """The policy named, or else the next active one to expire in the rule's scope."""
+def policy_for_preview(
+    policy_number: str = "", *, rule: ReminderRule | None = None, may_see_customers: bool = True
+) -> Policy:
+    """The policy named, or else the next active one to expire in the rule's scope; for a user
+    who may not see customers (a template editor), always a made-up sample."""
+    if not may_see_customers:
+        return sample_policy(rule)
     policies = Policy.objects.select_related("customer", "agent__user")
     if policy_number:
         policy = policies.filter(policy_number=policy_number.strip()).first()
@@ -47,6 +56,27 @@ def policy_for_preview(policy_number: str = "", *, rule: ReminderRule | None = N
     if policy is None:
         raise PreviewError("There is no active policy to fill the template with; import some.")
     return policy
+
+
+def sample_policy(rule: ReminderRule | None = None) -> Policy:
+    """A policy, customer and agent made up for the preview, never saved."""
+    lead_days = rule.lead_days if rule else 30
+    expiry = timezone.localdate() + timedelta(days=lead_days)
+    agent_login = get_user_model()(username="sample-agent", first_name="Sam", last_name="Agent")
+    return Policy(
+        policy_number="SAMPLE-0001",
+        product_line=(rule.product_line if rule else "") or "auto",
+        start_date=expiry - timedelta(days=365),
+        expiry_date=expiry,
+        customer=Customer(
+            name="Alex Sample",
+            email="alex.sample@renewly.example",
+            phone="+14155550100",
+            language=settings.LANGUAGE_CODE,
+            timezone=zoneinfo.ZoneInfo(settings.TIME_ZONE),
+        ),
+        agent=Agent(user=agent_login, email="sam.agent@renewly.example", phone="+14155550101"),
+    )
 
 
 def preview(template: MessageTemplate, policy: Policy, *, language: str = "", lead_days=None):
@@ -88,6 +118,7 @@ def send_test_reminder(template: MessageTemplate, policy: Policy, *, to: str, se
         to=to,
         subject=f"[Test] {message.subject}" if message.subject else "",
         metadata={"test": "true", "policy": policy.policy_number},
+        headers={},  # no one-click unsubscribe: pressed by the tester, it would be nobody's
     )
     try:
         return channel_for(template.channel).send(message)

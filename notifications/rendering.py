@@ -6,6 +6,7 @@ the words cannot reach anything else through them (notifications.templating)."""
 
 import datetime
 import functools
+from collections.abc import Callable
 from urllib.parse import quote
 
 from django.conf import settings
@@ -30,8 +31,13 @@ def render(notification: Notification) -> OutgoingMessage:
     )
 
 
+# A preview's links are not the customer's: a signed link is their key to their consent.
+PREVIEW_TOKEN = "preview"
+
+
 def preview(template: MessageTemplate, policy: Policy, *, lead_days: int | None = None):
-    """What `policy`'s customer would read from `template` today; nothing is saved or sent."""
+    """What `policy`'s customer would read from `template` today, with links that open no
+    customer's page; nothing is saved or sent."""
     today = timezone.localdate(timezone=policy.customer.timezone)
     return compose(
         template,
@@ -40,6 +46,7 @@ def preview(template: MessageTemplate, policy: Policy, *, lead_days: int | None 
         expiry_date=policy.expiry_date,
         lead_days=lead_days if lead_days is not None else (policy.expiry_date - today).days,
         notification_id=0,
+        token=lambda: PREVIEW_TOKEN,
     )
 
 
@@ -51,7 +58,10 @@ def compose(
     expiry_date: datetime.date,
     lead_days: int,
     notification_id: int,
+    token: Callable[[], str] | None = None,
 ) -> OutgoingMessage:
+    """The message `template` makes for this reminder. `token`: the signed token of the
+    customer's links (by default, theirs)."""
     text = template.in_language(customer.language)
     is_email = template.channel == Channel.EMAIL
     parts = {
@@ -61,7 +71,7 @@ def compose(
     }
     # Signing the customer's links costs more than the rest of the values: once per message,
     # and only when a template or the unsubscribe header asks for one.
-    token = functools.cache(functools.partial(preferences.token_for, customer))
+    token = token or functools.cache(functools.partial(preferences.token_for, customer))
     names = set().union(*(part.names for part in parts.values() if part))
     with translation.override(customer.language):
         values = values_for(

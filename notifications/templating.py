@@ -3,11 +3,14 @@ only format the facts of one reminder that rendering hands it as plain values.
 
 Its own Engine has no loaders, nothing to `{% load %}`, and only the tags and filters below: no
 `include`, `extends`, `debug`, `url` or `csrf_token`, and no `safe` nor `autoescape`, so the
-HTML body escapes every value. `check` refuses, with its line, a template that does not compile
-or names a value that does not exist; the models validate with it, so a broken template never
-reaches a send.
+HTML body escapes every value; no filter that pads, repeats or joins, so a short template cannot
+write megabytes. `check` refuses, with its line, a template that does not compile, names a value
+that does not exist, or cannot format the values it is given; the models validate with it, so a
+broken template never reaches a send. Whatever happens while rendering is a TemplateProblem.
 """
 
+import contextvars
+import datetime
 import functools
 import re
 from dataclasses import dataclass
@@ -18,7 +21,7 @@ from django.template.base import FilterExpression, Node, Template, Variable, Var
 from django.template.engine import Engine
 
 # The values a reminder template may use: a name, or a name and its fields. rendering.values_for
-# fills in exactly these.
+# fills in exactly these; SAMPLE_VALUES are of the same kinds, for check to render with.
 VARIABLES: dict[str, tuple[str, ...] | None] = {
     "customer": ("name", "email", "phone", "language"),
     "policy": ("policy_number", "product_line", "start_date", "expiry_date"),
@@ -35,6 +38,22 @@ AVAILABLE = ", ".join(
     for name, fields in VARIABLES.items()
     for field in (fields or (None,))
 )
+CONSTANTS = {"True", "False", "None"}  # Django's context has these of its own
+SAMPLE_VALUES = {
+    "customer": {"name": "Alex Sample", "email": "alex@mail.example", "phone": "+14155550100"}
+    | {"language": "en"},
+    "policy": {"policy_number": "P-1", "product_line": "auto"}
+    | {"start_date": datetime.date(2025, 12, 2), "expiry_date": datetime.date(2026, 12, 2)},
+    "agent": {"name": "Sam Agent", "email": "sam@agency.example", "phone": ""},
+    "expiry_date": datetime.date(2026, 12, 2),
+    "expiry_date_text": "Dec. 2, 2026",
+    "days_left": 30,
+    "lead_days": 30,
+    "renew_url": "mailto:sam@agency.example",
+    "preferences_url": "https://renewly.example/preferences/token/",
+}
+MAX_SOURCE_CHARACTERS = 20_000
+MAX_RENDERED_CHARACTERS = 100_000
 
 TAGS = {
     "if": defaulttags.do_if,
@@ -47,18 +66,44 @@ TAGS = {
     "verbatim": defaulttags.verbatim,
 }
 FILTERS = [
-    *("add", "capfirst", "center", "cut", "date", "default", "default_if_none", "divisibleby"),
-    *("escape", "first", "floatformat", "force_escape", "join", "last", "length", "linebreaks"),
-    *("linebreaksbr", "ljust", "lower", "phone2numeric", "pluralize", "rjust", "slugify"),
-    *("stringformat", "striptags", "time", "timesince", "timeuntil", "title", "truncatechars"),
-    *("truncatewords", "upper", "urlencode", "urlize", "wordcount", "wordwrap", "yesno"),
+    *("add", "capfirst", "cut", "date", "default", "default_if_none", "divisibleby", "escape"),
+    *("force_escape", "length", "linebreaks", "linebreaksbr", "lower", "pluralize", "slugify"),
+    *("striptags", "time", "timesince", "timeuntil", "title", "truncatechars", "truncatewords"),
+    *("upper", "urlencode", "urlize", "wordcount", "yesno"),
 ]
+
+# Set while check renders with SAMPLE_VALUES: a filter that cannot format its value says so.
+_checking = contextvars.ContextVar("checking_a_reminder_template", default=False)
+
+
+class TemplateProblem(ValueError):
+    """A reminder template cannot be used; the message names the line and what to change."""
+
+
+def _never_raising(name: str, function):
+    """A filter given a value it cannot format (`days_left|date:"H"`) writes nothing, rather
+    than failing the reminder; check reports it."""
+
+    @functools.wraps(function)  # keeps is_safe, needs_autoescape and the arguments Django checks
+    def formatted(value, *arguments, **options):
+        try:
+            return function(value, *arguments, **options)
+        except Exception as error:
+            if _checking.get():
+                given = f" with {arguments[0]!r}" if arguments else ""
+                raise TemplateProblem(
+                    f"the filter {name!r} cannot format {value!r}{given} ({error})."
+                ) from None
+            return ""
+
+    return formatted
+
 
 register = Library()
 for _name, _compile in TAGS.items():
     register.tag(_name, _compile)
 for _name in FILTERS:
-    register.filter(_name, defaultfilters.register.filters[_name])
+    register.filter(_name, _never_raising(_name, defaultfilters.register.filters[_name]))
 
 
 class ReminderEngine(Engine):
@@ -68,17 +113,26 @@ class ReminderEngine(Engine):
 ENGINE = ReminderEngine(loaders=[], debug=True, builtins=[__name__])
 
 
-class TemplateProblem(ValueError):
-    """A reminder template cannot be used; the message names the line and what to change."""
-
-
 @dataclass(frozen=True)
 class CompiledTemplate:
     template: Template
     names: frozenset[str]  # the values it uses ("customer", "preferences_url", ...)
 
     def render(self, values: dict, *, autoescape: bool) -> str:
-        return self.template.render(Context(values, autoescape=autoescape))
+        # A copy: `{% firstof ... as name %}` sets a name for the rest of this part only.
+        context = Context(dict(values), autoescape=autoescape)
+        try:
+            text = self.template.render(context)
+        except TemplateProblem:
+            raise
+        except Exception as error:  # RecursionError too: a template nested past all reason
+            raise TemplateProblem(f"the template cannot be rendered: {error!r}") from None
+        if len(text) > MAX_RENDERED_CHARACTERS:
+            raise TemplateProblem(
+                f"the template writes {len(text):,} characters, more than the "
+                f"{MAX_RENDERED_CHARACTERS:,} a reminder may have."
+            )
+        return text
 
 
 @functools.lru_cache(maxsize=256)
@@ -88,17 +142,33 @@ def compiled(source: str) -> CompiledTemplate:
 
 
 def check(source: str) -> CompiledTemplate:
-    """Compile `source` with the reminder engine and check every value it names, or raise
-    TemplateProblem saying which line is wrong and why."""
+    """Compile `source` with the reminder engine, check every value it names and render it with
+    sample values, or raise TemplateProblem saying which line is wrong and why."""
+    if len(source) > MAX_SOURCE_CHARACTERS:
+        raise TemplateProblem(
+            f"the template has {len(source):,} characters; a reminder template may have "
+            f"{MAX_SOURCE_CHARACTERS:,}."
+        )
     try:
         template = ENGINE.from_string(source)
+        names = set()
+        for node in template.nodelist.get_nodes_by_type(Node):
+            for variable in _variables_of(node):
+                names.add(_checked(variable, line=node.token.lineno))
     except TemplateSyntaxError as error:
         raise TemplateProblem(_syntax_problem(error)) from None
-    names = set()
-    for node in template.nodelist.get_nodes_by_type(Node):
-        for variable in _variables_of(node):
-            names.add(_checked(variable, line=node.token.lineno))
-    return CompiledTemplate(template, frozenset(names))
+    except TemplateProblem:
+        raise
+    except Exception as error:  # Django's own tags raise a few others, and deep nesting this
+        raise TemplateProblem(f"the template cannot be read: {error!r}") from None
+    checked = CompiledTemplate(template, frozenset(names))
+    for autoescape in (False, True):
+        token = _checking.set(True)
+        try:
+            checked.render(SAMPLE_VALUES, autoescape=autoescape)
+        finally:
+            _checking.reset(token)
+    return checked
 
 
 def _syntax_problem(error: TemplateSyntaxError) -> str:
@@ -108,12 +178,14 @@ def _syntax_problem(error: TemplateSyntaxError) -> str:
     if "Invalid block tag" in message:
         message += f" (reminder templates have only: {', '.join(TAGS)})"
     elif "Invalid filter" in message:
-        message += " (see Django's built-in filters; safe and the like are not available)"
+        message += f" (reminder templates have only: {', '.join(FILTERS)})"
     return f"Line {line}: {message}" if line else message
 
 
 def _checked(variable: Variable, *, line: int) -> str:
     name, *fields = variable.lookups
+    if name in CONSTANTS and not fields:
+        return name
     if name in VARIABLES:
         known_fields = VARIABLES[name]
         if known_fields is None and not fields:

@@ -88,11 +88,27 @@ def test_the_renew_link_writes_to_the_agent_unless_a_portal_is_configured(
 
 
 def test_every_email_links_to_the_customers_preferences_page(policy, email_template, client):
-    message = rendering.preview(email_template, policy)
+    message = rendering.compose(
+        email_template,
+        policy=policy,
+        customer=policy.customer,
+        expiry_date=EXPIRY,
+        lead_days=14,
+        notification_id=1,
+    )
     (link,) = [word for word in message.body.split() if "/preferences/" in word]
 
     assert client.get(urlsplit(link).path).status_code == 200
     assert f'href="{link}"' in message.html_body
+    assert "/unsubscribe/" in message.headers["List-Unsubscribe"]
+
+
+def test_a_preview_links_to_no_customers_page(policy, email_template, client):
+    message = rendering.preview(email_template, policy)
+    (link,) = [word for word in message.body.split() if "/preferences/" in word]
+
+    assert client.get(urlsplit(link).path).status_code == 400  # no customer's key
+    assert "/unsubscribe/preview/" in message.headers["List-Unsubscribe"]
 
 
 def test_days_left_count_from_the_customers_own_today(policy, email_template):

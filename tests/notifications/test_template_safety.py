@@ -11,9 +11,15 @@ from django.template import Context
 from django.urls import reverse
 from django.utils import timezone
 
-from notifications import dispatch, rendering, templating
+from notifications import dispatch, preferences, rendering, templating
 from notifications.models import MessageTemplate, Notification, ReminderRule, TemplateTranslation
-from tests.factories import make_agent, make_customer, make_policy, queue_an_email_and_an_sms
+from tests.factories import (
+    make_agent,
+    make_customer,
+    make_policy,
+    make_staff,
+    queue_an_email_and_an_sms,
+)
 
 ATTACKS = {
     "a password hash": "{{ agent.user.password }}",
@@ -165,3 +171,82 @@ def test_a_bad_template_already_stored_fails_its_reminders_and_sends_nothing(out
     assert email.status == Notification.Status.FAILED
     assert "there is no value 'agent.user.password'" in email.last_error
     assert not (outbox / "email").exists() or not any((outbox / "email").iterdir())
+
+
+BREAKERS = {
+    "a tag without its argument": "{% filter %}x{% endfilter %}",
+    "nesting past Python's recursion limit": "{% if not "
+    + "not " * 2000
+    + "days_left %}x{% endif %}",
+    "a division by zero": "{{ days_left|divisibleby:0 }}",
+    "a time format on a date": '{{ expiry_date|date:"H" }}',
+    "a padding filter": '{{ customer.name|center:"100000000" }}',
+    "a template longer than any reminder": "{{ customer.name }}" * 2000,
+}
+
+
+@pytest.mark.parametrize("breaker", BREAKERS.values(), ids=BREAKERS.keys())
+def test_a_template_that_would_break_or_blow_up_is_refused_with_a_reason_not_a_500(
+    admin_client, template, breaker
+):
+    change = reverse("admin:notifications_messagetemplate_change", args=[template.pk])
+    body_before = template.body
+
+    response = admin_client.post(change, template_form(template, body=breaker))
+
+    assert response.status_code == 200
+    assert 'class="errorlist' in response.content.decode()
+    template.refresh_from_db()
+    assert template.body == body_before
+
+
+def test_a_filter_that_cannot_format_its_value_writes_nothing_rather_than_failing_a_send():
+    """Only the Spanish branch divides by zero, so the check's sample (English) passes it."""
+    checked = templating.check(
+        "[{% if customer.language == 'es' %}{{ days_left|divisibleby:0 }}{% endif %}]"
+    )
+    values = {**templating.SAMPLE_VALUES, "customer": {"name": "Ana", "language": "es"}}
+
+    assert checked.render(values, autoescape=False) == "[]"
+
+
+def test_a_rendered_reminder_is_capped_in_length():
+    checked = templating.check("{{ customer.name }}{{ customer.name }}")
+    values = {**templating.SAMPLE_VALUES, "customer": {"name": "x" * 60_000}}
+
+    with pytest.raises(templating.TemplateProblem, match="more than the 100,000"):
+        checked.render(values, autoescape=False)
+
+
+def test_a_template_editor_previews_a_made_up_customer_and_no_real_one(
+    client, template, policy, staff_roles
+):
+    editor = make_staff("wordsmith", roles=["Template editors"])
+    client.force_login(editor)
+    rule = ReminderRule.objects.filter(template=template).first()
+    url = reverse("admin:notifications_reminderrule_preview", args=[rule.pk])
+
+    page = client.get(url, {"policy_number": "HOME-7"}).content.decode()
+
+    assert "Alex Sample" in page
+    assert "made-up customer" in page
+    assert "<strong>SAMPLE-0001</strong>" in page
+    for real in ("<strong>HOME-7</strong>", "Lucía Gómez", "lucia@mail.example"):
+        assert real not in page
+    tokens = preferences.token_for(policy.customer)
+    assert tokens not in page
+
+
+def test_a_test_email_carries_no_customers_links_nor_one_click_unsubscribe(
+    admin_client, template, policy
+):
+    rule = ReminderRule.objects.filter(template=template).first()
+    url = reverse("admin:notifications_reminderrule_preview", args=[rule.pk])
+
+    admin_client.post(url + "?policy_number=HOME-7", {"to": "admin@example.com"})
+
+    (sent,) = mail.outbox
+    assert "List-Unsubscribe" not in sent.extra_headers
+    assert "List-Unsubscribe" not in sent.message()
+    assert preferences.token_for(policy.customer) not in sent.body
+    assert "/preferences/preview/" in sent.body
