@@ -29,7 +29,11 @@ def compose(*args: str, compose_file: Path, env: dict | None = None) -> subproce
         ["docker-compose", "-f", str(compose_file), *args],
         capture_output=True,
         text=True,
-        env={**os.environ, **(REQUIRED if env is None else env)},
+        # The stack's variables only as given: the test run's own (SECRET_KEY...) are not the .env.
+        env={
+            **{name: value for name, value in os.environ.items() if name not in REQUIRED},
+            **(REQUIRED if env is None else env),
+        },
         timeout=60,
     )
 
