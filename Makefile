@@ -11,7 +11,7 @@ BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/renewly_bench
 DEMO_ENV := DEBUG=1
 
 .PHONY: help setup system-deps demo web test test-sqlite lint format bench bench-import \
-	bench-planning bench-dispatch bench-workspace bench-upload clean
+	bench-planning bench-dispatch bench-workspace bench-upload bench-smoke clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ format: setup ## ruff fix and format
 	$(BIN)/ruff format .
 
 bench: bench-import bench-planning bench-dispatch bench-workspace bench-upload ## every benchmark
+
+bench-smoke: setup ## every benchmark at its smallest size, as make test runs them
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(BIN)/pytest tests/benchmarks
 
 bench-import: setup ## time importing 100,000 policy rows into PostgreSQL
 	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_import.py --rows 100000

@@ -51,7 +51,7 @@ def write_csv(path: Path, rows: int, *, changed_every: int = 0) -> None:
             )
 
 
-def timed(label: str, path: Path, rows: int) -> None:
+def timed(label: str, path: Path, rows: int) -> dict:
     started = time.perf_counter()
     summary = import_policies(path)
     seconds = time.perf_counter() - started
@@ -61,12 +61,16 @@ def timed(label: str, path: Path, rows: int) -> None:
         f"created {counts['created']}, updated {counts['updated']}, "
         f"unchanged {counts['unchanged']}, rejected {counts['rejected']}"
     )
+    return counts
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--smoke", action="store_true", help="a few thousand rows, seconds")
     args = parser.parse_args()
+    if args.smoke:
+        args.rows = 2_000
     vendor = connection.vendor
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
@@ -77,9 +81,13 @@ def main() -> None:
             write_csv(first, args.rows)
             write_csv(changed, args.rows, changed_every=10)
             print(f"Importing {args.rows:,} policy rows into {vendor}")
-            timed("first import (all new)", first, args.rows)
-            timed("same file again", first, args.rows)
-            timed("one row in ten changed", changed, args.rows)
+            # Figures of an import that lost or doubled rows would measure a bug.
+            first_import = timed("first import (all new)", first, args.rows)
+            assert first_import["created"] == args.rows, first_import
+            again = timed("same file again", first, args.rows)
+            assert again["unchanged"] == args.rows, again
+            one_in_ten = timed("one row in ten changed", changed, args.rows)
+            assert one_in_ten["updated"] == len(range(0, args.rows, 10)), one_in_ten
     finally:
         connection.creation.destroy_test_db(connection.settings_dict["NAME"], verbosity=0)
 

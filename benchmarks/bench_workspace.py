@@ -27,7 +27,9 @@ from django.test.utils import setup_test_environment
 from django.urls import reverse
 from django.utils import timezone
 
-from notifications.models import Notification, ReminderRule, ReminderRun
+from benchmarks.seeding import copy_rows
+from notifications.models import DeliveryEvent, Notification, ReminderRule, ReminderRun
+from policies.models import Customer, Policy
 from policies.services import ensure_agent
 
 TODAY = timezone.localdate()
@@ -35,6 +37,7 @@ TODAY = timezone.localdate()
 REMINDERS = (("email", 30), ("email", 14), ("sms", 14), ("sms", 7))
 PRODUCT_LINES = ("auto", "home", "life", "travel")
 # What became of a reminder already due, by its number modulo 20.
+FAILURE = "Twilio error 30003: unreachable"
 DONE_STATUSES = ("delivered",) * 14 + ("sent",) * 3 + ("failed", "bounced", "cancelled")
 
 
@@ -51,126 +54,77 @@ def seed(*, policies_per_agent: list[int]) -> tuple[int, int]:
     missing = [key for key in REMINDERS if key not in rule_ids]
     assert not missing, f"the default rules lack {missing}"
     run = ReminderRun.objects.create(run_date=TODAY, finished_at=timezone.now())
-    now = timezone.now()
-    raw = connection.connection  # psycopg's own connection, for COPY
-    policy_id = notification_id = event_id = 0
-    with raw.cursor() as cursor:
-        customers = cursor.copy(
-            "COPY policies_customer (id, name, email, phone, language, timezone, "
-            "email_consent, sms_consent, email_undeliverable, created_at, updated_at) FROM STDIN"
-        )
-        with customers as copy:
-            for n in range(1, sum(policies_per_agent) + 1):
-                phone = f"+1415{5550000 + n % 10000:07d}"
-                copy.write_row(
-                    (
-                        n,
-                        f"Customer {n}",
-                        f"c{n}@mail.example",
-                        phone,
-                        "en",
-                        "UTC",
-                        True,
-                        True,
-                        False,
-                        now,
-                        now,
-                    )  # consents given, address deliverable
+    customers = sum(policies_per_agent)
+    copy_rows(
+        Customer,
+        (
+            {
+                "id": n,
+                "name": f"Customer {n}",
+                "email": f"c{n}@mail.example",
+                "phone": f"+1415{5550000 + n % 10000:07d}",
+                "timezone": "UTC",
+            }
+            for n in range(1, customers + 1)
+        ),
+    )
+    policy_rows, notification_rows, event_rows = [], [], []
+    for agent, count in zip(agents, policies_per_agent, strict=True):
+        for _ in range(count):
+            policy_id = len(policy_rows) + 1
+            # Expiries from 60 days ago to 300 days ahead: most reminders are still to go.
+            expiry = TODAY + timedelta(days=policy_id % 360 - 60)
+            policy_rows.append(
+                {
+                    "id": policy_id,
+                    "policy_number": f"W-{policy_id:08d}",
+                    "product_line": PRODUCT_LINES[policy_id % 4],
+                    "customer_id": policy_id,
+                    "agent_id": agent.pk,
+                    "start_date": expiry - timedelta(days=365),
+                    "expiry_date": expiry,
+                }
+            )
+            for channel, lead_days in REMINDERS:
+                notification_id = len(notification_rows) + 1
+                due_on = expiry - timedelta(days=lead_days)
+                if due_on > TODAY:
+                    status = "deferred" if notification_id % 50 == 0 else "planned"
+                else:
+                    status = DONE_STATUSES[notification_id % len(DONE_STATUSES)]
+                notification_rows.append(
+                    {
+                        "id": notification_id,
+                        "policy_id": policy_id,
+                        "customer_id": policy_id,
+                        "rule_id": rule_ids[channel, lead_days],
+                        "run_id": run.pk,
+                        "channel": channel,
+                        "expiry_date": expiry,
+                        "lead_days": lead_days,
+                        "due_on": due_on,
+                        "status": status,
+                        "attempts": 1,
+                        "last_error": FAILURE if status == "failed" else "",
+                        "provider_message_id": f"msg-{notification_id}",
+                    }
                 )
-        policy_rows, notification_rows, event_rows = [], [], []
-        for agent, count in zip(agents, policies_per_agent, strict=True):
-            for _ in range(count):
-                policy_id += 1
-                # Expiries from 60 days ago to 300 days ahead: most reminders are still to go.
-                expiry = TODAY + timedelta(days=policy_id % 360 - 60)
-                policy_rows.append(
-                    (
-                        policy_id,
-                        f"W-{policy_id:08d}",
-                        PRODUCT_LINES[policy_id % 4],
-                        policy_id,
-                        agent.pk,
-                        expiry - timedelta(days=365),
-                        expiry,
-                        "active",
-                        now,
-                        now,
+                if status in ("sent", "delivered", "failed", "bounced"):
+                    event_id = len(event_rows) + 1
+                    event_rows.append(
+                        {
+                            "id": event_id,
+                            "notification_id": notification_id,
+                            "provider": "bench",
+                            "event_type": status,
+                            "provider_event_id": f"e{event_id}",
+                            "provider_message_id": f"msg-{notification_id}",
+                            "occurred_at": timezone.now(),
+                        }
                     )
-                )
-                for channel, lead_days in REMINDERS:
-                    notification_id += 1
-                    due_on = expiry - timedelta(days=lead_days)
-                    if due_on > TODAY:
-                        status = "deferred" if notification_id % 50 == 0 else "planned"
-                    else:
-                        status = DONE_STATUSES[notification_id % len(DONE_STATUSES)]
-                    error = "Twilio error 30003: unreachable" if status == "failed" else ""
-                    notification_rows.append(
-                        (
-                            notification_id,
-                            policy_id,
-                            policy_id,
-                            rule_ids[channel, lead_days],
-                            run.pk,
-                            channel,
-                            expiry,
-                            lead_days,
-                            due_on,
-                            status,
-                            1,
-                            error,
-                            f"msg-{notification_id}",
-                            now,
-                            now,
-                        )
-                    )
-                    if status in ("sent", "delivered", "failed", "bounced"):
-                        event_id += 1
-                        event_rows.append(
-                            (
-                                event_id,
-                                notification_id,
-                                "bench",
-                                status,
-                                f"e{event_id}",
-                                f"msg-{notification_id}",
-                                now,
-                                now,
-                                "",
-                                "",
-                                "{}",
-                            )
-                        )
-        for sql, rows in [
-            (
-                "COPY policies_policy (id, policy_number, product_line, customer_id, agent_id, "
-                "start_date, expiry_date, status, created_at, updated_at) FROM STDIN",
-                policy_rows,
-            ),
-            (
-                "COPY notifications_notification (id, policy_id, customer_id, rule_id, run_id, "
-                "channel, expiry_date, lead_days, due_on, status, attempts, last_error, "
-                "provider_message_id, created_at, status_changed_at) FROM STDIN",
-                notification_rows,
-            ),
-            (
-                "COPY notifications_deliveryevent (id, notification_id, provider, event_type, "
-                "provider_event_id, provider_message_id, occurred_at, received_at, error_code, "
-                "reason, raw_payload) FROM STDIN",
-                event_rows,
-            ),
-        ]:
-            with cursor.copy(sql) as copy:
-                for row in rows:
-                    copy.write_row(row)
-        for table, last in [
-            ("policies_customer", policy_id),
-            ("policies_policy", policy_id),
-            ("notifications_notification", notification_id),
-            ("notifications_deliveryevent", max(event_id, 1)),
-        ]:
-            cursor.execute(f"SELECT setval('{table}_id_seq', %s)", [last])
-            cursor.execute(f"ANALYZE {table}")
+    copy_rows(Policy, policy_rows)
+    copy_rows(Notification, notification_rows)
+    copy_rows(DeliveryEvent, event_rows)
     return agents[0].user_id, 1
 
 
@@ -198,7 +152,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--export-runs", type=int, default=5)
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--smoke", action="store_true", help="a few thousand rows, seconds")
     args = parser.parse_args()
+    if args.smoke:
+        args.policies, args.other_policies, args.runs, args.export_runs = 600, 150, 2, 1
     if connection.vendor != "postgresql":
         sys.exit("bench_workspace needs PostgreSQL: set DATABASE_URL (make bench-workspace does).")
     setup_test_environment()  # the test Client's host, "testserver", is allowed

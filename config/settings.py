@@ -263,7 +263,11 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # twilio logs every request and response at INFO: a worker's CPU, for nothing to read.
-    "loggers": {"twilio.http_client": {"level": "WARNING"}},
+    "loggers": {
+        "twilio.http_client": {"level": "WARNING"},
+        # axes writes a line at every start and every login; lockouts are warnings, still shown.
+        "axes": {"level": "WARNING"},
+    },
 }
 
 # --- Reminders ------------------------------------------------------------------------------
