@@ -105,7 +105,7 @@ def upload_once(
         f"{total_seconds:6.2f} s ({rows / total_seconds:6.0f} rows/s; queued {queued:.2f} s, "
         f"import {importing:.2f} s)\n"
         f"{'':<24} created {job.created}, updated {job.updated}, unchanged {job.unchanged}, "
-        f"rejected {job.rejected}; progress seen {seen}\n"
+        f"rejected {job.rejected}; progress seen {shortened(seen)}\n"
         f"{'':<24} progress poll p50 {statistics.median(polls) * 1000:.1f} ms, "
         f"max {max(polls) * 1000:.1f} ms over {len(polls)} polls\n"
         f"{'':<24} worker RSS idle {idle / MIB:.0f} MiB, peak during the import "
@@ -115,6 +115,12 @@ def upload_once(
 
 
 MIB = 1024 * 1024
+
+
+def shortened(values: list[int]) -> str:
+    if len(values) <= 12:
+        return str(values)
+    return f"{len(values)} steps: {values[:3]} ... {values[-3:]}"
 
 
 def rows_for(megabytes: float) -> int:
