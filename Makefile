@@ -64,8 +64,9 @@ bench-dispatch: setup ## send 20,000 reminders through Celery workers on Redis t
 bench-workspace: setup ## time the agents' workspace pages with 100,000 notifications in one book
 	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_workspace.py
 
-bench-upload: setup ## upload 100,000 policy rows through the upload view to a worker on Redis
+bench-upload: setup ## upload 100,000 rows, then 100 MB, through the upload view to a worker
 	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_upload.py --rows 100000
+	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_upload.py --megabytes 100 --timeout 1200
 
 clean: ## remove the virtualenv and everything under var/
 	rm -rf $(VENV) var

@@ -1,7 +1,9 @@
 """Benchmark: a 100,000-row policy CSV uploaded through the upload view, imported by a real
 Celery worker on Redis. Reports the web request's own time (the view stores the file, records
 the job and enqueues it), the time until the job reports succeeded, the progress the page saw
-on the way, and how long the page's progress poll takes meanwhile.
+on the way, how long the page's progress poll takes meanwhile, and the worker's memory: its
+resident size when idle before the upload and its peak during the import (`--megabytes 100`
+sizes the file for the largest upload the page takes).
 
 The request goes through Django's whole handler (middleware, multipart parsing, the view) with
 the test Client, the body encoded beforehand, so the time is the server's alone. Run with
@@ -51,7 +53,25 @@ from policies.services import ensure_agent
 from tests.workers import worker_environment
 
 
-def upload_once(client: Client, label: str, path: Path, rows: int, timeout: float) -> None:
+def worker_memory(pid: int) -> dict[str, int]:
+    """The worker's resident size now (VmRSS) and at its peak since the last reset (VmHWM)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = int(value.split()[0]) * 1024
+    return fields
+
+
+def reset_peak_memory(pid: int) -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM starts again from VmRSS
+
+
+def upload_once(
+    client: Client, label: str, path: Path, rows: int, timeout: float, worker_pid: int
+) -> None:
+    reset_peak_memory(worker_pid)
+    idle = worker_memory(worker_pid)["VmRSS"]
     body = encode_multipart(BOUNDARY, {"file": open(path, "rb")})  # noqa: SIM115
     started = time.perf_counter()
     response = client.generic("POST", "/uploads/", body, content_type=MULTIPART_CONTENT)
@@ -74,6 +94,7 @@ def upload_once(client: Client, label: str, path: Path, rows: int, timeout: floa
             sys.exit(f"gave up after {timeout}s: {state}\n{(VAR_DIR / 'worker-0.log').read_text()}")
         time.sleep(0.5)  # as the page polls
     total_seconds = time.perf_counter() - started
+    peak = worker_memory(worker_pid)["VmHWM"]
     job.refresh_from_db()
     if job.status != ImportJob.Status.SUCCEEDED:
         sys.exit(f"the import failed: {job.error}")
@@ -84,17 +105,42 @@ def upload_once(client: Client, label: str, path: Path, rows: int, timeout: floa
         f"{total_seconds:6.2f} s ({rows / total_seconds:6.0f} rows/s; queued {queued:.2f} s, "
         f"import {importing:.2f} s)\n"
         f"{'':<24} created {job.created}, updated {job.updated}, unchanged {job.unchanged}, "
-        f"rejected {job.rejected}; progress seen {seen}\n"
+        f"rejected {job.rejected}; progress seen {shortened(seen)}\n"
         f"{'':<24} progress poll p50 {statistics.median(polls) * 1000:.1f} ms, "
-        f"max {max(polls) * 1000:.1f} ms over {len(polls)} polls"
+        f"max {max(polls) * 1000:.1f} ms over {len(polls)} polls\n"
+        f"{'':<24} worker RSS idle {idle / MIB:.0f} MiB, peak during the import "
+        f"{peak / MIB:.0f} MiB ({(peak - idle) / MIB:+.0f} MiB for a "
+        f"{path.stat().st_size / 1e6:.0f} MB file)"
     )
+
+
+MIB = 1024 * 1024
+
+
+def shortened(values: list[int]) -> str:
+    if len(values) <= 12:
+        return str(values)
+    return f"{len(values)} steps: {values[:3]} ... {values[-3:]}"
+
+
+def rows_for(megabytes: float) -> int:
+    """How many of write_csv's rows make a file of about `megabytes` MB."""
+    with tempfile.TemporaryDirectory() as folder:
+        sample = Path(folder) / "sample.csv"
+        write_csv(sample, 10_000)
+        return int(megabytes * 1e6 / (sample.stat().st_size / 10_000))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument(
+        "--megabytes", type=float, help="size the file in MB instead of --rows (e.g. 100)"
+    )
     parser.add_argument("--timeout", type=float, default=600, help="seconds per import at most")
     args = parser.parse_args()
+    if args.megabytes:
+        args.rows = rows_for(args.megabytes)
     if connection.vendor != "postgresql":
         sys.exit("bench_upload needs PostgreSQL: set DATABASE_URL (make bench-upload does).")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up as on Ctrl-C
@@ -128,9 +174,10 @@ def main() -> None:
             f"Uploading {args.rows:,} policy rows ({size:.1f} MB) through the upload view to a "
             f"worker on {BROKER_URL} (queue {QUEUE}), PostgreSQL; {os.cpu_count()} CPUs"
         )
-        upload_once(client, "first upload (all new)", first, args.rows, args.timeout)
-        upload_once(client, "same file again", first, args.rows, args.timeout)
-        upload_once(client, "one row in ten changed", changed, args.rows, args.timeout)
+        pid = workers.processes[0].pid  # --pool=solo: the import runs in this process
+        upload_once(client, "first upload (all new)", first, args.rows, args.timeout, pid)
+        upload_once(client, "same file again", first, args.rows, args.timeout, pid)
+        upload_once(client, "one row in ten changed", changed, args.rows, args.timeout, pid)
 
 
 if __name__ == "__main__":

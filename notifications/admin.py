@@ -11,6 +11,7 @@ from notifications import previews
 from notifications.models import (
     DeliveryEvent,
     HousekeepingRun,
+    InboundMessage,
     MessageTemplate,
     Notification,
     ReminderRule,
@@ -273,3 +274,14 @@ class HousekeepingRunAdmin(ReadOnlyAdmin):
         "payloads_cleared",
         "error",
     ]
+
+
+@admin.register(InboundMessage)
+class InboundMessageAdmin(ReadOnlyAdmin):
+    """Customers' SMS replies, each once by its MessageSid: what a STOP or START did."""
+
+    list_display = ["received_at", "sender", "keyword", "customers_changed", "message_sid"]
+    list_filter = ["keyword", "received_at"]
+    search_fields = ["sender", "message_sid"]
+    date_hierarchy = "received_at"
+    show_full_result_count = False

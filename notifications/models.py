@@ -435,3 +435,25 @@ class ConsentChange(models.Model):
     def __str__(self) -> str:
         verb = "accepted" if self.accepted else "refused"
         return f"{self.customer} {verb} {self.get_channel_display()} ({self.get_source_display()})"
+
+
+class InboundMessage(models.Model):
+    """An SMS a customer sent us, recorded once by Twilio's MessageSid. Twilio signs no
+    timestamp, so a captured signed request stays valid forever: the unique SID is what makes
+    a replayed START (or STOP) do nothing. Kept for good; deleting one would let its replay in."""
+
+    message_sid = models.CharField(max_length=64, unique=True)
+    sender = models.CharField(max_length=32, help_text="The customer's number, as Twilio sent it.")
+    keyword = models.CharField(
+        max_length=16, blank=True, help_text="The opt-out or opt-in word it was, if any."
+    )
+    received_at = models.DateTimeField(
+        help_text="When Renewly received it: a consent change recorded later wins over it."
+    )
+    customers_changed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.keyword or 'SMS'} from {self.sender} ({self.message_sid})"

@@ -1,13 +1,15 @@
 """Signed links that let a customer change their channels without logging in."""
 
+from datetime import datetime
+
 from django.conf import settings
 from django.core import signing
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from notifications.models import Channel, ConsentChange
+from notifications.models import Channel, ConsentChange, InboundMessage
 from policies.models import Customer
 
 SALT = "renewly.preferences"
@@ -80,20 +82,65 @@ def set_channels(customer: Customer, *, email: bool, sms: bool, source: str) -> 
     customer.email_consent, customer.sms_consent = email, sms
 
 
-def change_consent(customers, *, channel: str, accepted: bool, source: str) -> int:
+def change_consent(
+    customers, *, channel: str, accepted: bool, source: str, as_of: datetime | None = None
+) -> int:
     """Set one channel's consent for `customers` (a queryset) and record each real change,
-    so that the history shows when and how every customer's consent changed. Returns how
-    many customers changed."""
+    so that the history shows when and how every customer's consent changed. With `as_of`
+    (when the request asking for it was received), a customer whose consent to the channel
+    changed after that keeps their newer choice. Returns how many customers changed."""
     field = CONSENT_FIELDS[channel]
     with transaction.atomic():
         changing = customers.exclude(**{field: accepted}).select_for_update()
         ids = list(changing.values_list("pk", flat=True))
+        if as_of is not None and ids:
+            # Read after the rows are locked, so a change committed meanwhile is seen.
+            newer = ConsentChange.objects.filter(
+                customer_id__in=ids, channel=channel, changed_at__gt=as_of
+            ).values_list("customer_id", flat=True)
+            ids = sorted(set(ids) - set(newer))
         Customer.objects.filter(pk__in=ids).update(**{field: accepted}, updated_at=timezone.now())
         ConsentChange.objects.bulk_create(
             ConsentChange(customer_id=pk, channel=channel, accepted=accepted, source=source)
             for pk in ids
         )
     return len(ids)
+
+
+OPT_OUT_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"}
+OPT_IN_WORDS = {"START", "UNSTOP"}
+
+
+def apply_sms_reply(
+    *, message_sid: str, sender: str, body: str, received_at: datetime
+) -> InboundMessage | None:
+    """A customer's SMS: STOP and its synonyms opt the sender's customers out of SMS, START
+    opts them back in. Each MessageSid counts once, so a replayed request (Twilio signs no
+    timestamp) changes nothing; and a consent change recorded after the message was received
+    is newer than it and stands. Returns None for a replay."""
+    word = body.strip().upper()
+    keyword = word if word in OPT_OUT_WORDS | OPT_IN_WORDS else ""
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                message = InboundMessage.objects.create(
+                    message_sid=message_sid,
+                    sender=sender[:32],
+                    keyword=keyword,
+                    received_at=received_at,
+                )
+        except IntegrityError:
+            return None  # this message again: it was applied the first time
+        if keyword and sender:
+            message.customers_changed = change_consent(
+                Customer.objects.filter(phone=sender),
+                channel=Channel.SMS,
+                accepted=keyword in OPT_IN_WORDS,
+                source=ConsentChange.Source.SMS_REPLY,
+                as_of=received_at,
+            )
+            message.save(update_fields=["customers_changed"])
+    return message
 
 
 def masked_email(address: str) -> str:

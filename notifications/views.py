@@ -2,6 +2,7 @@
 
 from django.shortcuts import redirect, render
 from django.utils import translation
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
@@ -9,13 +10,18 @@ from notifications import preferences
 from notifications.forms import ChannelPreferencesForm
 from notifications.models import ConsentChange
 
+# Mail scanners probe links with HEAD (and GET): only a POST changes anything. No page here may
+# be cached: each shows, or changes, one customer's choices.
+SAFE_METHODS = ("GET", "HEAD")
+
 
 @csrf_exempt  # RFC 8058: the mail client POSTs with no cookie and no form of ours
-@require_http_methods(["GET", "POST"])
+@never_cache
+@require_http_methods([*SAFE_METHODS, "POST"])
 def one_click_unsubscribe(request, token: str):
     """List-Unsubscribe target. POST unsubscribes from email at once (RFC 8058 one-click); GET,
     a person opening the link, leads to the preferences page, where nothing changes unasked."""
-    if request.method == "GET":
+    if request.method in SAFE_METHODS:
         return redirect("customer-preferences", token=token)
     try:
         customer = preferences.customer_from(token)
@@ -28,7 +34,8 @@ def one_click_unsubscribe(request, token: str):
         )
 
 
-@require_http_methods(["GET", "POST"])
+@never_cache
+@require_http_methods([*SAFE_METHODS, "POST"])
 def customer_preferences(request, token: str):
     """The customer's channels, changed through the signed link in every reminder."""
     try:

@@ -17,8 +17,7 @@ from twilio.request_validator import RequestValidator
 
 from notifications import metrics, preferences, tracking
 from notifications.explanations import TWILIO_ERRORS
-from notifications.models import Channel, ConsentChange, DeliveryEvent
-from policies.models import Customer
+from notifications.models import DeliveryEvent, InboundMessage
 
 logger = logging.getLogger(__name__)
 Type = DeliveryEvent.Type
@@ -36,8 +35,6 @@ TWILIO_STATUSES = {
     "failed": Type.FAILED,
     "canceled": Type.FAILED,
 }
-OPT_OUT_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"}
-OPT_IN_WORDS = {"START", "UNSTOP"}
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
@@ -90,22 +87,29 @@ def twilio_inbound(request):
     """A customer's reply: STOP and its synonyms opt them out of SMS, START opts them back in."""
     if not signed_by_twilio(request):
         return HttpResponseForbidden("Missing or invalid X-Twilio-Signature.")
-    word = request.POST.get("Body", "").strip().upper()
+    received_at = timezone.now()
+    message_sid = request.POST.get("MessageSid", "")
+    if (
+        not message_sid
+        or len(message_sid) > InboundMessage._meta.get_field("message_sid").max_length
+    ):
+        return HttpResponseBadRequest("MessageSid is required, as Twilio sends it.")
     sender = request.POST.get("From", "")
-    if word in OPT_OUT_WORDS | OPT_IN_WORDS and sender:
-        consent = word in OPT_IN_WORDS
-        changed = preferences.change_consent(
-            Customer.objects.filter(phone=sender),
-            channel=Channel.SMS,
-            accepted=consent,
-            source=ConsentChange.Source.SMS_REPLY,
-        )
+    message = preferences.apply_sms_reply(
+        message_sid=message_sid,
+        sender=sender,
+        body=request.POST.get("Body", ""),
+        received_at=received_at,
+    )
+    if message is None:
+        logger.info("SMS %s again: a replay, ignored", message_sid)
+    elif message.keyword:
         logger.info(
             "SMS %s from %s: %s customer(s) %s",
-            word,
+            message.keyword,
             sender,
-            changed,
-            "opted in" if consent else "opted out",
+            message.customers_changed,
+            "opted in" if message.keyword in preferences.OPT_IN_WORDS else "opted out",
         )
     return HttpResponse(EMPTY_TWIML, content_type="text/xml")
 

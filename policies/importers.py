@@ -2,17 +2,23 @@
 
 A row that fails validation is rejected with its line number and reason; it never stops or
 touches the good rows. A file that is not a CSV of the expected columns is refused whole,
-before anything is written.
+before anything is written. The file is streamed, so its size costs a worker little memory.
 """
 
+import codecs
 import csv
 import io
 import re
+import shutil
+import tempfile
 import zoneinfo
+from array import array
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cache, lru_cache
+from itertools import islice
 from pathlib import Path
 from typing import IO
 
@@ -117,39 +123,126 @@ def import_policies(
     nothing; a changed row updates its policy. Raises ImportFileError for an unusable file.
     With only_agent_id (an agent importing their own book), a row naming another agent, a
     policy number another agent holds, or a customer another agent's policies belong to is
-    rejected."""
-    data = source.read() if hasattr(source, "read") else Path(source).read_bytes()
-    text = _decode(data)
-    total = _check_header_and_count(text)
-    summary = ImportSummary(total=total)
+    rejected.
+
+    The file is streamed twice, never held whole: a first pass checks it is UTF-8 CSV with the
+    right header and notes a 64-bit hash per row of its policy number and customer email (16
+    bytes a row); the second parses and writes it chunk by chunk. What crosses chunks is small:
+    the policy numbers that repeat, and the details of customers whose rows go on further down."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
+    with _opened(source) as binary:
+        scan = _scan(binary)
+        binary.seek(scan.start)
+        return _import_rows(
+            _data_rows(_text_of(binary)),
+            scan,
+            chunk_size=chunk_size,
+            progress=progress,
+            only_agent_id=only_agent_id,
+        )
+
+
+@dataclass
+class FileScan:
+    """What the first pass learnt about a file: enough to check repeats, not the rows."""
+
+    start: int  # where the file was when handed over; the second pass starts there again
+    total: int = 0
+    number_hashes: array = field(default_factory=lambda: array("q"))
+    email_hashes: array = field(default_factory=lambda: array("q"))
+
+    def repeated_numbers(self) -> set[int]:
+        """The hashes of policy numbers on more than one row (a collision only costs a look)."""
+        ordered = sorted(self.number_hashes)
+        return {a for a, b in zip(ordered, islice(ordered, 1, None), strict=False) if a == b}
+
+    def customer_goes_on(self) -> bytearray:
+        """For each row, 1 when a later row of the file has its customer: that row's details are
+        not the customer's last, so they may not overwrite the customer's stored ones yet."""
+        goes_on, seen = bytearray(self.total), set()
+        for index in range(self.total - 1, -1, -1):
+            email = self.email_hashes[index]
+            if email in seen:
+                goes_on[index] = 1
+            else:
+                seen.add(email)
+        return goes_on
+
+
+def _import_rows(
+    rows: Iterator[tuple[int, dict[str, str | None]]],
+    scan: FileScan,
+    *,
+    chunk_size: int,
+    progress: ProgressCallback | None,
+    only_agent_id: int | None,
+) -> ImportSummary:
+    summary = ImportSummary(total=scan.total)
     agent_ids = dict(Agent.objects.values_list("email", "id"))
-    seen_numbers: dict[str, int] = {}
-    rows: list[PolicyRow] = []
-    for line, raw in _data_rows(text):
+    repeated = scan.repeated_numbers()
+    goes_on = scan.customer_goes_on()
+    del scan.number_hashes, scan.email_hashes
+    first_line_of: dict[str, int] = {}  # only for the policy numbers that repeat
+    # Details of a customer whose rows go on, from their latest good row: applied by their last
+    # row, or at the end when that row is rejected. A refused row lends its details to no one.
+    pending: dict[str, dict] = {}
+    chunk: list[PolicyRow] = []
+    last_rows: set[int] = set()  # lines of the chunk's rows that are their customer's last
+    done = 0
+    for index, (line, raw) in enumerate(rows):
         try:
             row = parse_row(line, raw, agent_ids=agent_ids, only_agent_id=only_agent_id)
-            first_line = seen_numbers.setdefault(row.policy_number, line)
-            if first_line != line:
-                raise RowError(
-                    f"policy_number {row.policy_number!r} repeats line {first_line} of this file"
-                )
+            if hash(row.policy_number) in repeated:
+                first_line = first_line_of.setdefault(row.policy_number, line)
+                if first_line != line:
+                    raise RowError(
+                        f"policy_number {row.policy_number!r} repeats line {first_line} of this "
+                        "file"
+                    )
         except RowError as error:
             number = (raw.get("policy_number") or "").strip()
             summary.rejected.append(RejectedRow(line=line, reason=str(error), policy_number=number))
         else:
-            rows.append(row)
-    if only_agent_id is not None:
-        rows = _rows_of_own_book(rows, only_agent_id, summary, chunk_size)
-    # A customer on several rows gets one set of details, the file's last, whatever the chunks.
-    customers = {row.customer_email: row.customer_values() for row in rows}
-    rejected_before_writing = len(summary.rejected)
-    for start in range(0, len(rows), chunk_size):
-        _write_chunk(rows[start : start + chunk_size], customers, summary)
-        if progress:
-            progress(rejected_before_writing + min(start + chunk_size, len(rows)), total)
-    if progress and not rows:
-        progress(total, total)
+            chunk.append(row)
+            if not goes_on[index]:
+                last_rows.add(line)
+        done += 1
+        if done % chunk_size == 0 or done == summary.total:
+            _import_chunk(chunk, last_rows, pending, summary, only_agent_id)
+            chunk, last_rows = [], set()
+            if progress:
+                progress(done, summary.total)
+    for start in range(0, len(pending), chunk_size):
+        leftovers = dict(islice(pending.items(), start, start + chunk_size))
+        with transaction.atomic():
+            _upsert_customers({email: (values, True) for email, values in leftovers.items()})
+    if progress and not done:
+        progress(summary.total, summary.total)
     return summary
+
+
+def _import_chunk(
+    rows: list[PolicyRow],
+    last_rows: set[int],
+    pending: dict[str, dict],
+    summary: ImportSummary,
+    only_agent_id: int | None,
+) -> None:
+    if only_agent_id is not None:
+        rows = _rows_of_own_book(rows, only_agent_id, summary)
+    # email -> (details, whether they are final): a customer on several rows gets the file's
+    # last details, whatever the chunks, and a re-import rewrites no customer back and forth.
+    customers: dict[str, tuple[dict, bool]] = {}
+    for row in rows:
+        customers[row.customer_email] = (row.customer_values(), row.line in last_rows)
+    for email, (values, final) in customers.items():
+        if final:
+            pending.pop(email, None)
+        else:
+            pending[email] = values
+    if rows:
+        _write_chunk(rows, customers, summary)
 
 
 def parse_row(
@@ -228,25 +321,81 @@ def normalise_phone(raw: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def _decode(data: bytes) -> str:
-    if b"\x00" in data:
-        raise ImportFileError("the file is not a CSV text file (it contains binary data)")
-    try:
-        return data.decode("utf-8-sig")  # tolerate the byte-order mark spreadsheets write
-    except UnicodeDecodeError as error:
-        raise ImportFileError(
-            f"the file is not UTF-8 text (byte {error.start} cannot be decoded)"
-        ) from None
+@contextmanager
+def _opened(source: str | Path | IO[bytes]) -> Iterator[IO[bytes]]:
+    """The source as a seekable binary file (the importer reads it twice)."""
+    if not hasattr(source, "read"):
+        with open(source, "rb") as binary:
+            yield binary
+    elif source.seekable():
+        yield source
+    else:
+        with tempfile.TemporaryFile() as copy:
+            shutil.copyfileobj(source, copy)
+            copy.seek(0)
+            yield copy
 
 
-def _check_header_and_count(text: str) -> int:
-    """Check the header names exactly the importer's columns, and count the data rows."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+class _CheckedBytes(io.RawIOBase):
+    """The file's bytes as they stream by, refused at the first binary (NUL) byte or the first
+    byte that is not UTF-8, naming where it is."""
+
+    def __init__(self, binary: IO[bytes]):
+        self._binary = binary
+        self._offset = 0
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._binary.read(len(buffer))
+        if b"\x00" in data:
+            raise ImportFileError("the file is not a CSV text file (it contains binary data)")
+        held_back = len(self._utf8.getstate()[0])  # a character split across two reads
+        try:
+            self._utf8.decode(data, final=not data)
+        except UnicodeDecodeError as error:
+            raise ImportFileError(
+                "the file is not UTF-8 text (byte "
+                f"{self._offset - held_back + error.start} cannot be decoded)"
+            ) from None
+        self._offset += len(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _text_of(binary: IO[bytes]) -> io.TextIOWrapper:
+    # utf-8-sig: tolerate the byte-order mark spreadsheets write. closefd: the caller closes.
+    checked = io.BufferedReader(_CheckedBytes(binary), buffer_size=1 << 16)
+    return io.TextIOWrapper(checked, encoding="utf-8-sig", newline="")
+
+
+def _scan(binary: IO[bytes]) -> FileScan:
+    """The first pass: check the file is UTF-8 CSV whose header names exactly the importer's
+    columns, count its data rows and hash each row's policy number and customer email."""
+    scan = FileScan(start=binary.tell())
+    reader = csv.reader(_text_of(binary))
     try:
-        header = [name.strip().lower() for name in next(reader, [])]
-        rows = sum(1 for cells in reader if any(cell.strip() for cell in cells))
+        header = _check_header(next(reader, []))
+        number_at, email_at = header.index("policy_number"), header.index("customer_email")
+        for cells in reader:
+            if any(cell.strip() for cell in cells):
+                scan.number_hashes.append(hash(_cell(cells, number_at).strip()))
+                scan.email_hashes.append(hash(_cell(cells, email_at).strip().lower()))
     except csv.Error as error:
         raise ImportFileError(f"the file is not valid CSV: {error}") from None
+    scan.total = len(scan.number_hashes)
+    return scan
+
+
+def _cell(cells: list[str], index: int) -> str:
+    return cells[index] if index < len(cells) else ""
+
+
+def _check_header(cells: list[str]) -> list[str]:
+    """The header's column names, if they are exactly the importer's columns."""
+    header = [name.strip().lower() for name in cells]
     if not header:
         raise ImportFileError("the file is empty: expected a header row of " + ",".join(COLUMNS))
     missing = [name for name in COLUMNS if name not in header and name not in OPTIONAL_COLUMNS]
@@ -266,12 +415,12 @@ def _check_header_and_count(text: str) -> int:
             + "). Expected: "
             + ",".join(COLUMNS)
         )
-    return rows
+    return header
 
 
-def _data_rows(text: str) -> Iterator[tuple[int, dict[str, str | None]]]:
+def _data_rows(text: IO[str]) -> Iterator[tuple[int, dict[str, str | None]]]:
     """Yield (line number, row) for each non-blank data row; the number is the row's first line."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(text)
     header = [name.strip().lower() for name in next(reader)]
     line = reader.line_num + 1
     for cells in reader:
@@ -284,41 +433,43 @@ def _data_rows(text: str) -> Iterator[tuple[int, dict[str, str | None]]]:
 
 
 def _rows_of_own_book(
-    rows: list[PolicyRow], agent_id: int, summary: ImportSummary, chunk_size: int
+    rows: list[PolicyRow], agent_id: int, summary: ImportSummary
 ) -> list[PolicyRow]:
-    """The rows an agent's file may write; the others are rejected, saying why. This is the
-    one place that limits an agent's import to their own book."""
-    own = []
+    """The rows of a chunk an agent's file may write; the others are rejected, saying why.
+    This is the one place that limits an agent's import to their own book."""
     others = Policy.objects.exclude(agent_id=agent_id)
-    for start in range(0, len(rows), chunk_size):
-        chunk = rows[start : start + chunk_size]
-        numbers_held = set(
-            others.filter(policy_number__in=[row.policy_number for row in chunk]).values_list(
-                "policy_number", flat=True
-            )
+    numbers_held = set(
+        others.filter(policy_number__in=[row.policy_number for row in rows]).values_list(
+            "policy_number", flat=True
         )
-        # Another agent's reminders go to this customer's details: only an admin may change them.
-        customers_held = set(
-            others.filter(customer__email__in=[row.customer_email for row in chunk]).values_list(
-                "customer__email", flat=True
-            )
+    )
+    # Another agent's reminders go to this customer's details: only an admin may change them.
+    customers_held = set(
+        others.filter(customer__email__in=[row.customer_email for row in rows]).values_list(
+            "customer__email", flat=True
         )
-        for row in chunk:
-            if row.policy_number in numbers_held:
-                reason = "policy_number belongs to another agent"
-            elif row.customer_email in customers_held:
-                reason = (
-                    f"customer_email {row.customer_email!r} is a customer of another agent: "
-                    "only an admin's import may change their details or add a policy for them"
-                )
-            else:
-                own.append(row)
-                continue
-            summary.rejected.append(RejectedRow(row.line, reason, row.policy_number))
+    )
+    own = []
+    for row in rows:
+        if row.policy_number in numbers_held:
+            reason = "policy_number belongs to another agent"
+        elif row.customer_email in customers_held:
+            reason = (
+                f"customer_email {row.customer_email!r} is a customer of another agent: "
+                "only an admin's import may change their details or add a policy for them"
+            )
+        else:
+            own.append(row)
+            continue
+        summary.rejected.append(RejectedRow(row.line, reason, row.policy_number))
     return own
 
 
-def _write_chunk(rows: list[PolicyRow], customers: dict[str, dict], summary: ImportSummary) -> None:
+# email -> (the customer's details, whether they are final: may overwrite the stored ones)
+CustomerPlan = dict[str, tuple[dict, bool]]
+
+
+def _write_chunk(rows: list[PolicyRow], customers: CustomerPlan, summary: ImportSummary) -> None:
     try:
         with transaction.atomic():
             _upsert(rows, customers, summary)
@@ -335,7 +486,7 @@ def _write_chunk(rows: list[PolicyRow], customers: dict[str, dict], summary: Imp
                 )
 
 
-def _upsert(rows: list[PolicyRow], customers: dict[str, dict], summary: ImportSummary) -> None:
+def _upsert(rows: list[PolicyRow], customers: CustomerPlan, summary: ImportSummary) -> None:
     existing = {
         values[0]: values[1:]
         for values in Policy.objects.filter(
@@ -378,16 +529,17 @@ def _upsert(rows: list[PolicyRow], customers: dict[str, dict], summary: ImportSu
     summary.unchanged += unchanged
 
 
-def _upsert_customers(wanted: dict[str, dict]) -> dict[str, int]:
-    """Create or update customers (found by email) to the wanted values; return email -> id."""
+def _upsert_customers(wanted: CustomerPlan) -> dict[str, int]:
+    """Create customers (found by email) with the wanted details, or update them to the final
+    ones; return email -> id."""
     existing = {customer.email: customer for customer in Customer.objects.filter(email__in=wanted)}
     new, changed = [], []
     now = timezone.now()
-    for email, values in wanted.items():
+    for email, (values, final) in wanted.items():
         customer = existing.get(email)
         if customer is None:
             new.append(Customer(email=email, **values))
-        elif any(getattr(customer, name) != value for name, value in values.items()):
+        elif final and any(getattr(customer, name) != value for name, value in values.items()):
             for name, value in values.items():
                 setattr(customer, name, value)
             customer.updated_at = now  # bulk_update does not apply auto_now

@@ -89,3 +89,63 @@ def test_run_reminders_waiting_with_no_worker_says_so(tmp_path):
     )
     assert result.returncode != 0
     assert "No worker ran the scan within 2 s" in result.stderr
+
+
+# --- Bad input: a message naming it and a non-zero exit, never a traceback --------------------
+
+
+def test_installing_into_a_tabfile_that_is_a_directory_names_the_problem(tmp_path):
+    with pytest.raises(CommandError, match="is a directory; name a crontab file"):
+        call_command("reminders_cron", "install", "--tabfile", str(tmp_path))
+
+
+def test_installing_where_the_tabfile_cannot_be_written_names_the_problem(tmp_path):
+    where = tmp_path / "no-such-folder" / "crontab"
+    with pytest.raises(CommandError, match=f"cannot write --tabfile {where}: No such file"):
+        call_command("reminders_cron", "install", "--tabfile", str(where))
+
+
+def test_a_tabfile_that_cannot_be_read_names_the_problem(tmp_path):
+    not_text = tmp_path / "crontab"
+    not_text.write_bytes(b"\xff\xfe0 8 * * * run\n")
+    with pytest.raises(CommandError, match=f"cannot read --tabfile {not_text}: 'utf-8' codec"):
+        call_command("reminders_cron", "show", "--tabfile", str(not_text))
+
+
+def test_an_unknown_cron_action_is_refused(tmp_path):
+    with pytest.raises(CommandError, match="invalid choice: 'reinstall'"):
+        call_command("reminders_cron", "reinstall", "--tabfile", str(tmp_path / "crontab"))
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--date", "2026-02-30"], "--date: '2026-02-30' is not a date (expected YYYY-MM-DD)"),
+        (["--date", "03/01/2026"], "--date: '03/01/2026' is not a date"),
+        (["--timeout", "0"], "--timeout: '0' is not a number of seconds above 0"),
+        (["--timeout", "-1"], "--timeout: '-1' is not a number of seconds above 0"),
+        (["--timeout", "nan"], "--timeout: 'nan' is not a number of seconds above 0"),
+        (["--timeout", "soon"], "--timeout: 'soon' is not a number of seconds"),
+    ],
+)
+def test_run_reminders_refuses_bad_arguments_before_sending_anything(args, reason):
+    with pytest.raises(CommandError) as refused:
+        call_command("run_reminders", *args)
+    assert reason in str(refused.value)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cron_mode_on_a_directory_through_manage_py_exits_non_zero_without_a_traceback(
+    tmp_path,
+):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "reminders_cron", "install", "--tabfile", str(tmp_path)],
+        cwd=BASE_DIR,
+        env=worker_environment(broker_url="filesystem://localhost/", var_dir=tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "is a directory; name a crontab file" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -209,3 +209,25 @@ def test_an_invalid_link_records_no_change(client, customer):
     client.post(page(customer)[:-3] + "AAA/", {})
 
     assert changes(customer) == []
+
+
+def test_a_head_request_answers_like_a_get_and_changes_nothing(client, customer):
+    response = client.head(page(customer), {"email": "", "sms": ""})
+
+    assert response.status_code == 200
+    assert consent(customer) == (True, True)
+    assert not ConsentChange.objects.exists()
+
+
+@pytest.mark.parametrize("method", ["head", "get", "post"])
+def test_no_preferences_page_may_be_cached(client, customer, method):
+    response = getattr(client, method)(page(customer))
+
+    assert "no-store" in response["Cache-Control"]
+
+
+def test_not_even_the_invalid_link_page_may_be_cached(client):
+    response = client.get("/preferences/not-a-token/")
+
+    assert response.status_code == 400
+    assert "no-store" in response["Cache-Control"]

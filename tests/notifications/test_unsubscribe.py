@@ -103,3 +103,19 @@ def test_one_click_unsubscribe_leaves_sms_as_it_stands_now(customer):
     customer.refresh_from_db()
     assert (customer.email_consent, customer.sms_consent) == (False, False)
     assert [c.channel for c in customer.consent_changes.all()] == ["email"]
+
+
+def test_a_mail_scanners_head_request_unsubscribes_no_one(client, customer):
+    response = client.head(path_of(preferences.unsubscribe_url(customer)))
+
+    assert response.status_code == 302  # as a GET: on to the preferences page
+    customer.refresh_from_db()
+    assert (customer.email_consent, customer.sms_consent) == (True, True)
+    assert not customer.consent_changes.exists()
+
+
+@pytest.mark.parametrize("method", ["head", "get", "post"])
+def test_no_unsubscribe_answer_may_be_cached(client, customer, method):
+    response = getattr(client, method)(path_of(preferences.unsubscribe_url(customer)))
+
+    assert "no-store" in response["Cache-Control"]

@@ -3,6 +3,7 @@ RequestValidator, and anymail's Postmark tracking webhook behind its basic auth.
 
 import base64
 import json
+import uuid
 from datetime import timedelta
 from urllib.parse import urlencode
 
@@ -11,8 +12,14 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
-from notifications import dispatch, planning
-from notifications.models import ConsentChange, DeliveryEvent, Notification, ReminderRule
+from notifications import dispatch, planning, preferences
+from notifications.models import (
+    ConsentChange,
+    DeliveryEvent,
+    InboundMessage,
+    Notification,
+    ReminderRule,
+)
 from notifications.planning import plan_due
 from tests.factories import make_agent, make_customer, make_policy, make_rule
 
@@ -54,6 +61,12 @@ def twilio_post(client, path, params, *, token=TOKEN, signature=None, query=""):
         signature = RequestValidator(token).compute_signature(url, params)
     headers = {"X-Twilio-Signature": signature} if signature else {}
     return client.post(f"{path}{query}", params, headers=headers)
+
+
+def sms_reply(client, body, *, sid=None, sender="+14155550100", **options):
+    """A customer's SMS as Twilio posts it, signed; each gets a MessageSid of its own."""
+    params = {"MessageSid": sid or "SM" + uuid.uuid4().hex, "From": sender, "Body": body}
+    return twilio_post(client, INBOUND_PATH, params, **options)
 
 
 def status_callback(client, notification, status, **extra):
@@ -148,7 +161,7 @@ def test_a_callback_with_no_message_status_is_a_bad_request(client, sent):
     "word", ["STOP", " stop ", "Unsubscribe", "CANCEL", "END", "QUIT", "STOPALL"]
 )
 def test_replying_stop_opts_the_customer_out_of_sms(client, sent, word):
-    response = twilio_post(client, INBOUND_PATH, {"From": "+14155550100", "Body": word})
+    response = sms_reply(client, word)
 
     assert response.status_code == 200
     assert "<Response>" in response.content.decode()
@@ -162,8 +175,8 @@ def test_replying_stop_opts_the_customer_out_of_sms(client, sent, word):
 
 @pytest.mark.parametrize("word", ["START", "unstop"])
 def test_replying_start_opts_the_customer_back_in(client, sent, word):
-    twilio_post(client, INBOUND_PATH, {"From": "+14155550100", "Body": "STOP"})
-    twilio_post(client, INBOUND_PATH, {"From": "+14155550100", "Body": word})
+    sms_reply(client, "STOP")
+    sms_reply(client, word)
 
     customer = sent["sms"].customer
     customer.refresh_from_db()
@@ -173,17 +186,106 @@ def test_replying_start_opts_the_customer_back_in(client, sent, word):
 
 
 def test_an_unsigned_stop_changes_nothing(client, sent):
-    response = twilio_post(
-        client, INBOUND_PATH, {"From": "+14155550100", "Body": "STOP"}, signature=""
-    )
+    response = sms_reply(client, "STOP", signature="")
     assert response.status_code == 403
     customer = sent["sms"].customer
     customer.refresh_from_db()
     assert customer.sms_consent is True
 
 
+def sms_consent(sent) -> bool:
+    customer = sent["sms"].customer
+    customer.refresh_from_db()
+    return customer.sms_consent
+
+
+def test_a_replayed_start_after_a_stop_does_not_resubscribe(client, sent):
+    captured = "SM" + "1" * 32
+    sms_reply(client, "STOP")
+    sms_reply(client, "START", sid=captured)
+    sms_reply(client, "STOP")  # the customer changes their mind again
+
+    # Someone who captured the signed START posts it again: Twilio's signature still holds.
+    response = sms_reply(client, "START", sid=captured)
+
+    assert response.status_code == 200
+    assert sms_consent(sent) is False
+    history = ConsentChange.objects.filter(customer=sent["sms"].customer)
+    assert [change.accepted for change in history.order_by("changed_at", "id")] == [
+        False,
+        True,
+        False,
+    ]
+    assert InboundMessage.objects.filter(message_sid=captured).count() == 1
+
+
+def test_twilio_retrying_the_same_stop_records_it_once(client, sent):
+    sms_reply(client, "STOP", sid="SM" + "2" * 32)
+    sms_reply(client, "STOP", sid="SM" + "2" * 32)
+
+    assert sms_consent(sent) is False
+    (message,) = InboundMessage.objects.all()
+    assert (message.keyword, message.customers_changed) == ("STOP", 1)
+    assert ConsentChange.objects.count() == 1
+
+
+def test_a_start_received_before_the_latest_consent_change_does_not_override_it(client, sent):
+    # The customer turned SMS off on the preferences page while their START was on its way:
+    # that change was recorded after the START was received.
+    customer = sent["sms"].customer
+    preferences.set_channels(
+        customer, email=True, sms=False, source=ConsentChange.Source.PREFERENCES_PAGE
+    )
+    received_at = timezone.now() - timedelta(seconds=5)
+
+    message = preferences.apply_sms_reply(
+        message_sid="SM" + "3" * 32, sender=customer.phone, body="START", received_at=received_at
+    )
+
+    assert message.customers_changed == 0
+    assert sms_consent(sent) is False
+    assert ConsentChange.objects.filter(customer=customer).count() == 1
+
+
+def test_a_start_received_after_the_latest_consent_change_applies(client, sent):
+    sms_reply(client, "STOP")
+
+    assert sms_reply(client, "START").status_code == 200
+    assert sms_consent(sent) is True
+
+
+@pytest.mark.parametrize("sid", ["", "SM" + "9" * 80], ids=["missing", "overlong"])
+def test_a_reply_without_a_usable_message_sid_is_a_bad_request(client, sent, sid):
+    params = {"From": "+14155550100", "Body": "STOP"}
+    if sid:
+        params["MessageSid"] = sid
+    response = twilio_post(client, INBOUND_PATH, params)
+
+    assert response.status_code == 400
+    assert sms_consent(sent) is True
+    assert InboundMessage.objects.count() == 0
+
+
+def test_replies_are_listed_read_only_in_the_admin(client, admin_client, sent):
+    sms_reply(client, "STOP", sid="SM" + "4" * 32)
+    (message,) = InboundMessage.objects.all()
+
+    listing = admin_client.get("/admin/notifications/inboundmessage/")
+    assert listing.status_code == 200
+    assert "SM" + "4" * 32 in listing.content.decode()
+    assert admin_client.get("/admin/notifications/inboundmessage/add/").status_code == 403
+    change_page = admin_client.get(f"/admin/notifications/inboundmessage/{message.pk}/change/")
+    assert change_page.status_code == 200
+    assert b'name="_save"' not in change_page.content
+    delete = admin_client.post(
+        f"/admin/notifications/inboundmessage/{message.pk}/delete/", {"post": "yes"}
+    )
+    assert delete.status_code == 403
+    assert InboundMessage.objects.filter(pk=message.pk).exists()
+
+
 def test_an_opted_out_customer_gets_no_more_sms(client, sent):
-    twilio_post(client, INBOUND_PATH, {"From": "+14155550100", "Body": "STOP"})
+    sms_reply(client, "STOP")
     policy = sent["sms"].policy
     policy.expiry_date += timedelta(days=1)  # a new expiry: new reminders fall due
     policy.save()

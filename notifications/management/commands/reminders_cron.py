@@ -1,5 +1,6 @@
 import os
 import shlex
+import subprocess
 import sys
 
 from cron_descriptor import get_description
@@ -46,12 +47,23 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Removed {len(existing)} entry(ies)." if existing else "Nothing to remove."
             )
-        cron.write(tabfile) if tabfile else cron.write()
+        try:
+            cron.write(tabfile) if tabfile else cron.write()
+        except (OSError, subprocess.SubprocessError) as error:
+            raise CommandError(f"cannot write {self._where(tabfile)}: {describe(error)}") from None
 
     def _crontab(self, tabfile: str | None) -> CronTab:
-        if tabfile is None:
-            return CronTab(user=True)
-        return CronTab(tabfile=tabfile) if os.path.exists(tabfile) else CronTab(tab="")
+        if tabfile is not None and os.path.isdir(tabfile):
+            raise CommandError(f"--tabfile {tabfile}: is a directory; name a crontab file")
+        try:
+            if tabfile is None:
+                return CronTab(user=True)
+            return CronTab(tabfile=tabfile) if os.path.exists(tabfile) else CronTab(tab="")
+        except (OSError, subprocess.SubprocessError, UnicodeDecodeError) as error:
+            raise CommandError(f"cannot read {self._where(tabfile)}: {describe(error)}") from None
+
+    def _where(self, tabfile: str | None) -> str:
+        return f"--tabfile {tabfile}" if tabfile else "the current user's crontab"
 
     def _show(self, jobs) -> None:
         expression, zone = self._schedule()
@@ -80,3 +92,7 @@ class Command(BaseCommand):
             f"{shlex.quote(sys.executable)} {shlex.quote(str(manage))} run_reminders "
             f">> {shlex.quote(str(settings.VAR_DIR / 'cron.log'))} 2>&1"
         )
+
+
+def describe(error: Exception) -> str:
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__

@@ -1,5 +1,4 @@
 import time
-from datetime import date
 
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from django.conf import settings
@@ -9,6 +8,7 @@ from django.utils import timezone
 from notifications.models import ReminderRun
 from notifications.selectors import SUMMARY_COLUMNS, in_flight_count, run_summary
 from notifications.tasks import daily_scan
+from policies.management.arguments import iso_date, positive_seconds
 
 
 class Command(BaseCommand):
@@ -21,13 +21,16 @@ class Command(BaseCommand):
         parser.add_argument(
             "--date",
             dest="run_date",
-            type=date.fromisoformat,
+            type=iso_date,
             default=None,
             help="the run date (YYYY-MM-DD); default: today in TIME_ZONE",
         )
         parser.add_argument("--wait", action="store_true", help="wait and print a summary")
         parser.add_argument(
-            "--timeout", type=float, default=600, help="seconds --wait waits at most (600)"
+            "--timeout",
+            type=positive_seconds,
+            default=600,
+            help="seconds --wait waits at most (600)",
         )
 
     def handle(self, *args, run_date, wait, timeout, **options):

@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from policies.importers import COLUMNS, ImportFileError, import_policies
+from policies.management.arguments import positive_int
 
 
 class Command(BaseCommand):
@@ -15,7 +16,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("path", help="the CSV file to import")
-        parser.add_argument("--chunk-size", type=int, default=5000, help="rows per transaction")
+        parser.add_argument(
+            "--chunk-size", type=positive_int, default=5000, help="rows per transaction (5000)"
+        )
 
     def handle(self, *args, path, chunk_size, **options):
         with tqdm(total=0, unit="rows", desc="Importing", disable=not sys.stderr.isatty()) as bar:
@@ -28,6 +31,10 @@ class Command(BaseCommand):
                 summary = import_policies(path, chunk_size=chunk_size, progress=show_progress)
             except FileNotFoundError:
                 raise CommandError(f"{path}: no such file") from None
+            except IsADirectoryError:
+                raise CommandError(f"{path}: is a directory, not a CSV file") from None
+            except OSError as error:  # unreadable: permissions, an I/O error
+                raise CommandError(f"{path}: cannot be read ({error.strerror})") from None
             except ImportFileError as error:
                 raise CommandError(f"{path}: {error}; nothing was imported") from None
 

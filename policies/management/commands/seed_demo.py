@@ -1,9 +1,8 @@
-from datetime import date
-
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from policies.demo import DEMO_PASSWORD, seed_demo
+from policies.management.arguments import iso_date
 
 
 class Command(BaseCommand):
@@ -12,7 +11,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument(
             "--today",
-            type=date.fromisoformat,
+            type=iso_date,
             default=None,
             help="the demo day (YYYY-MM-DD); expiry dates are placed around it. Default: today.",
         )
