@@ -7,7 +7,7 @@ import notifications.templating
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("notifications", "0008_report_email_claim"),
+        ("notifications", "0009_inbound_messages"),
     ]
 
     operations = [
