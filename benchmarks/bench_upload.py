@@ -68,7 +68,14 @@ def reset_peak_memory(pid: int) -> None:
 
 
 def upload_once(
-    client: Client, label: str, path: Path, rows: int, timeout: float, worker_pid: int
+    client: Client,
+    label: str,
+    path: Path,
+    rows: int,
+    timeout: float,
+    worker_pid: int,
+    *,
+    expected: dict[str, int],
 ) -> None:
     reset_peak_memory(worker_pid)
     idle = worker_memory(worker_pid)["VmRSS"]
@@ -98,6 +105,9 @@ def upload_once(
     job.refresh_from_db()
     if job.status != ImportJob.Status.SUCCEEDED:
         sys.exit(f"the import failed: {job.error}")
+    counted = {name: getattr(job, name) for name in expected}
+    if counted != expected:  # an import that lost or doubled rows measured a bug
+        sys.exit(f"{label}: expected {expected}, the import counted {counted}")
     queued = (job.started_at - job.created_at).total_seconds()
     importing = (job.finished_at - job.started_at).total_seconds()
     print(
@@ -138,7 +148,10 @@ def main() -> None:
         "--megabytes", type=float, help="size the file in MB instead of --rows (e.g. 100)"
     )
     parser.add_argument("--timeout", type=float, default=600, help="seconds per import at most")
+    parser.add_argument("--smoke", action="store_true", help="a few thousand rows, seconds")
     args = parser.parse_args()
+    if args.smoke:
+        args.rows, args.megabytes = 3_000, None
     if args.megabytes:
         args.rows = rows_for(args.megabytes)
     if connection.vendor != "postgresql":
@@ -158,7 +171,7 @@ def main() -> None:
         )
         for n in range(20):
             ensure_agent(username=f"agent{n}", email=f"agent{n}@agency.example")
-        admin = get_user_model().objects.create_user("bench-admin", is_staff=True)
+        admin = get_user_model().objects.create_superuser("bench-admin", None, None)
         client = Client()
         client.force_login(admin)
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
@@ -175,9 +188,13 @@ def main() -> None:
             f"worker on {BROKER_URL} (queue {QUEUE}), PostgreSQL; {os.cpu_count()} CPUs"
         )
         pid = workers.processes[0].pid  # --pool=solo: the import runs in this process
-        upload_once(client, "first upload (all new)", first, args.rows, args.timeout, pid)
-        upload_once(client, "same file again", first, args.rows, args.timeout, pid)
-        upload_once(client, "one row in ten changed", changed, args.rows, args.timeout, pid)
+        changed_rows = len(range(0, args.rows, 10))
+        for label, path, expected in [
+            ("first upload (all new)", first, {"created": args.rows}),
+            ("same file again", first, {"unchanged": args.rows}),
+            ("one row in ten changed", changed, {"updated": changed_rows}),
+        ]:
+            upload_once(client, label, path, args.rows, args.timeout, pid, expected=expected)
 
 
 if __name__ == "__main__":

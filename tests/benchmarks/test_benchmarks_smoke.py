@@ -12,15 +12,19 @@ import pytest
 BASE_DIR = Path(__file__).resolve().parents[2]
 POSTGRES = "postgres://postgres@127.0.0.1:5432"
 
-BENCHMARKS = ["bench_import.py", "bench_planning.py", "bench_workspace.py"]
+REDIS = "redis://127.0.0.1:6379/10"  # its queues are the benchmark's own
+
+BENCHMARKS = ["bench_import.py", "bench_planning.py", "bench_workspace.py", "bench_upload.py"]
 
 
 @pytest.mark.services
 @pytest.mark.parametrize("benchmark", BENCHMARKS)
 def test_the_benchmark_runs_at_its_smoke_size(benchmark, require_service):
     require_service("PostgreSQL", f"{POSTGRES}/postgres")
+    require_service("Redis", REDIS)
     environment = {
         **os.environ,
+        "BENCH_REDIS_URL": REDIS,
         # A database of its own: it creates and drops test_<name> beside the suite's.
         "DATABASE_URL": f"{POSTGRES}/renewly_smoke_{Path(benchmark).stem}",
     }
