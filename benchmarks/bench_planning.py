@@ -21,7 +21,7 @@ django.setup()
 from django.db import connection
 from django.utils import timezone
 
-from benchmarks.seeding import copy_rows
+from benchmarks.seeding import copy_customers, copy_rows
 from notifications.models import MessageTemplate, Notification, ReminderRule, ReminderRun
 from policies.models import Agent, Customer, Policy
 from policies.services import ensure_agent
@@ -39,19 +39,7 @@ def reset() -> None:
 
 def seed(policies: int, agent_ids: list[int]) -> None:
     customers = policies // POLICIES_PER_CUSTOMER
-    copy_rows(
-        Customer,
-        (
-            {
-                "id": n,
-                "name": f"Customer {n}",
-                "email": f"c{n}@mail.example",
-                "phone": f"+1415{5550000 + n % 10000:07d}",
-                "timezone": "UTC",
-            }
-            for n in range(1, customers + 1)
-        ),
-    )
+    copy_customers(customers)
     first_expiry = RUN_DATE - timedelta(days=30)
     copy_rows(
         Policy,

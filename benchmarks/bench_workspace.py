@@ -27,9 +27,9 @@ from django.test.utils import setup_test_environment
 from django.urls import reverse
 from django.utils import timezone
 
-from benchmarks.seeding import copy_rows
+from benchmarks.seeding import copy_customers, copy_rows
 from notifications.models import DeliveryEvent, Notification, ReminderRule, ReminderRun
-from policies.models import Customer, Policy
+from policies.models import Policy
 from policies.services import ensure_agent
 
 TODAY = timezone.localdate()
@@ -55,19 +55,7 @@ def seed(*, policies_per_agent: list[int]) -> tuple[int, int]:
     assert not missing, f"the default rules lack {missing}"
     run = ReminderRun.objects.create(run_date=TODAY, finished_at=timezone.now())
     customers = sum(policies_per_agent)
-    copy_rows(
-        Customer,
-        (
-            {
-                "id": n,
-                "name": f"Customer {n}",
-                "email": f"c{n}@mail.example",
-                "phone": f"+1415{5550000 + n % 10000:07d}",
-                "timezone": "UTC",
-            }
-            for n in range(1, customers + 1)
-        ),
-    )
+    copy_customers(customers)
     policy_rows, notification_rows, event_rows = [], [], []
     for agent, count in zip(agents, policies_per_agent, strict=True):
         for _ in range(count):

@@ -9,6 +9,8 @@ from datetime import datetime
 from django.db import connection, models
 from django.utils import timezone
 
+from policies.models import Customer
+
 # Fields whose Python values COPY writes as they are (exactly these classes, not subclasses such
 # as a time zone field); the others go through the field's own conversion for the database.
 PLAIN_FIELDS = (
@@ -54,6 +56,23 @@ def copy_rows(model: type[models.Model], rows: Iterable[dict]) -> int:
         )
         cursor.execute(f"ANALYZE {table}")
     return written
+
+
+def copy_customers(count: int) -> int:
+    """Customers 1..count, each with an email and a phone, consenting to both channels."""
+    return copy_rows(
+        Customer,
+        (
+            {
+                "id": n,
+                "name": f"Customer {n}",
+                "email": f"c{n}@mail.example",
+                "phone": f"+1415{5550000 + n % 10000:07d}",
+                "timezone": "UTC",
+            }
+            for n in range(1, count + 1)
+        ),
+    )
 
 
 class _Required:
