@@ -23,7 +23,8 @@ PAGE_SIZE = 50
 
 
 # The permissions (policies.Policy.Meta.permissions and Django's own) the workspace asks of a
-# user who is not working on their own book; the role groups (migration 0003) grant them.
+# user who is not working on their own book; the role groups (notifications migration 0011)
+# grant them.
 SEE_ALL_BOOKS = "policies.view_all_books"
 RENEW_ANY = "policies.change_policy"
 RETRY_ANY = "notifications.change_notification"
