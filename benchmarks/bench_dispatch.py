@@ -55,13 +55,14 @@ django.setup()
 from django.conf import settings
 from django.db import OperationalError, connection
 from django.test import override_settings
-from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from benchmarks.seeding import copy_rows
 from benchmarks.workers import WorkerConfig, Workers
 from notifications import dispatch, planning
 from notifications.models import MessageTemplate, Notification, ReminderRule, ReminderRun
 from notifications.tasks import fan_out
+from policies.models import Customer, Policy
 from policies.services import ensure_agent
 from tests.workers import worker_environment
 
@@ -279,34 +280,35 @@ def seed(main_customers: int, baseline_customers: int) -> None:
             raise RuntimeError(f"no {channel} template: the migrations seed one per channel")
         ReminderRule.objects.create(lead_days=LEAD_DAYS, channel=channel, template=template)
     total = main_customers + baseline_customers
-    now = timezone.now()
-    with connection.connection.cursor() as cursor:  # psycopg's own cursor, for COPY
-        with cursor.copy(
-            "COPY policies_customer (id, name, email, phone, language, timezone, "
-            "email_consent, sms_consent, email_undeliverable, created_at, updated_at) FROM STDIN"
-        ) as copy:
-            for n in range(1, total + 1):
-                phone = f"+1415{5550000 + n:07d}"
-                email = f"c{n}@mail.example"
-                copy.write_row(
-                    (n, f"Customer {n}", email, phone, "en", "UTC", True, True, False, now, now)
-                )
-        with cursor.copy(
-            "COPY policies_policy (id, policy_number, product_line, customer_id, agent_id, "
-            "start_date, expiry_date, status, created_at, updated_at) FROM STDIN"
-        ) as copy:
-            for n in range(1, total + 1):
-                expiry = RUN_DATE + timedelta(days=LEAD_DAYS + (n > main_customers))
-                product = ("auto", "home", "life", "travel")[n % 4]
-                agent_id = agent_ids[n % len(agent_ids)]
-                start = expiry - timedelta(days=365)
-                copy.write_row(
-                    (n, f"D-{n:08d}", product, n, agent_id, start, expiry, "active", now, now)
-                )
-        cursor.execute("SELECT setval('policies_customer_id_seq', %s)", [total])
-        cursor.execute("SELECT setval('policies_policy_id_seq', %s)", [total])
-        cursor.execute("ANALYZE policies_customer")
-        cursor.execute("ANALYZE policies_policy")
+    copy_rows(
+        Customer,
+        (
+            {
+                "id": n,
+                "name": f"Customer {n}",
+                "email": f"c{n}@mail.example",
+                "phone": f"+1415{5550000 + n:07d}",  # one number each: the fake counts by it
+                "timezone": "UTC",
+            }
+            for n in range(1, total + 1)
+        ),
+    )
+    copy_rows(
+        Policy,
+        (
+            {
+                "id": n,
+                "policy_number": f"D-{n:08d}",
+                "product_line": ("auto", "home", "life", "travel")[n % 4],
+                "customer_id": n,
+                "agent_id": agent_ids[n % len(agent_ids)],
+                "start_date": expiry - timedelta(days=365),
+                "expiry_date": expiry,
+            }
+            for n in range(1, total + 1)
+            for expiry in [RUN_DATE + timedelta(days=LEAD_DAYS + (n > main_customers))]
+        ),
+    )
 
 
 def plan_main(expected: int) -> ReminderRun:
@@ -614,7 +616,12 @@ def main() -> None:
     )
     parser.add_argument("--timeout", type=float, default=900, help="seconds per trial at most")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument(
+        "--smoke", action="store_true", help="1,000 reminders and a baseline of 20, seconds"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.reminders, args.baseline, args.timeout = 1_000, 20, 120
     if connection.vendor != "postgresql":
         sys.exit("bench_dispatch needs PostgreSQL: set DATABASE_URL (make bench-dispatch does).")
     if args.reminders % 2 or args.baseline % 2:

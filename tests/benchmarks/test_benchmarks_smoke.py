@@ -14,7 +14,13 @@ POSTGRES = "postgres://postgres@127.0.0.1:5432"
 
 REDIS = "redis://127.0.0.1:6379/10"  # its queues are the benchmark's own
 
-BENCHMARKS = ["bench_import.py", "bench_planning.py", "bench_workspace.py", "bench_upload.py"]
+BENCHMARKS = [
+    "bench_import.py",
+    "bench_planning.py",
+    "bench_dispatch.py",
+    "bench_workspace.py",
+    "bench_upload.py",
+]
 
 
 @pytest.mark.services
