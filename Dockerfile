@@ -10,6 +10,7 @@ COPY pyproject.toml README.md ./
 COPY config ./config
 COPY policies ./policies
 COPY notifications ./notifications
+COPY workspace ./workspace
 RUN pip install --no-cache-dir . && useradd --create-home --uid 1000 renewly \
     && mkdir -p /var/lib/renewly && chown renewly /var/lib/renewly
 COPY manage.py ./

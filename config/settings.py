@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "csp",
     "policies",
     "notifications",
+    "workspace",
 ]
 
 MIDDLEWARE = [
@@ -141,7 +142,7 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
-# Agents log in with their Django account and land on their workspace (policies/urls.py).
+# Agents log in with their Django account and land on their workspace (workspace/urls.py).
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "workspace:notices"
 LOGOUT_REDIRECT_URL = "login"

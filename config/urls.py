@@ -17,10 +17,10 @@ urlpatterns = [
     path("preferences/<str:token>/", views.customer_preferences, name="customer-preferences"),
     path("webhooks/twilio/status/", webhooks.twilio_status, name="twilio-status"),
     path("webhooks/twilio/inbound/", webhooks.twilio_inbound, name="twilio-inbound"),
-    path("uploads/", include("policies.upload_urls")),
-    path("reports/", include("notifications.report_urls")),
+    path("uploads/", include("workspace.upload_urls")),
+    path("reports/", include("workspace.report_urls")),
     # The agents' workspace is the site's home page.
-    path("", include("policies.urls")),
+    path("", include("workspace.urls")),
 ]
 if settings.ANYMAIL["WEBHOOK_SECRET"]:
     # anymail's tracking webhooks, e.g. /anymail/postmark/tracking/, behind basic auth. Without

@@ -27,8 +27,8 @@ from django.utils.html import escape
 
 from notifications.channels.email import classify_email_error
 from notifications.models import ConsentChange, Notification, WeeklyReport
-from policies.exports import spreadsheet_safe
 from policies.models import Agent, Policy
+from policies.spreadsheets import spreadsheet_safe
 
 Status = Notification.Status
 EXPIRING_WITHIN_DAYS = 30

@@ -17,9 +17,9 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from policies.exports import spreadsheet_safe
 from policies.importers import ImportFileError, import_policies
 from policies.models import Agent, ImportJob
+from policies.spreadsheets import spreadsheet_safe
 
 Status = ImportJob.Status
 RUN_TASK = "policies.tasks.run_import_job"

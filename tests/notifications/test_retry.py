@@ -9,9 +9,9 @@ from django.utils import timezone
 from notifications import planning
 from notifications.models import Notification, ReminderRule
 from notifications.services import RetryError, retry_failed
-from policies.selectors import NoticeFilters, book_of, pending_notices
 from policies.services import mark_renewed
 from tests.factories import make_agent, make_customer, make_policy, make_rule
+from workspace.selectors import NoticeFilters, book_of, pending_notices
 
 Status = Notification.Status
 TODAY = timezone.localdate()

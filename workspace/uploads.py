@@ -1,7 +1,7 @@
 """Policy uploads in the browser: the upload form, each job's page with its live progress (the
 page polls `progress`), the rejected rows as CSV, and running a failed job again. Each view
 parses the request and calls one service in policies.import_jobs. Scoped like the workspace
-(policies.selectors.book_of): an agent uploads to and sees only their own book; a user who may
+(workspace.selectors.book_of): an agent uploads to and sees only their own book; a user who may
 see every book sees every upload, and uploads for any agent with the permission to."""
 
 from django import forms
@@ -16,8 +16,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from policies import import_jobs
 from policies.importers import COLUMNS
 from policies.models import ImportJob
-from policies.selectors import Book
-from policies.views import not_allowed, workspace_view
+from workspace.selectors import Book
+from workspace.views import not_allowed, workspace_view
 
 REJECTED_ROWS_SHOWN = 100
 
@@ -88,7 +88,7 @@ def _upload(request, book: Book, size_limit: UploadSizeLimit):
             return redirect("uploads:job", job_id=job.pk)
     return render(
         request,
-        "policies/uploads/upload.html",
+        "workspace/uploads/upload.html",
         {"form": form, "jobs": _jobs_of(book)[:50], "book": book, "columns": ",".join(COLUMNS)},
     )
 
@@ -99,7 +99,7 @@ def job(request, book: Book, job_id: int):
     job = _job_for(book, job_id)
     return render(
         request,
-        "policies/uploads/job.html",
+        "workspace/uploads/job.html",
         {
             "job": job,
             "rejected_rows": job.rejected_rows[:REJECTED_ROWS_SHOWN],

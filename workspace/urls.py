@@ -1,9 +1,9 @@
 """The agents' workspace, at the site's root. Every view here is scoped by book_of(user);
-tests/policies/test_workspace_permissions.py tries each of these URLs as an outsider."""
+tests/workspace/test_workspace_permissions.py tries each of these URLs as an outsider."""
 
 from django.urls import path
 
-from policies import views
+from workspace import views
 
 app_name = "workspace"
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from django.db.models import QuerySet
 
 from notifications.explanations import explain_error
+from policies.spreadsheets import spreadsheet_safe
 
 COLUMNS = {
     "notice_id": "id",
@@ -21,8 +22,6 @@ COLUMNS = {
     "status": "status",
     "error": "last_error",
 }
-# A spreadsheet runs a cell that starts with one of these as a formula.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 class _Echo:
@@ -40,10 +39,3 @@ def notice_csv_lines(notices: QuerySet) -> Iterator[str]:
         yield writer.writerow(
             [spreadsheet_safe(value) for value in [*values, explain_error(last_error)]]
         )
-
-
-def spreadsheet_safe(value) -> str:
-    """A CSV cell a spreadsheet shows as text: one starting with = + - or @ would run as a
-    formula (CSV injection). Every CSV Renewly writes from stored data goes through here."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text

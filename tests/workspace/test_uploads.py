@@ -386,7 +386,7 @@ def test_a_file_over_the_size_limit_is_refused_while_it_streams(
 ):
     settings.IMPORT_UPLOAD_MAX_MB = 1
     settings.FILE_UPLOAD_HANDLERS = [
-        "tests.policies.test_uploads.ReceivedBytes",
+        "tests.workspace.test_uploads.ReceivedBytes",
         *settings.FILE_UPLOAD_HANDLERS,
     ]
     monkeypatch.setattr(ReceivedBytes, "received", 0)

@@ -3,7 +3,7 @@ no script. The template only places the rectangles computed here."""
 
 from dataclasses import dataclass
 
-from policies.selectors import Week
+from workspace.selectors import Week
 
 WIDTH, HEIGHT = 720, 260
 TOP, BOTTOM, LEFT = 16, 40, 36  # room for the labels

@@ -1,4 +1,4 @@
-"""The agents' workspace. Thin views: each reads the user's book (policies.selectors.book_of,
+"""The agents' workspace. Thin views: each reads the user's book (workspace.selectors.book_of,
 the one scoping rule), calls one selector or service, and renders."""
 
 from functools import wraps
@@ -13,16 +13,16 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from notifications.services import RetryError, retry_failed
-from policies import selectors
-from policies.charts import weekly_chart
-from policies.exports import notice_csv_lines
-from policies.forms import ExpiryFilterForm, NoticeFilterForm, RenewForm
 from policies.services import RenewalError, mark_renewed
+from workspace import selectors
+from workspace.charts import weekly_chart
+from workspace.exports import notice_csv_lines
+from workspace.forms import ExpiryFilterForm, NoticeFilterForm, RenewForm
 
 
 def not_allowed(request, action: str):
     """A user who may see this part of the book but not act on it."""
-    return render(request, "policies/not_allowed.html", {"action": action}, status=403)
+    return render(request, "workspace/not_allowed.html", {"action": action}, status=403)
 
 
 def workspace_view(view):
@@ -34,10 +34,10 @@ def workspace_view(view):
     def with_book(request, *args, **kwargs):
         book = selectors.book_of(request.user)
         if book is None:
-            return render(request, "policies/no_book.html", status=403)
+            return render(request, "workspace/no_book.html", status=403)
         return view(request, book, *args, **kwargs)
 
-    # Marks the view for tests/policies/test_workspace_permissions.py, which tries every one.
+    # Marks the view for tests/workspace/test_workspace_permissions.py, which tries every one.
     with_book.scoped_by_book = True
     return with_book
 
@@ -54,7 +54,7 @@ def notices(request, book):
     )
     return render(
         request,
-        "policies/notices.html",
+        "workspace/notices.html",
         {"book": book, "form": form, "page": page, "query": _query_without_cursor(request)},
     )
 
@@ -90,7 +90,7 @@ def expiries(request, book):
     )
     return render(
         request,
-        "policies/expiries.html",
+        "workspace/expiries.html",
         {
             "book": book,
             "form": form,
@@ -109,7 +109,7 @@ def policy_detail(request, book, policy_id: int):
     )
     return render(
         request,
-        "policies/policy_detail.html",
+        "workspace/policy_detail.html",
         {
             "book": book,
             "policy": policy,
@@ -167,7 +167,7 @@ def dashboard(request, book):
     summary = selectors.dashboard(book, today=timezone.localdate())
     return render(
         request,
-        "policies/dashboard.html",
+        "workspace/dashboard.html",
         {"book": book, "summary": summary, "chart": weekly_chart(summary.weeks)},
     )
 

@@ -3,7 +3,7 @@
 from django import forms
 
 from notifications.models import Channel, Notification
-from policies.selectors import PENDING, NoticeFilters
+from workspace.selectors import PENDING, NoticeFilters
 
 STATUS_LABELS = dict(Notification.Status.choices)
 

@@ -31,7 +31,7 @@ class ScopedPattern:
 
 
 def scoped_patterns(resolver: URLResolver | None = None, namespace: str = "", converters=()):
-    """Every pattern of the URLconf whose view is wrapped by policies.views.workspace_view."""
+    """Every pattern of the URLconf whose view is wrapped by workspace.views.workspace_view."""
     for entry in (resolver or get_resolver()).url_patterns:
         found = (*converters, *entry.pattern.converters)
         if isinstance(entry, URLResolver):

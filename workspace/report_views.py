@@ -8,8 +8,8 @@ from django.views.decorators.http import require_GET
 
 from notifications.models import WeeklyReport
 from notifications.reports import FIGURES, LABELS, report_path
-from policies.selectors import Book
-from policies.views import workspace_view
+from workspace.selectors import Book
+from workspace.views import workspace_view
 
 LISTED = 200
 
@@ -24,7 +24,7 @@ def _reports_of(book: Book):
 def report_list(request, book: Book):
     return render(
         request,
-        "notifications/reports/list.html",
+        "workspace/reports/list.html",
         {
             "reports": _reports_of(book)[:LISTED],
             "figures": [(name, LABELS[name]) for name in FIGURES],

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from policies import uploads
+from workspace import uploads
 
 app_name = "uploads"
 urlpatterns = [

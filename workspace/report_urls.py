@@ -1,6 +1,6 @@
 from django.urls import path
 
-from notifications import report_views
+from workspace import report_views
 
 app_name = "reports"
 urlpatterns = [
