@@ -1,11 +1,16 @@
-"""Services on one notification that people start by hand (the agents' workspace)."""
+"""Services that people start by hand (the agents' workspace): retrying one notification, and
+a renewal with what it means for the reminders."""
+
+from datetime import date
 
 from django.db import transaction
 from django.utils import timezone
 
-from notifications import dispatch, lifecycle
+from notifications import dispatch, lifecycle, planning
 from notifications.models import Notification
 from notifications.tasks import send_notification
+from policies.models import Policy
+from policies.services import mark_renewed
 
 
 class RetryError(Exception):
@@ -35,3 +40,13 @@ def retry_failed(*, notification: Notification) -> None:
             raise RetryError("Only a failed notice can be retried; this one is no longer failed.")
         # The same public task the fan-out sends; after commit, so the worker sees "queued".
         transaction.on_commit(lambda: send_notification.delay(notification.pk))
+
+
+@transaction.atomic
+def renew_policy(*, policy: Policy, new_expiry_date: date) -> int:
+    """The customer renewed (policies.services.mark_renewed, which raises RenewalError for a
+    renewal the policy cannot take), and the reminders about the old expiry that were not sent
+    yet are cancelled by planning's own rule; the next daily scan plans the new term's. Returns
+    how many reminders were cancelled."""
+    renewed = mark_renewed(policy=policy, new_expiry_date=new_expiry_date)
+    return planning.cancel_outdated(policy_id=renewed.pk)

@@ -3,7 +3,6 @@ from datetime import date
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from notifications import planning
 from policies.models import Agent, Policy
 
 
@@ -35,10 +34,10 @@ class RenewalError(Exception):
 
 
 @transaction.atomic
-def mark_renewed(*, policy: Policy, new_expiry_date: date) -> int:
-    """The customer renewed: the policy stays active and runs to `new_expiry_date`. Reminders
-    about the old expiry that were not sent yet are cancelled by planning's own rule; the next
-    daily scan plans the new term's. Returns how many reminders were cancelled."""
+def mark_renewed(*, policy: Policy, new_expiry_date: date) -> Policy:
+    """The customer renewed: the policy stays active and runs to `new_expiry_date`. Returns
+    the policy as renewed. The reminders about the old expiry are the reminder engine's to
+    cancel (notifications.services.renew_policy does both)."""
     policy = Policy.objects.select_for_update().get(pk=policy.pk)
     if new_expiry_date <= policy.expiry_date:
         raise RenewalError(
@@ -50,4 +49,4 @@ def mark_renewed(*, policy: Policy, new_expiry_date: date) -> int:
     # A lapsed policy renewed late is back in force; "renewed" would stop its future reminders.
     policy.status = Policy.Status.ACTIVE
     policy.save(update_fields=["expiry_date", "status", "updated_at"])
-    return planning.cancel_outdated(policy_id=policy.pk)
+    return policy

@@ -12,8 +12,8 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from notifications.services import RetryError, retry_failed
-from policies.services import RenewalError, mark_renewed
+from notifications import services
+from policies.services import RenewalError
 from workspace import selectors
 from workspace.charts import weekly_chart
 from workspace.exports import notice_csv_lines
@@ -131,7 +131,7 @@ def renew_policy(request, book, policy_id: int):
     else:
         new_expiry_date = form.cleaned_data["new_expiry_date"]
         try:
-            cancelled = mark_renewed(policy=policy, new_expiry_date=new_expiry_date)
+            cancelled = services.renew_policy(policy=policy, new_expiry_date=new_expiry_date)
         except RenewalError as error:
             messages.error(request, str(error))
         else:
@@ -150,8 +150,8 @@ def retry_notification(request, book, notification_id: int):
     if not book.may_retry:
         return not_allowed(request, "retry failed notices")
     try:
-        retry_failed(notification=notification)
-    except RetryError as error:
+        services.retry_failed(notification=notification)
+    except services.RetryError as error:
         messages.error(request, str(error))
     else:
         messages.success(request, f"Notice {notification.pk} is queued to be sent again.")

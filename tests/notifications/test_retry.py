@@ -8,8 +8,7 @@ from django.utils import timezone
 
 from notifications import planning
 from notifications.models import Notification, ReminderRule
-from notifications.services import RetryError, retry_failed
-from policies.services import mark_renewed
+from notifications.services import RetryError, renew_policy, retry_failed
 from tests.factories import make_agent, make_customer, make_policy, make_rule
 from workspace.selectors import NoticeFilters, book_of, pending_notices
 
@@ -69,7 +68,7 @@ def test_a_failure_about_an_expiry_renewed_since_is_neither_retried_nor_pending(
     agent = failed_sms.policy.agent
     assert pending_for(agent) == [failed_sms]
 
-    mark_renewed(policy=failed_sms.policy, new_expiry_date=TODAY + timedelta(372))
+    renew_policy(policy=failed_sms.policy, new_expiry_date=TODAY + timedelta(372))
 
     with pytest.raises(RetryError, match="policy expiry date changed"):
         retry_failed(notification=failed_sms)
