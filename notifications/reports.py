@@ -23,8 +23,8 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
-from django.utils.html import escape
 
+from notifications import charts
 from notifications.channels.email import classify_email_error
 from notifications.models import ConsentChange, Notification, WeeklyReport
 from policies.models import Agent, Policy
@@ -42,6 +42,8 @@ LABELS = {
     "opted_out": "Customers opted out",
     "expiring_undelivered": f"Expiring in {EXPIRING_WITHIN_DAYS} days, none delivered",
 }
+# Figures the chart draws in red.
+ALARMING = ("failed", "expiring_undelivered")
 EXPIRING_COLUMNS = (
     "policy_number",
     "product_line",
@@ -190,7 +192,7 @@ def _store(
     stem = f"{week_start.isoformat()}/{f'agent-{agent.pk}' if agent else 'all-agents'}"
     title = f"{agent or 'All agents'}, week of {week_start:%d %b %Y}"
     _write(f"{stem}.csv", _csv(week_start, agent, figures, per_agent, agents))
-    _write(f"{stem}.svg", chart_svg(title, figures.counts()))
+    _write(f"{stem}.svg", charts.figures_chart(title, _chart_figures(figures)))
     return WeeklyReport(
         agent=agent,
         week_start=week_start,
@@ -198,6 +200,13 @@ def _store(
         chart_name=f"{stem}.svg",
         **figures.counts(),
     )
+
+
+def _chart_figures(figures: Figures) -> list[charts.Figure]:
+    return [
+        charts.Figure(LABELS[name], value, alarming=name in ALARMING)
+        for name, value in figures.counts().items()
+    ]
 
 
 def report_path(name: str) -> Path:
@@ -246,31 +255,6 @@ def _csv(
         ]
         writer.writerow([spreadsheet_safe(value) for value in values])
     return out.getvalue()
-
-
-def chart_svg(title: str, counts: dict[str, int]) -> str:
-    """A horizontal bar per figure, as a self-contained SVG: no script, no external file."""
-    bar_left, bar_width, row_height, top = 300, 380, 30, 44
-    largest = max([*counts.values(), 1])
-    height = top + row_height * len(counts) + 10
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="760" height="{height}" '
-        f'viewBox="0 0 760 {height}" font-family="sans-serif" font-size="14">',
-        f"<title>{escape(title)}</title>",
-        '<rect width="100%" height="100%" fill="#ffffff"/>',
-        f'<text x="10" y="24" font-size="16" font-weight="bold">{escape(title)}</text>',
-    ]
-    for row, (name, value) in enumerate(counts.items()):
-        y = top + row * row_height
-        width = round(bar_width * value / largest, 1)
-        colour = "#b42318" if name in ("failed", "expiring_undelivered") else "#0b6bcb"
-        parts += [
-            f'<text x="10" y="{y + 17}">{escape(LABELS[name])}</text>',
-            f'<rect x="{bar_left}" y="{y + 4}" width="{width}" height="18" fill="{colour}"/>',
-            f'<text x="{bar_left + width + 6}" y="{y + 17}">{value}</text>',
-        ]
-    parts.append("</svg>")
-    return "\n".join(parts) + "\n"
 
 
 def email_weekly_reports(*, week_start: date) -> int:

@@ -13,9 +13,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from notifications import services
+from notifications.charts import weekly_chart
 from policies.services import RenewalError
 from workspace import selectors
-from workspace.charts import weekly_chart
 from workspace.exports import notice_csv_lines
 from workspace.forms import ExpiryFilterForm, NoticeFilterForm, RenewForm
 
