@@ -13,7 +13,6 @@ What each figure counts, for the notifications of the agent's policies:
 
 import csv
 import io
-import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -26,6 +25,7 @@ from django.utils import timezone
 
 from notifications import charts
 from notifications.channels.email import classify_email_error
+from notifications.files import write_atomically
 from notifications.models import ConsentChange, Notification, WeeklyReport
 from policies.models import Agent, Policy
 from policies.spreadsheets import spreadsheet_safe
@@ -214,11 +214,7 @@ def report_path(name: str) -> Path:
 
 
 def _write(name: str, text: str) -> None:
-    path = report_path(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)  # a reader never sees half a file
+    write_atomically(report_path(name), text.encode("utf-8"))
 
 
 def _csv(

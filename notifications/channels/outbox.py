@@ -2,8 +2,6 @@
 demo and for development. Email through Django's email API (as an EMAIL_BACKEND), SMS as JSON."""
 
 import json
-import os
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -14,15 +12,7 @@ from django.utils import timezone
 from notifications.channels.base import OutgoingMessage
 from notifications.channels.email import NOTIFICATION_HEADER
 from notifications.channels.sms import sms_segments
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file and rename it, so a reader never sees half a message."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(handle, "wb") as out:
-        out.write(data)
-    os.replace(temporary, path)
+from notifications.files import write_atomically
 
 
 class EmailBackend(BaseEmailBackend):
@@ -32,7 +22,7 @@ class EmailBackend(BaseEmailBackend):
         for message in email_messages:
             notification = message.extra_headers.get(NOTIFICATION_HEADER)
             name = f"notification-{notification}" if notification else uuid.uuid4().hex
-            _write_atomically(
+            write_atomically(
                 Path(settings.OUTBOX_DIR) / "email" / f"{name}.eml", message.message().as_bytes()
             )
         return len(email_messages)
@@ -52,5 +42,5 @@ class OutboxSmsChannel:
             "written_at": timezone.now().isoformat(),
         }
         path = Path(settings.OUTBOX_DIR) / "sms" / f"notification-{message.notification_id}.json"
-        _write_atomically(path, json.dumps(record, indent=2, ensure_ascii=False).encode())
+        write_atomically(path, json.dumps(record, indent=2, ensure_ascii=False).encode())
         return provider_id
