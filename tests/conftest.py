@@ -42,6 +42,13 @@ def agent(db):
 
 
 @pytest.fixture
+def uploads_dir(settings, tmp_path):
+    """Uploaded policy files kept in this test's own directory."""
+    settings.UPLOADS_DIR = tmp_path / "uploads"
+    return settings.UPLOADS_DIR
+
+
+@pytest.fixture
 def seeded_defaults(db):
     """The data migration's defaults (templates, rules, the daily scan's PeriodicTask), applied
     again: a transactional test's flush removes them for the tests that follow it."""

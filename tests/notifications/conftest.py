@@ -13,6 +13,7 @@ from django.db import connection
 from notifications import planning
 from notifications.models import Channel, MessageTemplate, Notification, ReminderRule
 from notifications.tasks import send_notification
+from tests.factories import make_rule, template_for
 from tests.fake_provider import FakeProvider
 
 # The rules migration 0002 seeds (email 60/30/14/7 days, SMS 14/7/1), read from the migration
@@ -22,22 +23,6 @@ DEFAULT_RULES: list[tuple[int, str]] = importlib.import_module(
 ).DEFAULT_RULES
 
 TWILIO_TEST_FROM = "+15005550006"  # Twilio's own magic test number
-
-# A subject and bodies whose rendering a test can predict without knowing today's date.
-SUBJECT = "Policy {{ policy.policy_number }} expires {{ expiry_date|date:'Y-m-d' }}"
-BODY = "Dear {{ customer.name }}, {{ policy.policy_number }} expires on {{ expiry_date }}."
-
-
-def template_for(channel: str, name: str = "") -> MessageTemplate:
-    template, _ = MessageTemplate.objects.get_or_create(
-        name=name or f"test reminder ({channel})",
-        defaults={
-            "channel": channel,
-            "subject": SUBJECT if channel == Channel.EMAIL else "",
-            "body": BODY,
-        },
-    )
-    return template
 
 
 @pytest.fixture
@@ -54,10 +39,10 @@ def rules(db):
         active: bool = True,
         template: MessageTemplate | None = None,
     ) -> ReminderRule:
-        return ReminderRule.objects.create(
-            lead_days=lead_days,
-            channel=channel,
-            product_line=product_line,
+        return make_rule(
+            lead_days,
+            channel,
+            product_line,
             active=active,
             template=template or template_for(channel),
         )

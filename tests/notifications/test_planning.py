@@ -13,15 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from notifications import dispatch, lifecycle, planning
 from notifications.models import Channel, Notification, ReminderRun
 from policies.models import Policy
-from tests.factories import make_agent, make_customer, make_policy
-from tests.notifications.conftest import (
-    DEFAULT_RULES,
-    keys,
-    plan,
-    run_at_once,
-    statuses,
-    template_for,
-)
+from tests.factories import make_agent, make_customer, make_policy, template_for
+from tests.notifications.conftest import DEFAULT_RULES, keys, plan, run_at_once, statuses
 
 pytestmark = pytest.mark.django_db
 

@@ -10,8 +10,7 @@ from notifications.models import Notification
 from notifications.services import renew_policy
 from policies.models import Policy
 from policies.services import RenewalError
-from tests.factories import make_agent, make_customer, make_policy
-from tests.policies.workspace_data import make_notification
+from tests.factories import make_agent, make_customer, make_notification, make_policy
 
 Status = Notification.Status
 TODAY = timezone.localdate()

@@ -11,10 +11,8 @@ from xml.etree import ElementTree
 
 import pytest
 from django.apps import apps as django_apps
-from django.contrib.auth import get_user_model
 from django.core import mail
 from django.core.mail.backends.base import BaseEmailBackend
-from django.urls import reverse
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
@@ -27,7 +25,7 @@ from notifications.models import (
 )
 from notifications.schedule import WEEKLY_REPORT_NAME
 from policies.models import Policy
-from tests.factories import make_agent, make_customer, make_policy, make_rule, make_staff
+from tests.factories import make_agent, make_customer, make_policy, make_rule
 
 WEEK = date(2026, 3, 2)  # a Monday
 WEEK_END = WEEK + timedelta(days=7)
@@ -325,42 +323,3 @@ def test_the_weekly_report_is_a_periodic_task_on_mondays_at_nine(db, settings):
     assert (crontab.minute, crontab.hour, crontab.day_of_week) == ("0", "9", "1")
     assert str(crontab.timezone) == settings.TIME_ZONE
     assert task.enabled
-
-
-# --- The reports in the workspace -------------------------------------------------------------
-
-
-def test_an_agent_lists_and_downloads_only_their_own_reports(client, book):
-    reports.build_weekly_reports(week_start=WEEK)
-    own = WeeklyReport.objects.get(agent=book.alice)
-    others = WeeklyReport.objects.get(agent=book.bruno)
-    everyone = WeeklyReport.objects.get(agent=None)
-    client.force_login(book.alice.user)
-
-    page = client.get(reverse("reports:list")).content.decode()
-    assert f'id="report-{own.pk}"' in page
-    assert f'id="report-{others.pk}"' not in page
-    assert f'id="report-{everyone.pk}"' not in page
-    download = client.get(reverse("reports:csv", args=[own.pk]))
-    assert download.status_code == 200
-    assert download["Content-Type"] == "text/csv"
-    assert b"alice@agency.example" in b"".join(download.streaming_content)
-    for report in (others, everyone):
-        assert client.get(reverse("reports:csv", args=[report.pk])).status_code == 404
-        assert client.get(reverse("reports:chart", args=[report.pk])).status_code == 404
-
-
-def test_those_who_may_see_every_book_see_every_report_and_others_see_none(client, book):
-    reports.build_weekly_reports(week_start=WEEK)
-    everyone = WeeklyReport.objects.get(agent=None)
-    users = get_user_model().objects
-    client.force_login(make_staff("boss", permissions=["policies.view_all_books"]))
-    chart = client.get(reverse("reports:chart", args=[everyone.pk]))
-    assert chart["Content-Type"] == "image/svg+xml"
-    assert WeeklyReport.objects.count() == 3
-    assert client.get(reverse("reports:list")).content.decode().count('id="report-') == 3
-
-    for nobody in (users.create_user("visitor"), make_staff("template-editor")):
-        client.force_login(nobody)
-        assert client.get(reverse("reports:list")).status_code == 403
-        assert client.get(reverse("reports:chart", args=[everyone.pk])).status_code == 403

@@ -9,8 +9,7 @@ from django.utils import timezone
 from notifications.models import Notification
 from policies.models import Policy
 from policies.services import RenewalError, mark_renewed
-from tests.factories import make_agent, make_customer, make_policy
-from tests.policies.workspace_data import make_notification
+from tests.factories import make_agent, make_customer, make_notification, make_policy
 
 TODAY = timezone.localdate()
 

@@ -6,7 +6,7 @@ import csv
 import io
 import os
 import uuid
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,46 +18,22 @@ from django.urls import reverse
 from django.utils import timezone
 
 from policies import import_jobs
-from policies.importers import COLUMNS
 from policies.models import ImportJob, Policy
-from tests.factories import make_agent, make_customer, make_policy, make_staff
+from tests.factories import (
+    ROW_EXPIRY,
+    make_agent,
+    make_customer,
+    make_import_job,
+    make_policy,
+    make_staff,
+    policy_csv,
+    policy_row,
+)
 from tests.publishing import publishing_to
 from tests.workers import celery_worker, wait_for, worker_log
 
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
-EXPIRY = date(2027, 3, 1)
 Status = ImportJob.Status
-
-
-def policy_row(number: str, agent_email: str, **fields) -> dict:
-    return {
-        "policy_number": number,
-        "product_line": "auto",
-        "customer_name": f"Customer {number}",
-        "customer_email": f"{number.lower()}@mail.example",
-        "customer_phone": "+14155550100",
-        "customer_timezone": "Europe/Madrid",
-        "customer_language": "en",
-        "agent_email": agent_email,
-        "start_date": (EXPIRY - timedelta(days=365)).isoformat(),
-        "expiry_date": EXPIRY.isoformat(),
-        "status": "active",
-        **fields,
-    }
-
-
-def csv_file(rows: list[dict], name: str = "policies.csv") -> SimpleUploadedFile:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    return SimpleUploadedFile(name, out.getvalue().encode(), content_type="text/csv")
-
-
-@pytest.fixture
-def uploads_dir(settings, tmp_path) -> Path:
-    settings.UPLOADS_DIR = tmp_path / "uploads"
-    return settings.UPLOADS_DIR
 
 
 @pytest.fixture
@@ -134,7 +110,7 @@ def test_an_upload_is_imported_by_a_worker_and_the_page_reads_its_progress(
     rows[3]["expiry_date"] = "2027-02-30"
     rows[11_000]["agent_email"] = "nobody@agency.example"
 
-    job = upload(admin_client, csv_file(rows, "book.csv"))
+    job = upload(admin_client, policy_csv(rows, "book.csv"))
 
     # The request only stored the file and enqueued the job.
     assert job.status in (Status.QUEUED, Status.RUNNING)
@@ -175,7 +151,7 @@ def test_an_upload_is_imported_by_a_worker_and_the_page_reads_its_progress(
 @pytest.mark.django_db(transaction=True)
 def test_an_agents_upload_changes_only_their_own_book(client, alice, bruno, worker):
     brunos = make_policy(
-        "B-1", customer=make_customer("b1@mail.example"), agent=bruno, expiry_date=EXPIRY
+        "B-1", customer=make_customer("b1@mail.example"), agent=bruno, expiry_date=ROW_EXPIRY
     )
     client.force_login(alice.user)
     rows = [
@@ -192,7 +168,7 @@ def test_an_agents_upload_changes_only_their_own_book(client, alice, bruno, work
         ),
     ]
 
-    job = upload(client, csv_file(rows))
+    job = upload(client, policy_csv(rows))
     final = watch_progress(client, job, worker)[-1]
 
     assert final["summary"]["created"] == 1
@@ -245,7 +221,7 @@ def test_an_interrupted_job_shows_as_failed_and_a_rerun_imports_the_same_file(
     queue = f"renewly-uploads-{uuid.uuid4().hex[:8]}"
     rows = [policy_row(f"R-{n}", "alice@agency.example") for n in range(3)]
     with publishing_to(broker_url=redis_url, queue=queue):
-        job = upload(admin_client, csv_file(rows))
+        job = upload(admin_client, policy_csv(rows))
         # A worker took it and died: the job says running, and went silent long ago.
         ImportJob.objects.filter(pk=job.pk).update(
             status=Status.RUNNING, heartbeat_at=timezone.now() - timedelta(hours=1)
@@ -281,14 +257,10 @@ def test_an_interrupted_job_shows_as_failed_and_a_rerun_imports_the_same_file(
 # --- Without a worker -----------------------------------------------------------------------
 
 
-def make_job(agent=None, **fields) -> ImportJob:
-    return ImportJob.objects.create(
-        agent=agent, original_name="book.csv", stored_name="2026/01/x.csv", **fields
-    )
-
-
 def test_another_agents_job_is_not_found(client, alice, bruno):
-    job = make_job(alice, status=Status.SUCCEEDED, rejected_rows=[{"line": 2, "reason": "bad"}])
+    job = make_import_job(
+        alice, status=Status.SUCCEEDED, rejected_rows=[{"line": 2, "reason": "bad"}]
+    )
     client.force_login(bruno.user)
     for name in ("job", "progress", "rejected"):
         assert client.get(reverse(f"uploads:{name}", args=[job.pk])).status_code == 404
@@ -297,7 +269,7 @@ def test_another_agents_job_is_not_found(client, alice, bruno):
 
 
 def test_the_rejected_rows_csv_runs_no_cell_as_a_formula(client, alice):
-    job = make_job(
+    job = make_import_job(
         alice,
         status=Status.SUCCEEDED,
         rejected_rows=[
@@ -319,7 +291,7 @@ def test_the_rejected_rows_csv_runs_no_cell_as_a_formula(client, alice):
 
 
 def test_an_agent_and_staff_see_the_agents_job(client, admin_client, alice):
-    job = make_job(alice, status=Status.SUCCEEDED)
+    job = make_import_job(alice, status=Status.SUCCEEDED)
     assert admin_client.get(reverse("uploads:progress", args=[job.pk])).status_code == 200
     client.force_login(alice.user)
     assert client.get(reverse("uploads:progress", args=[job.pk])).status_code == 200
@@ -327,7 +299,7 @@ def test_an_agent_and_staff_see_the_agents_job(client, admin_client, alice):
 
 
 def test_a_user_who_is_neither_agent_nor_staff_sees_nothing(client, alice):
-    job = make_job(alice)
+    job = make_import_job(alice)
     client.force_login(get_user_model().objects.create_user("visitor"))
     assert client.get(reverse("uploads:upload")).status_code == 403
     assert client.get(reverse("uploads:progress", args=[job.pk])).status_code == 403
@@ -347,7 +319,7 @@ def test_the_upload_request_stores_the_file_and_enqueues_after_commit(
         import_jobs.current_app, "send_task", lambda name, **options: sent.append((name, options))
     )
     with django_capture_on_commit_callbacks(execute=True):
-        job = upload(admin_client, csv_file([policy_row("Q-1", "alice@agency.example")]))
+        job = upload(admin_client, policy_csv([policy_row("Q-1", "alice@agency.example")]))
 
     assert job.status == Status.QUEUED
     assert job.agent is None  # an admin's upload may name any agent
@@ -410,25 +382,9 @@ def test_the_upload_form_still_checks_the_csrf_token(alice, uploads_dir, monkeyp
     url = reverse("uploads:upload")
     rows = [policy_row("C-1", "alice@agency.example")]
 
-    assert browser.post(url, {"file": csv_file(rows)}).status_code == 403
+    assert browser.post(url, {"file": policy_csv(rows)}).status_code == 403
     assert not ImportJob.objects.exists()
 
-    response = browser.post(url, {"csrfmiddlewaretoken": token, "file": csv_file(rows)})
+    response = browser.post(url, {"csrfmiddlewaretoken": token, "file": policy_csv(rows)})
     assert response.status_code == 302
     assert ImportJob.objects.get().agent == alice
-
-
-def test_a_redelivered_run_of_the_same_attempt_imports_again_safely(uploads_dir, alice):
-    path = uploads_dir / "2026/01/x.csv"
-    path.parent.mkdir(parents=True)
-    path.write_bytes(csv_file([policy_row("D-1", "alice@agency.example")]).read())
-    job = make_job(status=Status.RUNNING, heartbeat_at=timezone.now())
-
-    first = import_jobs.run_import(job_id=job.pk, attempt=1)
-    assert (first.status, first.created) == (Status.SUCCEEDED, 1)
-    ImportJob.objects.filter(pk=job.pk).update(status=Status.RUNNING)  # delivered once more
-    again = import_jobs.run_import(job_id=job.pk, attempt=1)
-    assert (again.status, again.created, again.unchanged) == (Status.SUCCEEDED, 0, 1)
-    assert import_jobs.run_import(job_id=job.pk, attempt=1) is None  # succeeded: nothing to do
-    assert import_jobs.run_import(job_id=job.pk, attempt=2) is None  # not this job's attempt
-    assert Policy.objects.count() == 1

@@ -12,8 +12,14 @@ from notifications import tasks
 from notifications.explanations import explain_error, explain_event
 from notifications.models import DeliveryEvent, Notification
 from policies.models import Policy
-from tests.factories import make_customer, make_policy
-from tests.policies.workspace_data import PASSWORD, make_event, make_notification, two_books
+from tests.factories import (
+    PASSWORD,
+    make_customer,
+    make_event,
+    make_notification,
+    make_policy,
+    two_books,
+)
 
 Status = Notification.Status
 TODAY = timezone.localdate()

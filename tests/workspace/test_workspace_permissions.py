@@ -20,8 +20,7 @@ from notifications.models import Notification, WeeklyReport
 from notifications.reports import report_path
 from policies import import_jobs
 from policies.models import ImportJob
-from tests.factories import make_staff
-from tests.policies.workspace_data import PASSWORD, Books, two_books
+from tests.factories import PASSWORD, Books, make_import_job, make_staff, two_books
 
 
 @dataclass(frozen=True)
@@ -102,15 +101,15 @@ def books(db, settings, tmp_path) -> Outsiders:
     week_start = timezone.localdate() - timedelta(days=timezone.localdate().weekday() + 7)
     return Outsiders(
         books=books,
-        my_job=ImportJob.objects.create(
-            agent=books.mine,
+        my_job=make_import_job(
+            books.mine,
             original_name="alice-book.csv",
             stored_name="2026/01/alice.csv",
             status=ImportJob.Status.SUCCEEDED,
             rejected_rows=[{"line": 2, "policy_number": "ALICE-9", "reason": "bad"}],
         ),
-        their_job=ImportJob.objects.create(
-            agent=books.theirs,
+        their_job=make_import_job(
+            books.theirs,
             original_name="bruno-book.csv",
             stored_name="2026/01/bruno.csv",
             status=ImportJob.Status.FAILED,
