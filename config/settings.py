@@ -283,8 +283,12 @@ REMINDER_FANOUT_CHUNK = env_int("REMINDER_FANOUT_CHUNK", 1000)
 # in flight than 20 once a send cost ~2.5 ms of CPU (at 50, a process spent more CPU on its GIL).
 REMINDER_SEND_BATCH_SIZE = env_int("REMINDER_SEND_BATCH_SIZE", 100)
 REMINDER_SEND_THREADS = env_int("REMINDER_SEND_THREADS", 30)
-# Transient provider errors are retried this many times, backing off exponentially with jitter.
+# A transient provider error is retried this many times. Meanwhile the reminder waits in the
+# database (deferred), first REMINDER_RETRY_BACKOFF_SECONDS, doubling with each try up to
+# REMINDER_RETRY_BACKOFF_MAX_SECONDS; the release task sends it again when its time comes.
 REMINDER_SEND_MAX_RETRIES = env_int("REMINDER_SEND_MAX_RETRIES", 5)
+REMINDER_RETRY_BACKOFF_SECONDS = env_int("REMINDER_RETRY_BACKOFF_SECONDS", 300)
+REMINDER_RETRY_BACKOFF_MAX_SECONDS = env_int("REMINDER_RETRY_BACKOFF_MAX_SECONDS", 3600)
 # Messages per second each channel may send, across all workers (0: no limit). A limit needs
 # Redis at REDIS_URL, where the workers count what they sent.
 SEND_RATE_LIMITS = {

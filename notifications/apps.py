@@ -6,4 +6,11 @@ class NotificationsConfig(AppConfig):
     verbose_name = "Notifications"
 
     def ready(self):
-        from notifications import webhooks  # noqa: F401 - connects the anymail tracking receiver
+        from celery.signals import worker_init, worker_process_init
+
+        from notifications import dispatch, webhooks  # noqa: F401 - webhooks connects anymail's
+
+        # Each worker process sends on threads of its own: the main process of a solo or
+        # threads pool (worker_init), each child of a prefork pool (worker_process_init).
+        for started in (worker_init, worker_process_init):
+            started.connect(dispatch.start_send_threads, dispatch_uid=f"send-threads-{started}")

@@ -1,25 +1,27 @@
 """Sending notifications: claim them, check they still stand, render them, hand them to their
-channel and record what the provider said. Safe to run any number of times for the same ids:
-`send` for one, `send_many` for a batch."""
+channel and record what the provider said. `send_many` is the one way a notification goes out,
+safe to run any number of times for the same ids. Nothing waits in the broker: quiet hours and a
+transient provider error both put the notification back in the database as deferred, with the
+time it may go (`send_after`), for the release task to pick up."""
 
 import logging
-import os
-import random
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import datetime
-from functools import lru_cache
+from datetime import datetime, timedelta
 
+from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 from django.db import connections, router
 from django.db.models import F, Value
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from notifications import lifecycle, rate_limit, tracking
+from notifications import lifecycle, tracking
 from notifications.channels import PermanentSendError, TransientSendError, sending_through
 from notifications.models import Channel, DeliveryEvent, Notification, ReminderRule
 from notifications.quiet_hours import next_sms_window
@@ -29,85 +31,39 @@ from policies.models import Policy
 logger = logging.getLogger(__name__)
 Status = Notification.Status
 # What checking and rendering a notification read, loaded with it.
-SEND_RELATED = ("policy__agent__user", "customer", "rule__template", "rule__fallback_template")
+SEND_RELATED = ("policy__agent__user", "customer")
 # A batch records what came back at least this often (in results; or every half second).
 RECORD_EVERY = 25
 
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str
+    """What became of a notification this process claimed."""
+
+    status: Status
     detail: str = ""
     fallback_id: int | None = None  # an email planned in place of a failed SMS, to send next
-    attempts: int = 0  # send_many: tries so far of a notification put back in the queue
 
 
-def send(notification_id: int) -> Outcome:
-    """Send the notification unless another process already claimed it. A transient provider
-    error puts it back in the queue and is raised for the caller to retry."""
-    claimed = lifecycle.move(notification_id, Status.SENDING, attempts=F("attempts") + 1)
-    if not claimed:
-        return Outcome("not claimed", "already sent, sending, or no longer due")
-    notification = Notification.objects.select_related(*SEND_RELATED).get(pk=notification_id)
-    reason = why_not_send(notification)
-    if reason:
-        lifecycle.move(notification_id, Status.CANCELLED, last_error=reason)
-        return Outcome(Status.CANCELLED, reason)
-    if notification.channel == Channel.SMS:
-        window = next_sms_window(timezone.now(), notification.customer.timezone)
-        if window:
-            # Wait in the database, not in the broker: a long ETA outlives Redis' visibility
-            # timeout and comes back as a duplicate.
-            lifecycle.move(
-                notification_id,
-                Status.DEFERRED,
-                send_after=window,
-                attempts=F("attempts") - 1,  # nothing was attempted
-            )
-            return Outcome(Status.DEFERRED, f"quiet hours: waits until {window.isoformat()}")
-    try:
-        message = render(notification)
-        rate_limit.acquire(notification.channel)
-        with sending_through(notification.channel) as channel:
-            provider_message_id = channel.send(message)
-    except PermanentSendError as error:
-        lifecycle.move(notification_id, Status.FAILED, last_error=str(error))
-        tracking.apply_to_customer(
-            notification.customer_id, DeliveryEvent.Type.REJECTED, error.code
-        )
-        return Outcome(Status.FAILED, str(error), fallback_id=plan_fallback(notification))
-    except TransientSendError as error:
-        lifecycle.move(notification_id, Status.QUEUED, last_error=str(error))
-        raise
-    except Exception as error:
-        # A bug or a misconfiguration: failed, for a person to look at and retry, as a batch
-        # does. Left sending, the stall re-enqueue would try it again every half hour.
-        lifecycle.move(notification_id, Status.FAILED, last_error=f"unexpected error: {error!r}")
-        raise
-    sent = {"sent_at": timezone.now(), "provider_message_id": provider_message_id}
-    if not lifecycle.move(notification_id, Status.SENT, last_error="", **sent):
-        # The provider's callback already moved it on (delivered, say): keep its id all the same.
-        Notification.objects.filter(pk=notification_id).update(**sent)
-    return Outcome(Status.SENT, provider_message_id)
+@dataclass(frozen=True)
+class NotClaimed:
+    """Nothing was done: another process claimed the notification first, or it is no longer
+    due (sent, cancelled, or not released from waiting yet)."""
+
+    detail: str = "already sent, sending, or no longer due"
 
 
-def send_many(notification_ids: Iterable[int]) -> dict[int, Outcome]:
-    """Send a batch as `send` sends one, with a few queries for the whole batch: one
-    conditional UPDATE claims it, one query loads it, the messages go out concurrently on the
-    process's send threads over connections kept open for the batch, and one UPDATE per kind
-    of outcome records them. A notification another process claimed is skipped. A transient
-    error puts its notification back in the queue (outcome QUEUED, for the caller to retry on
-    its own) or, once its retries are used up, fails it."""
+def send_many(notification_ids: Iterable[int]) -> dict[int, Outcome | NotClaimed]:
+    """Send a batch with a few queries for the whole of it: one conditional UPDATE claims it,
+    one query loads it, the messages go out concurrently on the process's send threads over
+    connections kept open for the batch, and one UPDATE per kind of outcome records them. A
+    notification another process claimed is skipped. A transient error defers its notification
+    by `retry_backoff`, or fails it once it is out of retries."""
     ids = list(notification_ids)
     claimed = lifecycle.move_returning_ids(ids, Status.SENDING, attempts=F("attempts") + 1)
-    outcomes = {
-        notification_id: Outcome("not claimed", "already sent, sending, or no longer due")
-        for notification_id in ids
-    }
+    outcomes: dict[int, Outcome | NotClaimed] = dict.fromkeys(ids, NotClaimed())
     notifications = list(
-        Notification.objects.select_related("policy__agent__user", "customer")
-        .filter(pk__in=claimed)
-        .order_by("pk")
+        Notification.objects.select_related(*SEND_RELATED).filter(pk__in=claimed).order_by("pk")
     )
     _attach_rules(notifications)
     record = _BatchRecord()
@@ -124,19 +80,26 @@ def send_many(notification_ids: Iterable[int]) -> dict[int, Outcome]:
     for results in _send_concurrently(ready):
         record = _BatchRecord()
         for notification, result in results:
-            if isinstance(result, str):
-                record.sent[notification.pk] = result
-            elif isinstance(result, PermanentSendError):
-                record.failed[notification] = result
-            elif isinstance(result, TransientSendError):
-                record.transient[notification] = result
-            else:  # a bug or a misconfiguration: failed, for a person to look at and retry
-                logger.error("notification %s not sent", notification.pk, exc_info=result)
-                record.broken[notification.pk] = f"unexpected error: {result!r}"
+            record.add(notification, result)
         # Recorded as the sends come back, not at the batch's end: a worker killed mid-batch
         # leaves only the last moment's sends unrecorded (and sent again after a stall).
         outcomes.update(record.save())
     return outcomes
+
+
+def send(notification_id: int) -> Outcome | NotClaimed:
+    """`send_many` for one notification."""
+    return send_many([notification_id])[notification_id]
+
+
+def summary(outcomes: dict[int, Outcome | NotClaimed]) -> dict[str, int]:
+    """How many notifications ended in each status ("not claimed" for those left alone)."""
+    return dict(
+        Counter(
+            outcome.status if isinstance(outcome, Outcome) else "not claimed"
+            for outcome in outcomes.values()
+        )
+    )
 
 
 def _attach_rules(notifications: list[Notification]) -> None:
@@ -157,8 +120,17 @@ def out_of_retries(attempts: int) -> bool:
     return attempts > settings.REMINDER_SEND_MAX_RETRIES
 
 
-def gave_up(attempts: int, error: Exception) -> str:
-    return f"gave up after {attempts} attempts: {error}"
+def retry_backoff(attempts: int) -> int:
+    """Seconds a notification waits after its `attempts`-th try failed transiently:
+    REMINDER_RETRY_BACKOFF_SECONDS, doubling with each try, at most
+    REMINDER_RETRY_BACKOFF_MAX_SECONDS (Celery's own backoff, without its jitter: the release
+    task's interval and the rate limit spread the retries out)."""
+    return get_exponential_backoff_interval(
+        factor=settings.REMINDER_RETRY_BACKOFF_SECONDS,
+        retries=max(attempts - 1, 0),
+        maximum=settings.REMINDER_RETRY_BACKOFF_MAX_SECONDS,
+        full_jitter=False,
+    )
 
 
 def _quiet_hours_end(notification: Notification, now: datetime) -> datetime | None:
@@ -170,11 +142,12 @@ def _quiet_hours_end(notification: Notification, now: datetime) -> datetime | No
 def _send_concurrently(notifications: list[Notification]) -> Iterator[list[tuple]]:
     """Render each notification here (CPU work, and any database read stays on this thread's
     connection), then send them on this process's send threads: the provider's latency, not
-    our CPU, is what a send waits for. Yields (notification, provider message id or error)
-    pairs in small groups as the sends complete."""
+    our CPU, is what a send waits for. Yields (notification, future) pairs in small groups as
+    the sends complete; a notification whose template does not render comes with a future
+    holding that error."""
     if not notifications:
         return
-    pool = _send_threads(os.getpid(), settings.REMINDER_SEND_THREADS)
+    pool = send_threads()
     with ExitStack() as stack:
         channels = {
             name: stack.enter_context(sending_through(name))
@@ -185,15 +158,14 @@ def _send_concurrently(notifications: list[Notification]) -> Iterator[list[tuple
             try:
                 message = render(notification)
             except Exception as error:  # a template that does not render: this one only
-                rendering_failed.append((notification, error))
+                rendering_failed.append((notification, _failed(error)))
                 continue
-            sender = channels[notification.channel]
-            futures[pool.submit(_send_one, sender, notification.channel, message)] = notification
+            futures[pool.submit(channels[notification.channel].send, message)] = notification
         if rendering_failed:
             yield rendering_failed
         done, group_started = [], time.monotonic()
         for future in as_completed(futures):
-            done.append((futures[future], future.result()))
+            done.append((futures[future], future))
             if len(done) >= RECORD_EVERY or time.monotonic() - group_started > 0.5:
                 yield done
                 done, group_started = [], time.monotonic()
@@ -201,19 +173,32 @@ def _send_concurrently(notifications: list[Notification]) -> Iterator[list[tuple
             yield done
 
 
-@lru_cache(maxsize=1)
-def _send_threads(process_id: int, threads: int) -> ThreadPoolExecutor:
-    """The threads that send for every batch a process runs, however many run at once; by
-    process id, so that a forked worker child starts its own."""
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="send")
+def _failed(error: Exception) -> Future:
+    future = Future()
+    future.set_exception(error)
+    return future
 
 
-def _send_one(sender, channel: str, message) -> str | Exception:
-    try:
-        rate_limit.acquire(channel)
-        return sender.send(message)
-    except Exception as error:  # one message's error must not lose the batch's other outcomes
-        return error
+# The threads that send for every batch a process runs, however many run at once. A worker
+# process starts its own (notifications.apps connects start_send_threads to Celery's
+# worker_process_init and worker_init); any other process (a test, a shell) on first use.
+_send_threads: ThreadPoolExecutor | None = None
+_send_threads_lock = threading.Lock()
+
+
+def start_send_threads(**_signal_arguments) -> None:
+    """Give this process its own send threads, replacing any it inherited from a parent."""
+    global _send_threads
+    with _send_threads_lock:
+        _send_threads = ThreadPoolExecutor(
+            max_workers=settings.REMINDER_SEND_THREADS, thread_name_prefix="send"
+        )
+
+
+def send_threads() -> ThreadPoolExecutor:
+    if _send_threads is None:
+        start_send_threads()
+    return _send_threads
 
 
 class _BatchRecord:
@@ -226,6 +211,18 @@ class _BatchRecord:
         self.failed: dict[Notification, PermanentSendError] = {}
         self.transient: dict[Notification, TransientSendError] = {}
         self.broken: dict[int, str] = {}
+
+    def add(self, notification: Notification, result: Future) -> None:
+        """File a send's result by what the provider (or our own code) said."""
+        try:
+            self.sent[notification.pk] = result.result()
+        except PermanentSendError as error:
+            self.failed[notification] = error
+        except TransientSendError as error:
+            self.transient[notification] = error
+        except Exception as error:  # a bug or a misconfiguration: failed, for a person to retry
+            logger.error("notification %s not sent", notification.pk, exc_info=error)
+            self.broken[notification.pk] = f"unexpected error: {error!r}"
 
     def save(self) -> dict[int, Outcome]:
         outcomes = {}
@@ -276,20 +273,29 @@ class _BatchRecord:
         return outcomes
 
     def _save_transient(self) -> dict[int, Outcome]:
-        retry, give_up = {}, {}
+        """A transient error waits in the database, as quiet hours do, until its backoff is
+        over; the release task sends it again. Out of retries, it fails."""
+        now = timezone.now()
+        retry_at, errors, give_up = {}, {}, {}
         for notification, error in self.transient.items():
-            if out_of_retries(notification.attempts):
-                give_up[notification.pk] = gave_up(notification.attempts, error)
+            attempts = notification.attempts
+            if out_of_retries(attempts):
+                give_up[notification.pk] = f"gave up after {attempts} attempts: {error}"
             else:
-                retry[notification.pk] = (str(error), notification.attempts)
-        if retry:
-            errors = {pk: error for pk, (error, _) in retry.items()}
-            lifecycle.move(retry, Status.QUEUED, last_error=_each(errors, "last_error"))
+                retry_at[notification.pk] = now + timedelta(seconds=retry_backoff(attempts))
+                errors[notification.pk] = f"attempt {attempts} failed: {error}"
+        if retry_at:
+            lifecycle.move(
+                retry_at,
+                Status.DEFERRED,
+                send_after=_each(retry_at, "send_after"),
+                last_error=_each(errors, "last_error"),
+            )
         if give_up:
             lifecycle.move(give_up, Status.FAILED, last_error=_each(give_up, "last_error"))
         return {
-            pk: Outcome(Status.QUEUED, error, attempts=attempts)
-            for pk, (error, attempts) in retry.items()
+            pk: Outcome(Status.DEFERRED, f"{errors[pk]}; retries at {at.isoformat()}")
+            for pk, at in retry_at.items()
         } | {pk: Outcome(Status.FAILED, reason) for pk, reason in give_up.items()}
 
 
@@ -358,8 +364,3 @@ def why_not_send(notification: Notification) -> str:
         if not customer.phone:
             return "customer has no phone number"
     return ""
-
-
-def retry_delay(retries: int, *, base: float = 5.0, cap: float = 600.0) -> float:
-    """Seconds before retry number `retries + 1`: exponential backoff with full jitter."""
-    return random.uniform(0, min(cap, base * 2**retries))

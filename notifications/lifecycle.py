@@ -15,11 +15,12 @@ Status = NotificationStatus
 
 ALLOWED_MOVES: dict[str, set[str]] = {
     Status.PLANNED: {Status.QUEUED, Status.CANCELLED},
-    # QUEUED -> QUEUED re-enqueues a task the broker lost; QUEUED -> FAILED gives up retrying.
-    Status.QUEUED: {Status.QUEUED, Status.SENDING, Status.FAILED, Status.CANCELLED},
-    # SENDING -> QUEUED: a transient provider error to retry, or a worker that died mid-send.
+    # QUEUED -> QUEUED re-enqueues a task the broker lost.
+    Status.QUEUED: {Status.QUEUED, Status.SENDING, Status.CANCELLED},
+    # SENDING -> QUEUED: a worker that died mid-send, re-enqueued after it stalled.
     # SENDING -> DELIVERED/BOUNCED: the provider's callback overtook the worker's own record.
-    # SENDING -> DEFERRED: quiet hours at the customer's; the fan-out releases it after them.
+    # SENDING -> DEFERRED: quiet hours at the customer's, or a transient provider error backing
+    # off; the release task sends it again once its send_after has come.
     Status.SENDING: {
         Status.QUEUED,
         Status.DEFERRED,

@@ -222,7 +222,10 @@ class Notification(models.Model):
         help_text="The failed SMS this email was sent in place of.",
     )
     send_after = models.DateTimeField(
-        null=True, blank=True, help_text="Deferred (quiet hours): not sent before this time."
+        null=True,
+        blank=True,
+        help_text="Deferred (quiet hours, or backing off after a provider error): not sent "
+        "before this time.",
     )
 
     class Meta:

@@ -2,11 +2,12 @@
 idempotent insert. Sending them is dispatch's job; the rows are the outbox it works from."""
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
@@ -108,6 +109,21 @@ def claim_for_enqueue(*, limit: int, stalled_after: timedelta) -> list[int]:
         )
         lifecycle.move(ids, Status.QUEUED, queued_at=now)
     return ids
+
+
+def fan_out(*, publish: Callable[[list[list[int]]], None]) -> int:
+    """Hand every notification due to go (newly planned, released from waiting, or stalled) to
+    `publish`, as batches of REMINDER_SEND_BATCH_SIZE ids, claimed REMINDER_FANOUT_CHUNK at a
+    time so that a day of millions never sits in memory. Returns how many were handed on."""
+    stalled_after = timedelta(minutes=settings.REMINDER_REQUEUE_AFTER_MINUTES)
+    size = settings.REMINDER_SEND_BATCH_SIZE
+    total = 0
+    while ids := claim_for_enqueue(
+        limit=settings.REMINDER_FANOUT_CHUNK, stalled_after=stalled_after
+    ):
+        publish([ids[start : start + size] for start in range(0, len(ids), size)])
+        total += len(ids)
+    return total
 
 
 class Reminder(NamedTuple):

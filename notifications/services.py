@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from notifications import dispatch, lifecycle, planning
 from notifications.models import Notification
-from notifications.tasks import send_notification
+from notifications.tasks import send_batch
 from policies.models import Policy
 from policies.services import mark_renewed
 
@@ -38,8 +38,9 @@ def retry_failed(*, notification: Notification) -> None:
         )
         if not moved:
             raise RetryError("Only a failed notice can be retried; this one is no longer failed.")
-        # The same public task the fan-out sends; after commit, so the worker sees "queued".
-        transaction.on_commit(lambda: send_notification.delay(notification.pk))
+        # The same task the fan-out sends; after commit, so the worker sees "queued". Its
+        # attempts count on: a retry by hand gets no fresh budget of automatic retries.
+        transaction.on_commit(lambda: send_batch.delay([notification.pk]))
 
 
 @transaction.atomic

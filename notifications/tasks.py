@@ -1,16 +1,12 @@
 """Thin Celery tasks: each parses its arguments, calls one service and reports the result."""
 
-from collections import Counter
-from datetime import date, timedelta
+from datetime import date
 
 from celery import shared_task
 from celery.utils.log import get_task_logger
-from django.conf import settings
 from django.utils import timezone
 
-from notifications import dispatch, housekeeping, lifecycle, planning, reports
-from notifications.channels import TransientSendError
-from notifications.models import Notification
+from notifications import dispatch, housekeeping, planning, reports
 
 logger = get_task_logger(__name__)
 
@@ -40,19 +36,14 @@ def release_reminders() -> int:
 
 
 def fan_out() -> int:
-    """Send every notification that is due to go (newly planned, released from quiet hours, or
-    stalled) as send_batch tasks of REMINDER_SEND_BATCH_SIZE, claimed in chunks."""
-    stalled_after = timedelta(minutes=settings.REMINDER_REQUEUE_AFTER_MINUTES)
-    size = settings.REMINDER_SEND_BATCH_SIZE
-    total = 0
-    while ids := planning.claim_for_enqueue(
-        limit=settings.REMINDER_FANOUT_CHUNK, stalled_after=stalled_after
-    ):
-        with send_batch.app.producer_or_acquire() as producer:
-            for start in range(0, len(ids), size):
-                send_batch.apply_async((ids[start : start + size],), producer=producer)
-        total += len(ids)
-    return total
+    """Send every notification due to go as send_batch tasks; returns how many."""
+    return planning.fan_out(publish=_publish_batches)
+
+
+def _publish_batches(batches: list[list[int]]) -> None:
+    with send_batch.app.producer_or_acquire() as producer:
+        for ids in batches:
+            send_batch.apply_async((ids,), producer=producer)
 
 
 # No stored result: the notifications' own rows record the outcomes. The limits leave room for
@@ -60,44 +51,14 @@ def fan_out() -> int:
 @shared_task(soft_time_limit=600, time_limit=660, ignore_result=True)
 def send_batch(notification_ids: list[int]) -> dict[str, int]:
     outcomes = dispatch.send_many(notification_ids)
-    with send_notification.app.producer_or_acquire() as producer:
-        for notification_id, outcome in outcomes.items():
-            if outcome.status == Notification.Status.QUEUED:  # a transient error: retry it alone
-                send_notification.apply_async(
-                    (notification_id,),
-                    countdown=dispatch.retry_delay(outcome.attempts - 1),
-                    retries=outcome.attempts,  # its retries so far, counted by send_notification
-                    producer=producer,
-                )
-            if outcome.fallback_id:
-                send_notification.apply_async((outcome.fallback_id,), producer=producer)
-    return dict(Counter(outcome.status for outcome in outcomes.values()))
-
-
-# No stored result: the notification's own row records the outcome.
-@shared_task(bind=True, soft_time_limit=60, time_limit=90, ignore_result=True)
-def send_notification(self, notification_id: int) -> str:
-    try:
-        outcome = dispatch.send(notification_id)
-    except TransientSendError as error:
-        attempts = self.request.retries + 1
-        if dispatch.out_of_retries(attempts):
-            lifecycle.move(
-                notification_id,
-                Notification.Status.FAILED,
-                last_error=dispatch.gave_up(attempts, error),
-            )
-            return Notification.Status.FAILED
-        # Exponential backoff with full jitter, capped well below Redis' visibility timeout.
-        countdown = dispatch.retry_delay(self.request.retries)
-        raise self.retry(
-            exc=error,
-            countdown=countdown,
-            max_retries=settings.REMINDER_SEND_MAX_RETRIES,  # Celery's own default is 3
-        ) from error
-    if outcome.fallback_id:
-        send_notification.delay(outcome.fallback_id)
-    return outcome.status
+    fallbacks = [
+        outcome.fallback_id
+        for outcome in outcomes.values()
+        if isinstance(outcome, dispatch.Outcome) and outcome.fallback_id
+    ]
+    if fallbacks:  # emails planned in place of failed SMS: they go now, not at the next release
+        _publish_batches([fallbacks])
+    return dispatch.summary(outcomes)
 
 
 @shared_task

@@ -14,6 +14,7 @@ from notifications.channels.base import (
     TransientSendError,
 )
 from notifications.models import Channel
+from notifications.rate_limit import RateLimitedSender
 
 SMS_BACKENDS = {
     "outbox": "notifications.channels.outbox.OutboxSmsChannel",
@@ -31,7 +32,12 @@ __all__ = [
 
 
 def channel_for(channel: str):
-    """The sender for a channel, as the settings configure it, counted and timed for /metrics."""
+    """The sender for a channel, as the settings configure it, held to the channel's rate
+    limit, counted and timed for /metrics."""
+    return RateLimitedSender(_measured_sender(channel), channel=channel)
+
+
+def _measured_sender(channel: str):
     from notifications.metrics import measured
 
     if channel == Channel.EMAIL:

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from notifications import planning
 from notifications.models import Channel, MessageTemplate, Notification, ReminderRule
-from notifications.tasks import send_notification
+from notifications.tasks import send_batch
 from tests.factories import make_rule, template_for
 from tests.fake_provider import FakeProvider
 
@@ -22,6 +23,7 @@ DEFAULT_RULES: list[tuple[int, str]] = importlib.import_module(
     "notifications.migrations.0002_defaults"
 ).DEFAULT_RULES
 
+Status = Notification.Status
 TWILIO_TEST_FROM = "+15005550006"  # Twilio's own magic test number
 
 
@@ -80,7 +82,7 @@ def providers(settings, fake_provider) -> FakeProvider:
 def eager_tasks():
     """Tasks a task sends run in place, so a test sees the whole chain. (The tasks' own app:
     a test that builds a Celery app of its own makes that one current.)"""
-    conf = send_notification.app.conf
+    conf = send_batch.app.conf
     conf.update(task_always_eager=True)
     yield
     conf.update(task_always_eager=False)
@@ -140,3 +142,19 @@ def run_at_once(*calls: Callable, timeout: float = 120) -> list:
     if errors:
         raise errors[0]
     return results
+
+
+def send_until_settled(notification_id: int, *, rounds: int = 10) -> Notification:
+    """Send the notification with the send_batch task, in place, and each time it waits out a
+    retry backoff, let that time pass and hand it on as the release task does: the whole retry
+    path, without the wait. Returns the notification as it settled."""
+    send_batch.apply(args=[[notification_id]])
+    for _ in range(rounds):
+        waiting = Notification.objects.filter(pk=notification_id, status=Status.DEFERRED)
+        if not waiting.update(send_after=timezone.now()):
+            break
+        assert notification_id in planning.claim_for_enqueue(
+            limit=1000, stalled_after=timedelta(hours=1)
+        )
+        send_batch.apply(args=[[notification_id]])
+    return Notification.objects.get(pk=notification_id)

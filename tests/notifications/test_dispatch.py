@@ -1,6 +1,6 @@
-"""Sending one notification, by dispatch.send and by the send_notification task run in-process:
-claimed once however often it is called, checked again before it goes out, written to the real
-outbox, and retried or failed as its channel's error says."""
+"""Sending one notification, by dispatch.send and by the send_batch task run in-process: claimed
+once however often it is called, checked again before it goes out, written to the real outbox,
+and backed off in the database, retried or failed as its channel's error says."""
 
 import json
 import socket
@@ -10,16 +10,17 @@ from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
+from celery.signals import worker_process_init
 from django.utils import timezone
 
 from notifications import dispatch, lifecycle, planning
 from notifications.channels import SMS_BACKENDS, PermanentSendError, TransientSendError
 from notifications.channels.outbox import OutboxSmsChannel
 from notifications.models import Channel, Notification
-from notifications.tasks import send_notification
+from notifications.tasks import release_reminders, send_batch
 from policies.models import Policy
 from tests.factories import make_agent, make_customer, make_policy
-from tests.notifications.conftest import run_at_once
+from tests.notifications.conftest import run_at_once, send_until_settled
 
 pytestmark = pytest.mark.django_db
 
@@ -126,7 +127,7 @@ def test_sending_twice_sends_once(queued, outbox, channel):
     second = dispatch.send(notification.pk)
 
     assert first.status == Status.SENT
-    assert second.status == "not claimed"
+    assert isinstance(second, dispatch.NotClaimed)
     assert outbox_files(outbox) == files
     assert len(files) == 1
     assert files[0].read_bytes() == written
@@ -138,9 +139,9 @@ def test_sending_twice_sends_once(queued, outbox, channel):
 def test_redelivered_send_task_sends_once(queued, outbox):
     notification = queued[SMS]
 
-    results = [send_notification.apply(args=[notification.pk]).get() for _ in range(2)]
+    results = [send_batch.apply(args=[[notification.pk]]).get() for _ in range(2)]
 
-    assert results == [Status.SENT, "not claimed"]
+    assert results == [{Status.SENT: 1}, {"not claimed": 1}]
     assert len(outbox_files(outbox)) == 1
     assert reload(notification).attempts == 1
 
@@ -155,7 +156,7 @@ def test_two_workers_sending_the_same_notification_at_once_send_it_once(rules, o
 
     outcomes = run_at_once(*[lambda: dispatch.send(notification_id)] * 2)
 
-    assert sorted(outcome.status for outcome in outcomes) == ["not claimed", Status.SENT]
+    assert dispatch.summary(dict(enumerate(outcomes))) == {Status.SENT: 1, "not claimed": 1}
     assert outbox_files(outbox) == [outbox / "email" / f"notification-{notification_id}.eml"]
     notification = Notification.objects.get(pk=notification_id)
     assert (notification.status, notification.attempts) == (Status.SENT, 1)
@@ -166,7 +167,7 @@ def test_planned_notification_not_yet_queued_cannot_be_sent(planned, outbox):
 
     outcome = dispatch.send(notification.pk)
 
-    assert outcome.status == "not claimed"
+    assert isinstance(outcome, dispatch.NotClaimed)
     notification = reload(notification)
     assert (notification.status, notification.attempts) == (Status.PLANNED, 0)
     assert outbox_files(outbox) == []
@@ -348,6 +349,14 @@ def test_status_never_moves_backwards(queued, outbox, reached, backwards):
     assert after.status_changed_at == before.status_changed_at
 
 
+def test_each_worker_process_starts_its_own_send_threads():
+    inherited = dispatch.send_threads()
+
+    worker_process_init.send(sender=None)  # as Celery does in each new prefork child
+
+    assert dispatch.send_threads() is not inherited
+
+
 # --- Provider errors ----------------------------------------------------------------------------
 
 
@@ -386,91 +395,92 @@ def sms_backend(settings, monkeypatch, outbox):
     return use
 
 
-def test_transient_error_puts_the_notification_back_in_the_queue(queued, outbox, sms_backend):
+def test_transient_error_defers_the_notification_for_its_backoff(
+    queued, outbox, sms_backend, settings
+):
+    settings.REMINDER_RETRY_BACKOFF_SECONDS = 300
     sms_backend(TimingOutSms)
     notification = queued[SMS]
+    before = timezone.now()
 
-    with pytest.raises(TransientSendError, match="provider timed out"):
-        dispatch.send(notification.pk)
+    outcome = dispatch.send(notification.pk)
 
     notification = reload(notification)
-    assert notification.status == Status.QUEUED
-    assert notification.last_error == "provider timed out"
+    assert outcome.status == notification.status == Status.DEFERRED
+    assert notification.last_error == "attempt 1 failed: provider timed out"
+    assert (
+        before + timedelta(seconds=300)
+        <= notification.send_after
+        <= timezone.now() + timedelta(seconds=300)
+    )
     assert notification.attempts == 1
     assert notification.sent_at is None
     assert outbox_files(outbox) == []
 
 
-def test_notification_back_in_the_queue_is_sent_by_the_next_attempt(
-    queued, outbox, sms_backend, settings
-):
+def test_a_notification_backing_off_is_not_released_before_its_time(queued, outbox, sms_backend):
     sms_backend(TimingOutSms)
     notification = queued[SMS]
-    with pytest.raises(TransientSendError):
-        dispatch.send(notification.pk)
-    settings.SMS_BACKEND = "outbox"
+    dispatch.send(notification.pk)
 
-    assert dispatch.send(notification.pk).status == Status.SENT
+    assert notification.pk not in claim()
+    Notification.objects.filter(pk=notification.pk).update(send_after=timezone.now())
+    assert claim() == [notification.pk]
+
+
+def test_the_release_sends_a_notification_again_once_its_backoff_is_over(
+    queued, outbox, sms_backend, settings, eager_tasks
+):
+    sms_backend(FlakySms)
+    notification = queued[SMS]
+    assert dispatch.send(notification.pk).status == Status.DEFERRED
+    Notification.objects.filter(pk=notification.pk).update(send_after=timezone.now())
+
+    assert release_reminders.apply().get() == 1
 
     notification = reload(notification)
     assert (notification.status, notification.attempts) == (Status.SENT, 2)
     assert notification.last_error == ""
-    assert len(outbox_files(outbox)) == 1
-
-
-def test_send_task_retries_a_transient_error_and_sends(queued, outbox, sms_backend, settings):
-    settings.REMINDER_SEND_MAX_RETRIES = 2
-    sms_backend(FlakySms)
-    notification = queued[SMS]
-
-    result = send_notification.apply(args=[notification.pk])
-
-    assert result.get() == Status.SENT
-    notification = reload(notification)
-    assert (notification.status, notification.attempts) == (Status.SENT, 2)
     assert outbox_files(outbox) == [outbox / "sms" / f"notification-{notification.pk}.json"]
 
 
-def test_send_task_tries_max_retries_times_more_after_a_transient_error(
-    queued, outbox, sms_backend, settings
-):
-    settings.REMINDER_SEND_MAX_RETRIES = 2
-    sms_backend(TimingOutSms)
-    notification = queued[SMS]
-
-    result = send_notification.apply(args=[notification.pk])
-
-    assert result.get() == Status.FAILED
-    assert reload(notification).attempts == 3
-    assert outbox_files(outbox) == []
-
-
 @pytest.mark.parametrize("max_retries", [0, 2])
-def test_send_task_gives_up_as_failed_after_max_retries(
+def test_a_transient_error_that_persists_fails_after_max_retries(
     queued, outbox, sms_backend, settings, max_retries
 ):
     settings.REMINDER_SEND_MAX_RETRIES = max_retries
     sms_backend(TimingOutSms)
     notification = queued[SMS]
 
-    result = send_notification.apply(args=[notification.pk])
+    notification = send_until_settled(notification.pk)
 
-    assert result.get() == Status.FAILED
-    notification = reload(notification)
     assert notification.status == Status.FAILED
+    assert notification.attempts == max_retries + 1
     assert notification.last_error == (
         f"gave up after {max_retries + 1} attempts: provider timed out"
     )
     assert outbox_files(outbox) == []
 
 
-def test_notification_the_send_task_gave_up_on_is_not_enqueued_again(
-    queued, outbox, sms_backend, settings
-):
+def test_the_backoff_doubles_with_each_attempt_up_to_its_cap(settings):
+    settings.REMINDER_RETRY_BACKOFF_SECONDS = 300
+    settings.REMINDER_RETRY_BACKOFF_MAX_SECONDS = 3600
+
+    assert [dispatch.retry_backoff(attempts) for attempts in range(1, 7)] == [
+        300,
+        600,
+        1200,
+        2400,
+        3600,
+        3600,
+    ]
+
+
+def test_a_notification_given_up_on_is_not_enqueued_again(queued, outbox, sms_backend, settings):
     settings.REMINDER_SEND_MAX_RETRIES = 0
     sms_backend(TimingOutSms)
     notification = queued[SMS]
-    assert send_notification.apply(args=[notification.pk]).get() == Status.FAILED
+    assert dispatch.send(notification.pk).status == Status.FAILED
     Notification.objects.filter(pk=notification.pk).update(
         status_changed_at=timezone.now() - STALLED_AFTER - timedelta(minutes=1)
     )
@@ -492,14 +502,13 @@ def test_permanent_error_fails_at_once(queued, outbox, sms_backend):
     assert outbox_files(outbox) == []
 
 
-def test_send_task_does_not_retry_a_permanent_error(queued, outbox, sms_backend, settings):
+def test_a_permanent_error_is_not_retried(queued, outbox, sms_backend, settings):
     settings.REMINDER_SEND_MAX_RETRIES = 5
     sms_backend(RejectingSms)
     notification = queued[SMS]
 
-    assert send_notification.apply(args=[notification.pk]).get() == Status.FAILED
+    notification = send_until_settled(notification.pk)
 
-    notification = reload(notification)
     assert (notification.status, notification.attempts) == (Status.FAILED, 1)
     assert notification.last_error == "invalid number"
 
@@ -517,9 +526,8 @@ def test_email_server_refusing_the_connection_is_a_transient_error(queued, outbo
     settings.EMAIL_TIMEOUT = 5
     notification = queued[EMAIL]
 
-    with pytest.raises(TransientSendError):
-        dispatch.send(notification.pk)
+    assert dispatch.send(notification.pk).status == Status.DEFERRED
 
     notification = reload(notification)
-    assert notification.status == Status.QUEUED
-    assert notification.last_error
+    assert notification.status == Status.DEFERRED
+    assert notification.last_error.startswith("attempt 1 failed: ")

@@ -11,7 +11,7 @@ from django.utils import timezone
 from notifications import dispatch, lifecycle, planning
 from notifications.channels.sms import TwilioSmsChannel
 from notifications.models import Channel, MessageTemplate, Notification, ReminderRule
-from notifications.tasks import fan_out, send_batch
+from notifications.tasks import fan_out, release_reminders, send_batch
 from policies.models import Customer, Policy
 from tests.factories import make_agent, make_customer, make_policy, make_rule
 
@@ -87,7 +87,7 @@ def test_the_same_batch_sent_again_sends_nothing(providers, queued):
 
     again = dispatch.send_many(ids(queued))
 
-    assert {outcome.status for outcome in again.values()} == {"not claimed"}
+    assert dispatch.summary(again) == {"not claimed": 6}
     assert sum(providers.attempts.values()) == 6
     assert {n.pk: (n.status, n.provider_message_id) for n in map(reload, queued.values())} == (
         recorded
@@ -101,7 +101,7 @@ def test_a_notification_someone_else_claimed_is_skipped(providers, queued):
 
     outcomes = dispatch.send_many(ids(queued))
 
-    assert outcomes[taken.pk].status == "not claimed"
+    assert outcomes[taken.pk] == dispatch.NotClaimed()
     assert providers.attempts[phone(2)] == 0
     assert reload(taken).status == Status.SENDING
     assert sum(providers.accepted.values()) == 5
@@ -122,10 +122,9 @@ def test_one_batch_records_a_permanent_error_a_transient_one_and_a_success(provi
     assert "21610" in rejected.last_error
     assert Customer.objects.get(pk=rejected.customer_id).sms_consent is False
 
-    assert outcomes[unavailable.pk] == dispatch.Outcome(
-        Status.QUEUED, unavailable.last_error, attempts=1
-    )
-    assert (unavailable.status, unavailable.attempts) == (Status.QUEUED, 1)
+    assert outcomes[unavailable.pk].status == Status.DEFERRED
+    assert (unavailable.status, unavailable.attempts) == (Status.DEFERRED, 1)
+    assert unavailable.send_after > timezone.now()
     assert "503" in unavailable.last_error
     assert unavailable.sent_at is None
 
@@ -160,12 +159,17 @@ def test_an_unexpected_error_on_one_message_fails_it_and_records_the_others(
 
 
 @pytest.mark.usefixtures("eager_tasks")
-def test_the_batch_task_retries_a_transient_error_on_its_own_and_sends_it(providers, queued):
+def test_a_transient_error_in_a_batch_waits_its_backoff_then_goes_with_the_release(
+    providers, queued
+):
     providers.script(phone(2), ["503", "ok"])
 
     counts = send_batch.apply(args=[ids(queued)]).get()
 
-    assert counts == {Status.SENT: 5, Status.QUEUED: 1}  # the retry ran as a task of its own
+    assert counts == {Status.SENT: 5, Status.DEFERRED: 1}
+    assert release_reminders.apply().get() == 0  # not before its backoff is over
+    Notification.objects.filter(pk=queued[(SMS, 2)].pk).update(send_after=timezone.now())
+    assert release_reminders.apply().get() == 1
     retried = reload(queued[(SMS, 2)])
     assert (retried.status, retried.attempts, retried.last_error) == (Status.SENT, 2, "")
     assert providers.accepted[phone(2)] == 1

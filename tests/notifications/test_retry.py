@@ -6,7 +6,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from notifications import planning
+from notifications import dispatch, planning
+from notifications.channels import TransientSendError
+from notifications.channels.outbox import OutboxSmsChannel
 from notifications.models import Notification, ReminderRule
 from notifications.services import RetryError, renew_policy, retry_failed
 from tests.factories import make_agent, make_customer, make_policy, make_rule
@@ -40,6 +42,39 @@ def test_a_failed_notice_can_be_retried(failed_sms, django_capture_on_commit_cal
 
     failed_sms.refresh_from_db()
     assert failed_sms.status == Status.QUEUED
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_a_retried_notice_goes_out_through_the_send_task(
+    failed_sms, outbox, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        retry_failed(notification=failed_sms)
+
+    failed_sms.refresh_from_db()
+    assert (failed_sms.status, failed_sms.last_error) == (Status.SENT, "")
+    assert (outbox / "sms" / f"notification-{failed_sms.pk}.json").exists()
+
+
+def test_a_retry_by_hand_counts_on_from_the_attempts_already_made(
+    failed_sms, outbox, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    """No fresh budget of automatic retries: a click is one more try, not six."""
+    settings.REMINDER_SEND_MAX_RETRIES = 2
+    Notification.objects.filter(pk=failed_sms.pk).update(attempts=3)
+
+    def provider_down(channel, message):
+        raise TransientSendError("provider timed out")
+
+    monkeypatch.setattr(OutboxSmsChannel, "send", provider_down)
+    with django_capture_on_commit_callbacks(execute=False):
+        retry_failed(notification=failed_sms)
+
+    assert dispatch.send(failed_sms.pk).status == Status.FAILED
+
+    failed_sms.refresh_from_db()
+    assert failed_sms.attempts == 4
+    assert failed_sms.last_error.startswith("gave up after 4 attempts: ")
 
 
 def test_a_failed_sms_whose_email_went_in_its_place_is_not_retried(failed_sms):

@@ -40,7 +40,7 @@ def alice(client, books):
 def enqueued(monkeypatch):
     """The ids handed to the send task, instead of a broker."""
     sent = []
-    monkeypatch.setattr(tasks.send_notification, "delay", sent.append)
+    monkeypatch.setattr(tasks.send_batch, "delay", sent.extend)
     return sent
 
 

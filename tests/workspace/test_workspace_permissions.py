@@ -123,7 +123,7 @@ def books(db, settings, tmp_path) -> Outsiders:
 @pytest.fixture
 def no_sending(monkeypatch):
     sent = []
-    monkeypatch.setattr(tasks.send_notification, "delay", sent.append)
+    monkeypatch.setattr(tasks.send_batch, "delay", sent.extend)
     monkeypatch.setattr(
         import_jobs.current_app, "send_task", lambda name, **options: sent.append(name)
     )
