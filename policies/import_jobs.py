@@ -1,7 +1,7 @@
 """Policy uploads from the browser. The web request only stores the file and enqueues a job; a
-worker runs the CSV importer on it and writes its progress (rows done of the total, at chunk
-granularity) and its outcome to the ImportJob the upload page polls. Running a job again is
-safe: the importer upserts by policy number."""
+worker runs the CSV importer on it (policies.import_runs) and writes its progress (rows done of
+the total, at chunk granularity) and its outcome to the ImportJob the upload page polls.
+Running a job again is safe: the importer upserts by policy number."""
 
 import csv
 import io
@@ -9,7 +9,6 @@ import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from celery import current_app
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files import File
@@ -17,12 +16,12 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from policies.importers import ImportFileError, import_policies
+from policies import tasks
+from policies.import_runs import upload_path
 from policies.models import Agent, ImportJob
 from policies.spreadsheets import spreadsheet_safe
 
 Status = ImportJob.Status
-RUN_TASK = "policies.tasks.run_import_job"
 REJECTED_COLUMNS = ("line", "policy_number", "reason")
 
 
@@ -37,10 +36,6 @@ class UploadTooLargeError(ImportJobError):
 
 def max_upload_bytes() -> int:
     return settings.IMPORT_UPLOAD_MAX_MB * 1024 * 1024
-
-
-def upload_path(job: ImportJob) -> Path:
-    return Path(settings.UPLOADS_DIR) / job.stored_name
 
 
 def start_import(
@@ -100,72 +95,12 @@ def rerun_import(*, job: ImportJob) -> ImportJob:
 
 
 def _enqueue(job: ImportJob) -> None:
-    # By name: the task module imports this one. Sent after commit, so the worker finds the row.
+    # Sent after commit, so the worker finds the row.
     transaction.on_commit(
-        lambda: current_app.send_task(
-            RUN_TASK,
-            kwargs={"job_id": job.pk, "attempt": job.attempt},
-            task_id=job.celery_task_id,
+        lambda: tasks.run_import_job.apply_async(
+            kwargs={"job_id": job.pk, "attempt": job.attempt}, task_id=job.celery_task_id
         )
     )
-
-
-def run_import(*, job_id: int, attempt: int) -> ImportJob | None:
-    """Import the job's file, recording progress and the outcome. Returns None when this run
-    is not the job's current attempt (a re-run superseded it) or the job already succeeded."""
-    now = timezone.now()
-    # A broker redelivery of the same attempt (its worker died) claims the job again: safe, as
-    # the importer upserts.
-    claimed = (
-        ImportJob.objects.filter(pk=job_id, attempt=attempt)
-        .exclude(status=Status.SUCCEEDED)
-        .update(status=Status.RUNNING, started_at=now, heartbeat_at=now, rows_done=0, error="")
-    )
-    if not claimed:
-        return None
-    job = ImportJob.objects.select_related("agent").get(pk=job_id)
-    this_run = ImportJob.objects.filter(pk=job_id, attempt=attempt)
-
-    def record_progress(done: int, total: int) -> None:
-        this_run.update(rows_done=done, rows_total=total, heartbeat_at=timezone.now())
-
-    try:
-        summary = import_policies(
-            upload_path(job),
-            progress=record_progress,
-            only_agent_id=job.agent_id,
-        )
-    except FileNotFoundError:
-        _fail(this_run, "The uploaded file is gone; upload it again.")
-    except ImportFileError as error:
-        _fail(this_run, f"The file was refused, nothing was imported: {error}.")
-    except Exception as error:
-        # Recorded for the uploader, then raised for the worker's log.
-        _fail(this_run, f"The import stopped on an unexpected error: {error!r}")
-        raise
-    else:
-        this_run.update(
-            status=Status.SUCCEEDED,
-            rows_total=summary.total,
-            rows_done=summary.total,
-            created=summary.created,
-            updated=summary.updated,
-            unchanged=summary.unchanged,
-            rejected=len(summary.rejected),
-            rejected_rows=[
-                {"line": row.line, "policy_number": row.policy_number, "reason": row.reason}
-                for row in sorted(summary.rejected, key=lambda row: row.line)
-            ],
-            heartbeat_at=timezone.now(),
-            finished_at=timezone.now(),
-        )
-    job.refresh_from_db()
-    return job
-
-
-def _fail(this_run, reason: str) -> None:
-    now = timezone.now()
-    this_run.update(status=Status.FAILED, error=reason, heartbeat_at=now, finished_at=now)
 
 
 def current_state(job: ImportJob) -> ImportJob:

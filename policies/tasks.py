@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from policies import import_jobs
+from policies import import_runs
 from policies.importers import import_policies
 
 
@@ -23,5 +23,5 @@ def import_policies_file(path: str) -> dict:
 @shared_task(acks_late=True, ignore_result=True)
 def run_import_job(job_id: int, attempt: int) -> str:
     """Import an uploaded policy CSV, reporting progress on its ImportJob."""
-    job = import_jobs.run_import(job_id=job_id, attempt=attempt)
+    job = import_runs.run_import(job_id=job_id, attempt=attempt)
     return job.status if job else "superseded"

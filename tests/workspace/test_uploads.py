@@ -17,7 +17,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from policies import import_jobs
+from policies import tasks as import_tasks
 from policies.models import ImportJob, Policy
 from tests.factories import (
     ROW_EXPIRY,
@@ -316,7 +316,7 @@ def test_the_upload_request_stores_the_file_and_enqueues_after_commit(
 ):
     sent = []
     monkeypatch.setattr(
-        import_jobs.current_app, "send_task", lambda name, **options: sent.append((name, options))
+        import_tasks.run_import_job, "apply_async", lambda **options: sent.append(options)
     )
     with django_capture_on_commit_callbacks(execute=True):
         job = upload(admin_client, policy_csv([policy_row("Q-1", "alice@agency.example")]))
@@ -324,12 +324,7 @@ def test_the_upload_request_stores_the_file_and_enqueues_after_commit(
     assert job.status == Status.QUEUED
     assert job.agent is None  # an admin's upload may name any agent
     assert (uploads_dir / job.stored_name).exists()
-    assert sent == [
-        (
-            "policies.tasks.run_import_job",
-            {"kwargs": {"job_id": job.pk, "attempt": 1}, "task_id": job.celery_task_id},
-        )
-    ]
+    assert sent == [{"kwargs": {"job_id": job.pk, "attempt": 1}, "task_id": job.celery_task_id}]
 
 
 class ReceivedBytes(FileUploadHandler):
@@ -377,7 +372,7 @@ def test_a_file_over_the_size_limit_is_refused_while_it_streams(
 
 
 def test_the_upload_form_still_checks_the_csrf_token(alice, uploads_dir, monkeypatch):
-    monkeypatch.setattr(import_jobs.current_app, "send_task", lambda name, **options: None)
+    monkeypatch.setattr(import_tasks.run_import_job, "apply_async", lambda **options: None)
     browser, token = browser_of(alice.user)
     url = reverse("uploads:upload")
     rows = [policy_row("C-1", "alice@agency.example")]

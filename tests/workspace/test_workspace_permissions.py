@@ -18,7 +18,7 @@ from django.utils import timezone
 from notifications import tasks
 from notifications.models import Notification, WeeklyReport
 from notifications.reports import report_path
-from policies import import_jobs
+from policies import tasks as import_tasks
 from policies.models import ImportJob
 from tests.factories import PASSWORD, Books, make_import_job, make_staff, two_books
 
@@ -125,7 +125,9 @@ def no_sending(monkeypatch):
     sent = []
     monkeypatch.setattr(tasks.send_batch, "delay", sent.extend)
     monkeypatch.setattr(
-        import_jobs.current_app, "send_task", lambda name, **options: sent.append(name)
+        import_tasks.run_import_job,
+        "apply_async",
+        lambda **options: sent.append(import_tasks.run_import_job.name),
     )
     return sent
 
