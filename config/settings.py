@@ -11,7 +11,7 @@ import dj_database_url
 from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_str
+from config.env import NAMES_READ, env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / env_str("RENEWLY_VAR_DIR", "var")  # a relative path is under the project
@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "policies",
     "notifications",
     "workspace",
+    "ops",
 ]
 
 MIDDLEWARE = [
@@ -49,7 +50,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     # /healthz, /readyz, /metrics: answered by address, ahead of ALLOWED_HOSTS' check (below).
-    "config.health.ProbeMiddleware",
+    "ops.middleware.ProbeMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -88,7 +89,7 @@ SECURE_PROXY_SSL_HEADER = (
     ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
 )
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=False)
-# The probes (config/health.py) answer over plain HTTP: load balancers and Docker call by address.
+# The probes (ops/urls.py) answer over plain HTTP: load balancers and Docker call by address.
 SECURE_REDIRECT_EXEMPT = [r"^(healthz|readyz|metrics)/?$"]
 # HSTS is a promise browsers keep for this long: turn it on once HTTPS works, and start short.
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
@@ -335,8 +336,12 @@ METRICS_TOKEN = env_str("METRICS_TOKEN")
 # Web and worker processes count sends and webhooks in files here, which /metrics adds up: on
 # several machines (containers) it must be a volume they share. Each machine writes a folder of
 # its own, as process ids repeat from one container to the next. prometheus_client reads the
-# variable when a process first counts (notifications/metrics.py).
+# variable when a process first counts (ops/metrics.py).
 METRICS_DIR = Path(env_str("METRICS_DIR", str(VAR_DIR / "metrics")))
 PROMETHEUS_MULTIPROC_DIR = METRICS_DIR / socket.gethostname()
 PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
+
+# Every environment variable read above, for a process Renewly starts outside its own
+# environment (cron mode's crontab entry) to be handed the same configuration. Keep this last.
+ENVIRONMENT_NAMES = sorted(NAMES_READ)

@@ -19,6 +19,8 @@ urlpatterns = [
     path("webhooks/twilio/inbound/", webhooks.twilio_inbound, name="twilio-inbound"),
     path("uploads/", include("workspace.upload_urls")),
     path("reports/", include("workspace.report_urls")),
+    # /healthz, /readyz, /metrics: answered ahead of the Host check by ops' ProbeMiddleware.
+    path("", include("ops.urls")),
     # The agents' workspace is the site's home page.
     path("", include("workspace.urls")),
 ]

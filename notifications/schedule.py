@@ -28,4 +28,5 @@ def crontab_expression(crontab: CrontabSchedule) -> str:
 WEEKLY_REPORT_NAME = "Weekly agent reports"
 WEEKLY_REPORT_TASK = "notifications.tasks.weekly_reports"
 HOUSEKEEPING_NAME = "Housekeeping"
+# ops.tasks.run_housekeeping, registered under the name it had before it moved to ops.
 HOUSEKEEPING_TASK = "notifications.tasks.run_housekeeping"

@@ -6,7 +6,7 @@ from celery import shared_task
 from celery.utils.log import get_task_logger
 from django.utils import timezone
 
-from notifications import dispatch, housekeeping, planning, reports
+from notifications import dispatch, planning, reports
 
 logger = get_task_logger(__name__)
 
@@ -73,15 +73,3 @@ def weekly_reports(week_start: str | None = None) -> dict:
     emailed = reports.email_weekly_reports(week_start=monday)
     logger.info("weekly reports for %s: %s stored, %s emailed", monday, len(stored), emailed)
     return {"week_start": monday.isoformat(), "reports": len(stored), "emailed": emailed}
-
-
-@shared_task
-def run_housekeeping() -> dict:
-    """Daily (a PeriodicTask): remove what is past its retention period; the run is recorded."""
-    run = housekeeping.run_housekeeping()
-    return {
-        "run_id": run.pk,
-        "task_results_deleted": run.task_results_deleted,
-        "uploads_purged": run.uploads_purged,
-        "payloads_cleared": run.payloads_cleared,
-    }

@@ -4,7 +4,9 @@ TrackingEvent; notifications.tracking does the rest, the same way for every prov
 import hashlib
 import json
 import logging
+from functools import wraps
 
+from anymail.exceptions import AnymailWebhookValidationFailure
 from anymail.signals import tracking as anymail_tracking
 from django.conf import settings
 from django.dispatch import receiver
@@ -15,9 +17,10 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.request_validator import RequestValidator
 
-from notifications import metrics, preferences, tracking
+from notifications import preferences, tracking
 from notifications.explanations import TWILIO_ERRORS
 from notifications.models import DeliveryEvent, InboundMessage
+from notifications.signals import webhook_received
 
 logger = logging.getLogger(__name__)
 Type = DeliveryEvent.Type
@@ -38,6 +41,36 @@ TWILIO_STATUSES = {
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
+def counted_webhook(name: str):
+    """Tell each request of a webhook view by its outcome (the webhook_received signal, which ops
+    counts for /metrics). Refused: the caller is not the provider (a missing or wrong
+    signature, anymail's basic auth failing)."""
+
+    def decorate(view):
+        @wraps(view)
+        def counted(request, *args, **kwargs):
+            try:
+                response = view(request, *args, **kwargs)
+            except AnymailWebhookValidationFailure:
+                webhook_received.send(sender=view, webhook=name, outcome="refused")
+                raise
+            outcome = outcome_of(response.status_code)
+            webhook_received.send(sender=view, webhook=name, outcome=outcome)
+            return response
+
+        return counted
+
+    return decorate
+
+
+def outcome_of(status_code: int) -> str:
+    if status_code < 300:
+        return "accepted"
+    if status_code in (401, 403):
+        return "refused"
+    return "invalid"
+
+
 def signed_by_twilio(request) -> bool:
     """Check X-Twilio-Signature against the URL Twilio called, as the public sees it."""
     signature = request.headers.get("X-Twilio-Signature", "")
@@ -50,7 +83,7 @@ def signed_by_twilio(request) -> bool:
 
 
 @csrf_exempt
-@metrics.counted_webhook("twilio-status")
+@counted_webhook("twilio-status")
 @require_POST
 def twilio_status(request):
     if not signed_by_twilio(request):
@@ -81,7 +114,7 @@ def twilio_status(request):
 
 
 @csrf_exempt
-@metrics.counted_webhook("twilio-inbound")
+@counted_webhook("twilio-inbound")
 @require_POST
 def twilio_inbound(request):
     """A customer's reply: STOP and its synonyms opt them out of SMS, START opts them back in."""
@@ -115,13 +148,11 @@ def twilio_inbound(request):
 
 
 def counted_anymail_urls() -> list[URLPattern]:
-    """anymail's webhook URLs, each view counted for /metrics: accepted or refused."""
+    """anymail's webhook URLs, each view's requests told by outcome: accepted or refused."""
     from anymail import urls
 
     return [
-        URLPattern(
-            url.pattern, metrics.counted_webhook(url.name)(url.callback), url.default_args, url.name
-        )
+        URLPattern(url.pattern, counted_webhook(url.name)(url.callback), url.default_args, url.name)
         for url in urls.urlpatterns
     ]
 

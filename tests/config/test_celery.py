@@ -60,7 +60,7 @@ def test_task_sent_through_the_broker_runs_in_a_worker_and_stores_its_result(bro
     csv_path = tmp_path / "policies.csv"
     csv_path.write_text(CSV)
     queue = f"renewly-test-{uuid.uuid4().hex[:8]}"
-    sender = Celery("sender", broker=broker_url)
+    sender = Celery("sender", broker=broker_url, set_as_current=False)
     sender.conf.broker_transport_options = transport_options
 
     try:

@@ -9,7 +9,6 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django_celery_beat.models import PeriodicTask
 
-from config.env import NAMES_READ
 from notifications.schedule import DAILY_SCAN_NAME, crontab_expression, daily_scan_task
 
 MARKER = "renewly: daily reminders"
@@ -39,8 +38,9 @@ class Command(BaseCommand):
             job = cron.new(command=self._command(), comment=MARKER)
             job.setall(expression)
             # cron starts jobs with an almost empty environment: hand over the configuration.
-            for name in sorted(NAMES_READ & os.environ.keys()):
-                job.env[name] = os.environ[name]
+            for name in settings.ENVIRONMENT_NAMES:
+                if name in os.environ:
+                    job.env[name] = os.environ[name]
             self.stdout.write(f"Installed: {job}")
             self.stdout.write(f"Schedule: {get_description(expression)} ({zone}).")
         else:

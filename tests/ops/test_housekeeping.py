@@ -5,6 +5,7 @@ import importlib
 from datetime import date, timedelta
 
 import pytest
+from celery import current_app
 from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
 from django.db import connection
@@ -14,9 +15,9 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
-from notifications import housekeeping, tasks
 from notifications.models import DeliveryEvent, HousekeepingRun, Notification, ReminderRun
 from notifications.schedule import HOUSEKEEPING_NAME
+from ops import housekeeping, tasks
 from policies.models import ImportJob
 from tests.factories import make_agent, make_customer, make_policy, make_rule
 
@@ -167,12 +168,17 @@ def test_payloads_are_cleared_in_batches(delivered, monkeypatch):
     assert not DeliveryEvent.objects.exclude(raw_payload={}).exists()
 
 
-def test_housekeeping_is_a_daily_periodic_task(db, settings):
+def housekeeping_schedule() -> PeriodicTask:
+    """The PeriodicTask the migration creates, made again (a flush may have removed it)."""
     migration = importlib.import_module(
         "notifications.migrations.0004_weekly_reports_and_housekeeping"
     )
-    migration.create_schedules(django_apps, schema_editor=None)  # a flush may have removed it
-    task = PeriodicTask.objects.select_related("crontab").get(name=HOUSEKEEPING_NAME)
+    migration.create_schedules(django_apps, schema_editor=None)
+    return PeriodicTask.objects.select_related("crontab").get(name=HOUSEKEEPING_NAME)
+
+
+def test_housekeeping_is_a_daily_periodic_task(db, settings):
+    task = housekeeping_schedule()
     assert task.task == "notifications.tasks.run_housekeeping"
     crontab = task.crontab
     assert (crontab.minute, crontab.hour, crontab.day_of_week) == ("30", "3", "*")
@@ -192,3 +198,15 @@ def test_the_admin_lists_each_run_and_what_it_removed(client, settings, delivere
     change = client.get(reverse("admin:notifications_housekeepingrun_change", args=[run.pk]))
     assert change.status_code == 200  # readable, not editable
     assert client.get(reverse("admin:notifications_housekeepingrun_add")).status_code == 403
+
+
+def test_the_name_existing_schedules_store_runs_housekeeping_from_ops(settings, delivered):
+    # Beat sends the task by the name its PeriodicTask row stores, from before the task moved.
+    stored = housekeeping_schedule().task
+    task_result("old", age_days=31)
+
+    result = current_app.tasks[stored].apply().get()
+
+    assert current_app.tasks[stored].__module__ == "ops.tasks"
+    assert result["task_results_deleted"] == 1
+    assert HousekeepingRun.objects.get().task_results_deleted == 1

@@ -11,15 +11,17 @@ from celery import Celery
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule
 
-from config import health
-from notifications.health import daily_scan_on_time, previous_time
 from notifications.models import ReminderRun
 from notifications.schedule import daily_scan_task
+from ops import health
+from ops import urls as probe_urls
+from ops.health import daily_scan_on_time, previous_time
 from tests.workers import celery_worker, wait_for, worker_log
 
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 CLOSED_PORT_URL = "redis://:broker-secret-password@127.0.0.1:1/0"  # nothing listens on port 1
 METRICS_TOKEN = "probe-test-token"
+PROBE_PATHS = [f"/{pattern.pattern}" for pattern in probe_urls.urlpatterns]
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("seeded_defaults")]
 
@@ -39,7 +41,7 @@ def broker_at(monkeypatch):
     as settings do), as a site configured so would."""
 
     def point(broker_url: str, queue: str) -> None:
-        app = Celery("renewly")
+        app = Celery("renewly", set_as_current=False)  # /metrics and the tasks keep theirs
         app.config_from_object("django.conf:settings", namespace="CELERY")
         app.conf.update(
             broker_url=broker_url,
@@ -82,6 +84,15 @@ def test_probes_answer_by_address_whatever_allowed_hosts_says(client, settings):
 
     assert client.get("/healthz", headers={"host": "10.0.0.7:8000"}).status_code == 200
     assert client.get("/admin/login/", headers={"host": "10.0.0.7:8000"}).status_code == 400
+
+
+def test_probes_answer_with_or_without_a_trailing_slash(client, settings):
+    settings.ALLOWED_HOSTS = ["renewly.example"]
+
+    assert PROBE_PATHS == ["/healthz", "/readyz", "/metrics"]
+    for path in ("/healthz", "/healthz/"):
+        assert client.get(path, headers={"host": "10.0.0.7:8000"}).status_code == 200
+    assert client.get("/healthz/more", headers={"host": "10.0.0.7:8000"}).status_code == 400
 
 
 @pytest.mark.services
@@ -277,7 +288,7 @@ def test_readyz_shows_no_detail_to_anyone_without_a_metrics_token(
     assert body["checks"] == {"database": {"ok": True}, "daily_scan": {"ok": False}}
 
 
-@pytest.mark.parametrize("path", health.PROBES)
+@pytest.mark.parametrize("path", PROBE_PATHS)
 def test_probes_answer_any_host_over_plain_http_with_the_security_headers(
     client, settings, database_and_scan_only, path
 ):

@@ -179,7 +179,7 @@ def test_sends_in_a_worker_process_show_in_the_web_process_metrics(
     outbox = {"channel": "email", "provider": "outbox", "outcome": "accepted"}
     before = value(scrape(client), "renewly_provider_sends_total", **outbox)
     queue = f"renewly-metrics-{uuid.uuid4().hex[:8]}"
-    sender = Celery("sender", broker=redis_url)
+    sender = Celery("sender", broker=redis_url, set_as_current=False)
 
     with celery_worker(
         broker_url=redis_url,
@@ -204,7 +204,7 @@ def test_a_process_that_imported_prometheus_client_before_django_still_counts(tm
     # `celery worker` does so (Flower's command plugin imports it), with no variable set.
     script = (
         "import celery.bin.celery, django; django.setup()\n"
-        "from notifications.metrics import SENDS\n"
+        "from ops.metrics import SENDS\n"
         "SENDS.labels('sms', 'outbox', 'accepted').inc()\n"
     )
     environment = {**os.environ, "METRICS_DIR": str(tmp_path)}

@@ -1,80 +1,27 @@
-"""Probes for machines: /healthz (the process answers), /readyz (it can do its work) and
-/metrics. Each /readyz check says ok or not, how long it took and, in words that name no host
-and no secret, why; the full error goes to the log."""
+"""What /readyz checks: the database, the broker, a worker answering and the daily scan keeping
+to its schedule. Each check says ok or not, how long it took and, in words that name no host and
+no secret, why; the full error goes to the log."""
 
-import hmac
 import logging
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from datetime import date, datetime, timedelta
+from datetime import time as time_of_day
 from urllib.parse import urlsplit
 
 from celery import Celery
+from celery import current_app as celery_app
 from django.conf import settings
 from django.db import connection
-from django.http import JsonResponse
-from django.utils.module_loading import import_string
-from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_safe
+from django.db.models import Max
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
-from config.celery import app as celery_app
+from notifications.models import ReminderRun
+from notifications.schedule import DAILY_SCAN_NAME
 
 logger = logging.getLogger(__name__)
-
-PROBES = {
-    "/healthz": "config.health.healthz",
-    "/readyz": "config.health.readyz",
-    "/metrics": "notifications.metrics.metrics_view",
-}
-
-
-class ProbeMiddleware:
-    """Answers the probes ahead of the middleware that checks the Host header: Docker and load
-    balancers call them by address, where ALLOWED_HOSTS rightly refuses the site's own pages.
-    The middleware above it in settings adds the site's security headers to their answers."""
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
-        view = PROBES.get(request.path_info.rstrip("/"))
-        if view is None:
-            return self.get_response(request)
-        return import_string(view)(request)
-
-
-@never_cache
-@require_safe
-def healthz(request):
-    return JsonResponse({"status": "alive"})
-
-
-@never_cache
-@require_safe
-def readyz(request):
-    """Anyone may ask whether each check passes; only a caller bearing METRICS_TOKEN reads how
-    long each took and why (the last scan's time, say)."""
-    checks = run_checks()
-    failing = [name for name, result in checks.items() if not result["ok"]]
-    if not bears_metrics_token(request):
-        checks = {name: {"ok": result["ok"]} for name, result in checks.items()}
-    return JsonResponse(
-        {"status": "not ready" if failing else "ready", "failing": failing, "checks": checks},
-        status=503 if failing else 200,
-    )
-
-
-def bearer_token(request) -> str:
-    """The token of an `Authorization: Bearer <token>` header; "" without one."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
-
-
-def bears_metrics_token(request) -> bool:
-    token = bearer_token(request)
-    expected = settings.METRICS_TOKEN
-    return bool(expected and token) and hmac.compare_digest(token.encode(), expected.encode())
-
 
 # --- The checks: each returns (ok, detail) -----------------------------------------------------
 
@@ -117,18 +64,68 @@ class WorkerPing:
         return True, "a worker answered a ping"
 
 
-def daily_scan() -> tuple[bool, str]:
-    from notifications.health import daily_scan_on_time
+# --- The daily scan: Beat (or cron mode) finishes one after each time the schedule names -----
 
-    return daily_scan_on_time()
 
+def daily_scan_on_time(now: datetime | None = None) -> tuple[bool, str]:
+    """(ok, why): the last finished scan is no older than the latest time the schedule fired,
+    once the scan has had READYZ_SCAN_GRACE_MINUTES to finish."""
+    now = now or timezone.now()
+    task = (
+        PeriodicTask.objects.select_related("crontab", "interval")
+        .filter(name=DAILY_SCAN_NAME)
+        .first()
+    )
+    if task is None or not (task.crontab or task.interval):
+        return False, f'no "{DAILY_SCAN_NAME}" schedule'
+    grace = timedelta(minutes=settings.READYZ_SCAN_GRACE_MINUTES)
+    if task.crontab:
+        due = previous_time(task.crontab.schedule, now - grace)
+    else:  # an admin made it run every so often
+        due = now - grace - task.interval.schedule.run_every
+    if due is None:
+        return True, "the schedule names no time in the past year"
+    last = ReminderRun.objects.aggregate(last=Max("finished_at"))["last"]
+    if last is not None and last >= due:
+        return True, f"last scan finished {last.isoformat(timespec='seconds')}"
+    # A schedule created or changed since (a fresh install, an admin's edit) owes no scan yet;
+    # Beat saving the task as it fires changes it too, which last_run_at tells apart.
+    fired = task.last_run_at is not None and task.last_run_at >= due
+    if task.date_changed >= due and not fired:
+        return True, "the schedule is new or changed: no scan due yet"
+    since = last.isoformat(timespec="seconds") if last else "never"
+    return False, f"no scan finished since {due.isoformat(timespec='minutes')} (last: {since})"
+
+
+def previous_time(schedule, before: datetime) -> datetime | None:
+    """The latest time at or before `before` that a celery crontab names, in its time zone;
+    None if there is none within a year."""
+    zone = schedule.tz or timezone.get_default_timezone()
+    local = before.astimezone(zone)
+    times = sorted((hour, minute) for hour in schedule.hour for minute in schedule.minute)
+    for days_back in range(367):
+        day: date = local.date() - timedelta(days=days_back)
+        if not (
+            day.month in schedule.month_of_year
+            and day.day in schedule.day_of_month
+            and day.isoweekday() % 7 in schedule.day_of_week  # cron counts Sunday as 0
+        ):
+            continue
+        for hour, minute in reversed(times):
+            fired = datetime.combine(day, time_of_day(hour, minute), tzinfo=zone)
+            if fired <= before:
+                return fired
+    return None
+
+
+# --- Running them ----------------------------------------------------------------------------
 
 # name: (check, the check it needs to have passed first)
 CHECKS: dict[str, tuple[Callable[[], tuple[bool, str]], str | None]] = {
     "database": (database, None),
     "broker": (broker, None),
     "workers": (WorkerPing.check, "broker"),
-    "daily_scan": (daily_scan, "database"),
+    "daily_scan": (daily_scan_on_time, "database"),
 }
 
 

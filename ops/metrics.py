@@ -6,25 +6,18 @@ finished scan) and the queues' depth are read when Prometheus scrapes."""
 
 import glob
 import logging
-import time
-from functools import wraps
 
-from anymail.exceptions import AnymailWebhookValidationFailure
+from celery import current_app
+from celery.exceptions import TimeoutError as CeleryTimeoutError
 from django.conf import settings
 from django.db.models import Count, Max
-from django.http import Http404, HttpResponse
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-    values,
-)
+from kombu.exceptions import ChannelError, OperationalError
+from prometheus_client import CollectorRegistry, Counter, Histogram, values
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from notifications.channels.base import PermanentSendError, TransientSendError
+from notifications.models import Notification, ReminderRun
+from ops.health import broker_connection
 
 logger = logging.getLogger(__name__)
 # Count in files even where prometheus_client was imported before settings set the folder:
@@ -49,71 +42,16 @@ WEBHOOK_REQUESTS = Counter(
 )
 
 
-# --- Sends -------------------------------------------------------------------------------------
+# --- What the engine tells: notifications.signals, connected in ops.apps ----------------------
 
 
-class MeasuredSender:
-    """A channel's sender whose every send is counted and timed; anything else it offers
-    (close(), say) is the sender's own."""
-
-    def __init__(self, sender, *, channel: str, provider: str):
-        self._sender, self._channel, self._provider = sender, channel, provider
-        self._seconds = SEND_SECONDS.labels(channel, provider)
-
-    def __getattr__(self, name):
-        return getattr(self._sender, name)
-
-    def send(self, message):
-        outcome = "error"  # neither accepted nor a classified refusal: a bug or misconfiguration
-        started = time.perf_counter()
-        try:
-            provider_message_id = self._sender.send(message)
-            outcome = "accepted"
-            return provider_message_id
-        except TransientSendError:
-            outcome = "transient_error"
-            raise
-        except PermanentSendError:
-            outcome = "permanent_error"
-            raise
-        finally:
-            self._seconds.observe(time.perf_counter() - started)
-            SENDS.labels(self._channel, self._provider, outcome).inc()
+def count_send(sender, *, channel: str, provider: str, outcome: str, seconds: float, **kwargs):
+    SEND_SECONDS.labels(channel, provider).observe(seconds)
+    SENDS.labels(channel, provider, outcome).inc()
 
 
-def measured(sender, *, channel: str, provider: str) -> MeasuredSender:
-    return MeasuredSender(sender, channel=channel, provider=provider)
-
-
-# --- Webhooks ----------------------------------------------------------------------------------
-
-
-def counted_webhook(name: str):
-    """Count a webhook view's requests by outcome. Refused: the caller is not the provider
-    (a missing or wrong signature, anymail's basic auth failing)."""
-
-    def decorate(view):
-        @wraps(view)
-        def counted(request, *args, **kwargs):
-            try:
-                response = view(request, *args, **kwargs)
-            except AnymailWebhookValidationFailure:
-                WEBHOOK_REQUESTS.labels(name, "refused").inc()
-                raise
-            WEBHOOK_REQUESTS.labels(name, outcome_of(response.status_code)).inc()
-            return response
-
-        return counted
-
-    return decorate
-
-
-def outcome_of(status_code: int) -> str:
-    if status_code < 300:
-        return "accepted"
-    if status_code in (401, 403):
-        return "refused"
-    return "invalid"
+def count_webhook_request(sender, *, webhook: str, outcome: str, **kwargs):
+    WEBHOOK_REQUESTS.labels(webhook, outcome).inc()
 
 
 # --- What is read at scrape time ---------------------------------------------------------------
@@ -124,8 +62,6 @@ class StateCollector:
     the broker's queues."""
 
     def collect(self):
-        from notifications.models import Notification, ReminderRun
-
         by_status = GaugeMetricFamily(
             "renewly_notifications",
             "Notifications by status and channel.",
@@ -156,12 +92,7 @@ class StateCollector:
 def queue_depths() -> dict[str, int]:
     """Messages waiting in each queue Renewly's tasks go to; {} when the broker is down.
     kombu asks each broker its own way: LLEN on Redis, a passive declare on RabbitMQ."""
-    from celery.exceptions import TimeoutError as CeleryTimeoutError
-    from kombu.exceptions import ChannelError, OperationalError
-
-    from config.celery import app
-    from config.health import broker_connection
-
+    app = current_app
     queues = [queue.name for queue in app.amqp.queues.values()] or [app.conf.task_default_queue]
     depths = {}
     try:
@@ -195,18 +126,3 @@ def registry() -> CollectorRegistry:
     registry.register(SharedCountsCollector())
     registry.register(StateCollector())
     return registry
-
-
-def metrics_view(request):
-    """Prometheus' text format, for a scraper bearing METRICS_TOKEN."""
-    from config.health import bearer_token, bears_metrics_token
-
-    if not settings.METRICS_TOKEN:
-        raise Http404("METRICS_TOKEN is not set.")
-    if not bearer_token(request):
-        response = HttpResponse("A bearer token is required.", status=401)
-        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
-        return response
-    if not bears_metrics_token(request):
-        return HttpResponse("Wrong token.", status=403)
-    return HttpResponse(generate_latest(registry()), content_type=CONTENT_TYPE_LATEST)
