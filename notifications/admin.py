@@ -7,8 +7,9 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from notifications import previews
+from notifications import preferences, previews
 from notifications.models import (
+    ConsentChange,
     DeliveryEvent,
     HousekeepingRun,
     InboundMessage,
@@ -19,6 +20,8 @@ from notifications.models import (
     TemplateTranslation,
     WeeklyReport,
 )
+from policies import admin as policies_admin
+from policies.models import Customer
 
 
 class PreviewForm(forms.Form):
@@ -285,3 +288,47 @@ class InboundMessageAdmin(ReadOnlyAdmin):
     search_fields = ["sender", "message_sid"]
     date_hierarchy = "received_at"
     show_full_result_count = False
+
+
+# --- The customer's consent, on the policies' customer page ---------------------------------
+
+
+class ConsentChangeInline(admin.TabularInline):
+    """When and how the customer's consent changed, newest first: read-only history."""
+
+    model = ConsentChange
+    fields = ["changed_at", "channel", "accepted", "source"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+# The domain's customer page, with what the engine knows of the customer's consent.
+admin.site.unregister(Customer)
+
+
+@admin.register(Customer)
+class CustomerAdmin(policies_admin.CustomerAdmin):
+    inlines = [*policies_admin.CustomerAdmin.inlines, ConsentChangeInline]
+
+    def save_model(self, request, obj, form, change):
+        """Consent changed here is recorded like any other change: through change_consent."""
+        changed = {
+            channel: form.cleaned_data[field]
+            for channel, field in preferences.CONSENT_FIELDS.items()
+            if change and field in form.changed_data
+        }
+        for channel in changed:
+            field = preferences.CONSENT_FIELDS[channel]
+            setattr(obj, field, form.initial[field])  # saved below, with its history
+        super().save_model(request, obj, form, change)
+        for channel, accepted in changed.items():
+            preferences.change_consent(
+                Customer.objects.filter(pk=obj.pk),
+                channel=channel,
+                accepted=accepted,
+                source=ConsentChange.Source.ADMIN,
+            )

@@ -1,8 +1,6 @@
 from django.contrib import admin
 from django.db.models import Count
 
-from notifications import preferences
-from notifications.models import ConsentChange
 from policies.models import Agent, Customer, ImportJob, Policy
 
 
@@ -21,22 +19,11 @@ class AgentAdmin(admin.ModelAdmin):
         return agent.policy_count
 
 
-class ConsentChangeInline(admin.TabularInline):
-    """When and how the customer's consent changed, newest first: read-only history."""
-
-    model = ConsentChange
-    fields = ["changed_at", "channel", "accepted", "source"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
-    inlines = [ConsentChangeInline]
+    """The engine (notifications.admin) adds the consent history and records consent changed
+    here."""
+
     list_display = [
         "name",
         "email",
@@ -50,25 +37,6 @@ class CustomerAdmin(admin.ModelAdmin):
     list_filter = ["language", "email_consent", "sms_consent", "email_undeliverable"]
     search_fields = ["name", "email", "phone"]
     readonly_fields = ["created_at", "updated_at"]
-
-    def save_model(self, request, obj, form, change):
-        """Consent changed here is recorded like any other change: through change_consent."""
-        changed = {
-            channel: form.cleaned_data[field]
-            for channel, field in preferences.CONSENT_FIELDS.items()
-            if change and field in form.changed_data
-        }
-        for channel in changed:
-            field = preferences.CONSENT_FIELDS[channel]
-            setattr(obj, field, form.initial[field])  # saved below, with its history
-        super().save_model(request, obj, form, change)
-        for channel, accepted in changed.items():
-            preferences.change_consent(
-                Customer.objects.filter(pk=obj.pk),
-                channel=channel,
-                accepted=accepted,
-                source=ConsentChange.Source.ADMIN,
-            )
 
 
 @admin.register(Policy)
