@@ -7,7 +7,6 @@ import dataclasses
 import zoneinfo
 from datetime import timedelta
 
-import phonenumbers
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -18,6 +17,7 @@ from notifications import rendering, templating
 from notifications.channels import OutgoingMessage, SendError, channel_for
 from notifications.channels.sms import sms_segments
 from notifications.models import Channel, MessageTemplate, ReminderRule
+from policies import phones
 from policies.models import Agent, Customer, Policy
 
 
@@ -155,9 +155,6 @@ def _checked_address(channel: str, to: str) -> str:
             raise PreviewError(f"{to!r} is not an email address.") from None
         return to.lower()
     try:
-        number = phonenumbers.parse(to, None)
-    except phonenumbers.NumberParseException:
-        number = None
-    if number is None or not phonenumbers.is_valid_number(number):
-        raise PreviewError(f"{to!r} is not a phone number; write it as +14155550100.")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return phones.to_e164(to)
+    except phones.InvalidPhoneNumber:
+        raise PreviewError(f"{to!r} is not a phone number; write it as {phones.EXAMPLE}.") from None

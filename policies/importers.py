@@ -22,13 +22,13 @@ from itertools import islice
 from pathlib import Path
 from typing import IO
 
-import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 
+from policies import phones
 from policies.models import Agent, Customer, Policy
 
 COLUMNS = (
@@ -310,15 +310,10 @@ def normalise_phone(raw: str) -> str:
     """Return the number in E.164 ('+14155550100'), '' for no number, or raise RowError."""
     if not raw:
         return ""
-    if not raw.startswith("+"):
-        raise RowError(f"invalid customer_phone {raw!r}: start it with + and the country code")
     try:
-        number = phonenumbers.parse(raw, None)
-    except phonenumbers.NumberParseException as error:
-        raise RowError(f"invalid customer_phone {raw!r}: {error._msg}") from None
-    if not phonenumbers.is_valid_number(number):
-        raise RowError(f"invalid customer_phone {raw!r}: not a valid number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return phones.to_e164(raw)
+    except phones.InvalidPhoneNumber as error:
+        raise RowError(f"invalid customer_phone {raw!r}: {error}") from None
 
 
 @contextmanager

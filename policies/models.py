@@ -4,6 +4,8 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 from timezone_field import TimeZoneField
 
+from policies.phones import PhoneField
+
 
 class Agent(models.Model):
     """An insurance agent: a Django login plus the book of business (policies) they look after."""
@@ -13,7 +15,7 @@ class Agent(models.Model):
     )
     # The address imports name the agent by; Django's own User.email is not unique.
     email = models.EmailField(unique=True)
-    phone = models.CharField(max_length=16, blank=True, help_text="E.164, e.g. +14155550100.")
+    phone = PhoneField(blank=True, help_text="E.164, e.g. +14155550100.")
 
     class Meta:
         ordering = ["email"]
@@ -34,9 +36,7 @@ class Customer(models.Model):
 
     name = models.CharField(max_length=200)
     email = models.EmailField(blank=True)
-    phone = models.CharField(
-        max_length=16, blank=True, help_text="E.164, e.g. +14155550100; empty when unknown."
-    )
+    phone = PhoneField(blank=True, help_text="E.164, e.g. +14155550100; empty when unknown.")
     language = models.CharField(
         max_length=8, choices=settings.LANGUAGES, default=settings.LANGUAGE_CODE
     )
