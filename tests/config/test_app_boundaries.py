@@ -1,0 +1,49 @@
+"""Who imports whom: the domain (policies) <- the engine (notifications) <- the people's side
+and operations (workspace, ops), one way; no app imports config, whose settings they read
+through django.conf.settings. Every import counts, those inside functions too."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+APPS = ["policies", "notifications", "workspace", "ops"]
+# What each app must not import.
+FORBIDDEN = {
+    "policies": {"config", "notifications", "workspace", "ops"},
+    "notifications": {"config", "workspace", "ops"},
+    "workspace": {"config", "ops"},
+    "ops": {"config", "workspace"},
+}
+
+
+def imported_apps(path: Path) -> set[str]:
+    """The top-level packages a module imports, at its top or inside a function."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def modules_of(app: str) -> list[Path]:
+    return [
+        path
+        for path in sorted((BASE_DIR / app).rglob("*.py"))
+        if "migrations" not in path.relative_to(BASE_DIR).parts
+    ]
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_an_app_imports_only_the_apps_below_it(app):
+    wrong = {
+        str(path.relative_to(BASE_DIR)): sorted(found)
+        for path in modules_of(app)
+        if (found := imported_apps(path) & FORBIDDEN[app])
+    }
+
+    assert modules_of(app), f"no modules found for {app}"
+    assert wrong == {}
