@@ -14,6 +14,7 @@ from notifications.channels.base import (
     SendError,
     TransientSendError,
 )
+from notifications.channels.email import EmailChannel
 from notifications.models import Channel
 from notifications.rate_limit import RateLimitedSender
 from notifications.signals import send_attempted
@@ -41,8 +42,6 @@ def channel_for(channel: str):
 
 def _measured_sender(channel: str):
     if channel == Channel.EMAIL:
-        from notifications.channels.email import EmailChannel
-
         # The provider is the backend's module: anymail's "postmark", Django's "smtp", "outbox".
         provider = settings.EMAIL_BACKEND.rsplit(".", 2)[-2]
         return measured(EmailChannel(), channel=Channel.EMAIL.value, provider=provider)

@@ -47,3 +47,44 @@ def test_an_app_imports_only_the_apps_below_it(app):
 
     assert modules_of(app), f"no modules found for {app}"
     assert wrong == {}
+
+
+OURS = {*APPS, "config"}
+
+
+def imports_of_ours(tree: ast.AST) -> list[ast.AST]:
+    return [
+        node
+        for node in ast.walk(tree)
+        if (isinstance(node, ast.Import) and any(a.name.split(".")[0] in OURS for a in node.names))
+        or (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and (node.module or "").split(".")[0] in OURS
+        )
+    ]
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_no_import_of_ours_hides_in_a_function_body(app):
+    """An import inside a function is how a cycle gets dodged. AppConfig.ready(), where Django
+    wants signal receivers connected, is the one place for it."""
+    hidden = []
+    for path in modules_of(app):
+        for function in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            if path.name == "apps.py" and function.name == "ready":
+                continue
+            hidden += [
+                f"{path.relative_to(BASE_DIR)}:{node.lineno} in {function.name}()"
+                for node in imports_of_ours(function)
+            ]
+
+    assert hidden == []
+
+
+def test_an_import_in_a_function_body_is_seen():
+    function = ast.parse("def f():\n    from workspace import views\n").body[0]
+
+    assert len(imports_of_ours(function)) == 1
