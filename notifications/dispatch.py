@@ -5,6 +5,7 @@ transient provider error both put the notification back in the database as defer
 time it may go (`send_after`), for the release task to pick up."""
 
 import logging
+import random
 import threading
 import time
 from collections import Counter
@@ -121,16 +122,17 @@ def out_of_retries(attempts: int) -> bool:
 
 
 def retry_backoff(attempts: int) -> int:
-    """Seconds a notification waits after its `attempts`-th try failed transiently:
-    REMINDER_RETRY_BACKOFF_SECONDS, doubling with each try, at most
-    REMINDER_RETRY_BACKOFF_MAX_SECONDS (Celery's own backoff, without its jitter: the release
-    task's interval and the rate limit spread the retries out)."""
-    return get_exponential_backoff_interval(
+    """Seconds a notification waits after its `attempts`-th try failed transiently: Celery's
+    exponential backoff (REMINDER_RETRY_BACKOFF_SECONDS, doubling with each try, at most
+    REMINDER_RETRY_BACKOFF_MAX_SECONDS), the second half of it at random, so that the many
+    reminders one provider outage deferred do not all come back in the same release."""
+    backoff = get_exponential_backoff_interval(
         factor=settings.REMINDER_RETRY_BACKOFF_SECONDS,
         retries=max(attempts - 1, 0),
         maximum=settings.REMINDER_RETRY_BACKOFF_MAX_SECONDS,
         full_jitter=False,
     )
+    return backoff // 2 + random.randint(0, backoff - backoff // 2)
 
 
 def _quiet_hours_end(notification: Notification, now: datetime) -> datetime | None:

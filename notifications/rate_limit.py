@@ -40,18 +40,3 @@ def acquire(
         if count <= limit:
             return
         sleep(second + 1 - now)
-
-
-class RateLimitedSender:
-    """A channel's sender that waits for its channel's rate limit before each send; anything
-    else it offers (close(), say) is the sender's own."""
-
-    def __init__(self, sender, *, channel: str):
-        self._sender, self._channel = sender, channel
-
-    def __getattr__(self, name):
-        return getattr(self._sender, name)
-
-    def send(self, message):
-        acquire(self._channel)
-        return self._sender.send(message)

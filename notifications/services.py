@@ -33,13 +33,17 @@ def retry_failed(*, notification: Notification) -> None:
     if reason:
         raise RetryError(f"This notice cannot be sent any more: {reason}.")
     with transaction.atomic():
+        # A retry by hand starts a fresh budget of automatic retries, as before the first try.
         moved = lifecycle.move(
-            notification.pk, Status.QUEUED, only_from={Status.FAILED}, queued_at=timezone.now()
+            notification.pk,
+            Status.QUEUED,
+            only_from={Status.FAILED},
+            queued_at=timezone.now(),
+            attempts=0,
         )
         if not moved:
             raise RetryError("Only a failed notice can be retried; this one is no longer failed.")
-        # The same task the fan-out sends; after commit, so the worker sees "queued". Its
-        # attempts count on: a retry by hand gets no fresh budget of automatic retries.
+        # The same task the fan-out sends; after commit, so the worker sees "queued".
         transaction.on_commit(lambda: send_batch.delay([notification.pk]))
 
 

@@ -1,7 +1,11 @@
 """What the engine tells whoever watches it (ops counts these for /metrics). The engine sends
 them and never depends on who listens."""
 
+import logging
+
 from django.dispatch import Signal
+
+logger = logging.getLogger(__name__)
 
 # A send went to a channel's provider, or failed before the provider could answer it:
 # channel ("email", "sms"), provider ("postmark", "twilio", "outbox"...), outcome ("accepted",
@@ -12,3 +16,11 @@ send_attempted = Signal()
 # A provider's callback was answered: webhook (the URL's name, "twilio-status"...) and outcome
 # ("accepted"; "refused": a missing or wrong signature or credentials; "invalid").
 webhook_received = Signal()
+
+
+def tell(signal: Signal, sender, **facts) -> None:
+    """Send `signal` to its receivers; one that raises is logged, never let through: what is
+    told (a message the provider accepted, say) must not change because a watcher broke."""
+    for receiver, result in signal.send_robust(sender, **facts):
+        if isinstance(result, Exception):
+            logger.error("signal receiver %r failed", receiver, exc_info=result)

@@ -20,7 +20,7 @@ from twilio.request_validator import RequestValidator
 from notifications import preferences, tracking
 from notifications.explanations import TWILIO_ERRORS
 from notifications.models import DeliveryEvent, InboundMessage
-from notifications.signals import webhook_received
+from notifications.signals import tell, webhook_received
 
 logger = logging.getLogger(__name__)
 Type = DeliveryEvent.Type
@@ -52,10 +52,10 @@ def counted_webhook(name: str):
             try:
                 response = view(request, *args, **kwargs)
             except AnymailWebhookValidationFailure:
-                webhook_received.send(sender=view, webhook=name, outcome="refused")
+                tell(webhook_received, view, webhook=name, outcome="refused")
                 raise
             outcome = outcome_of(response.status_code)
-            webhook_received.send(sender=view, webhook=name, outcome=outcome)
+            tell(webhook_received, view, webhook=name, outcome=outcome)
             return response
 
         return counted

@@ -5,9 +5,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import redis
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from notifications import rate_limit
 from notifications.channels.base import (
     OutgoingMessage,
     PermanentSendError,
@@ -16,8 +18,7 @@ from notifications.channels.base import (
 )
 from notifications.channels.email import EmailChannel
 from notifications.models import Channel
-from notifications.rate_limit import RateLimitedSender
-from notifications.signals import send_attempted
+from notifications.signals import send_attempted, tell
 
 SMS_BACKENDS = {
     "outbox": "notifications.channels.outbox.OutboxSmsChannel",
@@ -78,8 +79,9 @@ class MeasuredSender:
             outcome = "permanent_error"
             raise
         finally:
-            send_attempted.send(
-                sender=type(self._sender),
+            tell(
+                send_attempted,
+                type(self._sender),
                 channel=self._channel,
                 provider=self._provider,
                 outcome=outcome,
@@ -100,3 +102,21 @@ def sending_through(channel: str) -> Iterator:
     finally:
         if hasattr(sender, "close"):  # only senders that keep connections have one
             sender.close()
+
+
+class RateLimitedSender:
+    """A channel's sender that waits for its channel's rate limit before each send; anything
+    else it offers (close(), say) is the sender's own."""
+
+    def __init__(self, sender, *, channel: str):
+        self._sender, self._channel = sender, channel
+
+    def __getattr__(self, name):
+        return getattr(self._sender, name)
+
+    def send(self, message):
+        try:
+            rate_limit.acquire(self._channel)
+        except redis.RedisError as error:  # the count is out of reach: try again later
+            raise TransientSendError(f"the send rate limit cannot be counted: {error}") from error
+        return self._sender.send(message)

@@ -6,6 +6,7 @@ import pytest
 from notifications import dispatch
 from notifications.channels.sms import TwilioSmsChannel
 from notifications.models import ConsentChange, MessageTemplate, Notification
+from notifications.signals import send_attempted
 from policies.models import Customer
 from tests.factories import queue_an_email_and_an_sms
 from tests.notifications.conftest import send_until_settled
@@ -225,3 +226,17 @@ def test_an_unexpected_error_fails_the_reminder_instead_of_leaving_it_sending(
     notification = Notification.objects.get(pk=queued["sms"].pk)
     assert notification.status == Status.FAILED
     assert "a bug in the SMS channel" in notification.last_error
+
+
+def test_a_watcher_that_breaks_does_not_change_what_was_sent(providers, queued):
+    def broken_receiver(**facts):
+        raise RuntimeError("a metrics bug")
+
+    send_attempted.connect(broken_receiver, dispatch_uid="test-broken-receiver")
+    try:
+        notification = send(queued["sms"])
+    finally:
+        send_attempted.disconnect(dispatch_uid="test-broken-receiver")
+
+    assert notification.status == Status.SENT
+    assert providers.accepted[PHONE] == 1

@@ -3,13 +3,17 @@ worker is listening."""
 
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule
 
+from notifications.models import Notification
 from notifications.schedule import DAILY_SCAN_NAME, daily_scan_task
+from tests.factories import queue_an_email_and_an_sms
 from tests.workers import BASE_DIR, worker_environment
 
 pytestmark = pytest.mark.django_db
@@ -40,9 +44,13 @@ def test_installing_twice_leaves_one_entry_at_the_periodic_tasks_time(tmp_path, 
     cron("install", "--tabfile", str(tabfile), capsys=capsys)
     cron("install", "--tabfile", str(tabfile), capsys=capsys)
     jobs = [line for line in tabfile.read_text().splitlines() if "run_reminders" in line]
-    assert len(jobs) == 1
+    assert len(jobs) == 2
     assert jobs[0].startswith("0 8 * * * ")
     assert "renewly: daily reminders" in jobs[0]
+    # Without Beat, what waits in the database (quiet hours, a retry's backoff) is released
+    # every 5 minutes, as the release PeriodicTask would.
+    assert jobs[1].startswith("*/5 * * * * ")
+    assert "run_reminders --release" in jobs[1]
 
 
 def test_the_cron_entry_follows_the_schedule_an_admin_edited(tmp_path, capsys):
@@ -67,7 +75,7 @@ def test_remove_takes_the_entry_out_and_keeps_other_jobs(tmp_path, capsys):
     tabfile.write_text("15 3 * * * /usr/bin/backup\n")
     cron("install", "--tabfile", str(tabfile), capsys=capsys)
     out = cron("remove", "--tabfile", str(tabfile), capsys=capsys)
-    assert "Removed 1" in out
+    assert "Removed 2" in out
     assert tabfile.read_text().strip() == "15 3 * * * /usr/bin/backup"
 
 
@@ -89,6 +97,20 @@ def test_run_reminders_waiting_with_no_worker_says_so(tmp_path):
     )
     assert result.returncode != 0
     assert "No worker ran the scan within 2 s" in result.stderr
+
+
+@pytest.mark.usefixtures("eager_tasks")
+def test_run_reminders_release_sends_what_waited_out_its_backoff(outbox, capsys):
+    waiting = queue_an_email_and_an_sms("pat@mail.example", "+14155550100")["email"]
+    Notification.objects.filter(pk=waiting.pk).update(
+        status=Notification.Status.DEFERRED, send_after=timezone.now() - timedelta(seconds=1)
+    )
+
+    call_command("run_reminders", "--release")
+
+    assert "Sent the release of waiting reminders" in capsys.readouterr().out
+    assert Notification.objects.get(pk=waiting.pk).status == Notification.Status.SENT
+    assert (outbox / "email" / f"notification-{waiting.pk}.eml").exists()
 
 
 # --- Bad input: a message naming it and a non-zero exit, never a traceback --------------------
@@ -126,6 +148,7 @@ def test_an_unknown_cron_action_is_refused(tmp_path):
         (["--timeout", "-1"], "--timeout: '-1' is not a number of seconds above 0"),
         (["--timeout", "nan"], "--timeout: 'nan' is not a number of seconds above 0"),
         (["--timeout", "soon"], "--timeout: 'soon' is not a number of seconds"),
+        (["--release", "--wait"], "--release takes neither --date nor --wait"),
     ],
 )
 def test_run_reminders_refuses_bad_arguments_before_sending_anything(args, reason):

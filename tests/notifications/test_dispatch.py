@@ -408,11 +408,9 @@ def test_transient_error_defers_the_notification_for_its_backoff(
     notification = reload(notification)
     assert outcome.status == notification.status == Status.DEFERRED
     assert notification.last_error == "attempt 1 failed: provider timed out"
-    assert (
-        before + timedelta(seconds=300)
-        <= notification.send_after
-        <= timezone.now() + timedelta(seconds=300)
-    )
+    # Half the backoff, and up to the other half at random.
+    assert before + timedelta(seconds=150) <= notification.send_after
+    assert notification.send_after <= timezone.now() + timedelta(seconds=300)
     assert notification.attempts == 1
     assert notification.sent_at is None
     assert outbox_files(outbox) == []
@@ -462,18 +460,15 @@ def test_a_transient_error_that_persists_fails_after_max_retries(
     assert outbox_files(outbox) == []
 
 
-def test_the_backoff_doubles_with_each_attempt_up_to_its_cap(settings):
+def test_the_backoff_doubles_with_each_attempt_up_to_its_cap_with_jitter(settings):
     settings.REMINDER_RETRY_BACKOFF_SECONDS = 300
     settings.REMINDER_RETRY_BACKOFF_MAX_SECONDS = 3600
 
-    assert [dispatch.retry_backoff(attempts) for attempts in range(1, 7)] == [
-        300,
-        600,
-        1200,
-        2400,
-        3600,
-        3600,
-    ]
+    for attempts, backoff in [(1, 300), (2, 600), (3, 1200), (4, 2400), (5, 3600), (6, 3600)]:
+        waits = {dispatch.retry_backoff(attempts) for _ in range(200)}
+        assert backoff // 2 <= min(waits)
+        assert max(waits) <= backoff
+        assert len(waits) > 1  # spread out, not all at once
 
 
 def test_a_notification_given_up_on_is_not_enqueued_again(queued, outbox, sms_backend, settings):

@@ -1,11 +1,13 @@
 """The per-channel rate limit, counted in the real Redis that every worker shares."""
 
 import os
+import socket
 import uuid
 
 import pytest
 
-from notifications import rate_limit
+from notifications import dispatch, rate_limit
+from tests.factories import queue_an_email_and_an_sms
 
 pytestmark = pytest.mark.services
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -54,3 +56,21 @@ def test_each_channel_has_its_own_limit(settings, limited):
     for _ in range(50):
         rate_limit.acquire("email", clock=limited, sleep=limited.sleep)
     assert limited.slept == []
+
+
+@pytest.mark.django_db
+def test_a_rate_limit_that_cannot_be_counted_defers_the_send_instead_of_failing_it(
+    outbox, settings
+):
+    settings.SEND_RATE_LIMITS = {"email": 5, "sms": 5}
+    with socket.socket() as probe:  # a local port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        settings.REDIS_URL = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+    email = queue_an_email_and_an_sms("pat@mail.example", "+14155550100")["email"]
+
+    outcome = dispatch.send(email.pk)
+
+    email.refresh_from_db()
+    assert outcome.status == email.status == "deferred"
+    assert "the send rate limit cannot be counted" in email.last_error
+    assert not (outbox / "email").exists() or not any((outbox / "email").iterdir())

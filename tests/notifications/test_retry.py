@@ -56,12 +56,11 @@ def test_a_retried_notice_goes_out_through_the_send_task(
     assert (outbox / "sms" / f"notification-{failed_sms.pk}.json").exists()
 
 
-def test_a_retry_by_hand_counts_on_from_the_attempts_already_made(
+def test_a_retry_by_hand_starts_a_fresh_budget_of_automatic_retries(
     failed_sms, outbox, settings, monkeypatch, django_capture_on_commit_callbacks
 ):
-    """No fresh budget of automatic retries: a click is one more try, not six."""
     settings.REMINDER_SEND_MAX_RETRIES = 2
-    Notification.objects.filter(pk=failed_sms.pk).update(attempts=3)
+    Notification.objects.filter(pk=failed_sms.pk).update(attempts=3)  # it gave up before
 
     def provider_down(channel, message):
         raise TransientSendError("provider timed out")
@@ -70,11 +69,11 @@ def test_a_retry_by_hand_counts_on_from_the_attempts_already_made(
     with django_capture_on_commit_callbacks(execute=False):
         retry_failed(notification=failed_sms)
 
-    assert dispatch.send(failed_sms.pk).status == Status.FAILED
+    assert dispatch.send(failed_sms.pk).status == Status.DEFERRED  # to be retried again
 
     failed_sms.refresh_from_db()
-    assert failed_sms.attempts == 4
-    assert failed_sms.last_error.startswith("gave up after 4 attempts: ")
+    assert failed_sms.attempts == 1
+    assert failed_sms.last_error == "attempt 1 failed: provider timed out"
 
 
 def test_a_failed_sms_whose_email_went_in_its_place_is_not_retried(failed_sms):

@@ -12,12 +12,17 @@ from django_celery_beat.models import PeriodicTask
 from notifications.schedule import DAILY_SCAN_NAME, crontab_expression, daily_scan_task
 
 MARKER = "renewly: daily reminders"
+RELEASE_MARKER = "renewly: release deferred reminders"
+# What the release PeriodicTask does every 5 minutes under Beat: send the reminders whose quiet
+# hours or retry backoff are over, and those whose task was lost.
+RELEASE_EXPRESSION = "*/5 * * * *"
 
 
 class Command(BaseCommand):
     help = (
-        "Cron mode, for sites that cannot run Beat: install, remove or show a crontab entry that "
-        "runs `run_reminders` at the time of the daily scan's PeriodicTask."
+        "Cron mode, for sites that cannot run Beat: install, remove or show the crontab entries "
+        "that run `run_reminders` at the time of the daily scan's PeriodicTask and "
+        "`run_reminders --release` every 5 minutes."
     )
 
     def add_arguments(self, parser):
@@ -29,28 +34,40 @@ class Command(BaseCommand):
     def handle(self, *args, action, tabfile, **options):
         cron = self._crontab(tabfile)
         existing = list(cron.find_comment(MARKER))
+        released = list(cron.find_comment(RELEASE_MARKER))
         if action == "show":
-            self._show(existing)
+            self._show(existing + released)
             return
-        cron.remove_all(comment=MARKER)  # installing twice leaves one entry
+        cron.remove_all(comment=MARKER)  # installing twice leaves one entry of each
+        cron.remove_all(comment=RELEASE_MARKER)
         if action == "install":
             expression, zone = self._schedule()
-            job = cron.new(command=self._command(), comment=MARKER)
-            job.setall(expression)
-            # cron starts jobs with an almost empty environment: hand over the configuration.
-            for name in settings.ENVIRONMENT_NAMES:
-                if name in os.environ:
-                    job.env[name] = os.environ[name]
+            job = self._new_job(cron, expression, MARKER, "run_reminders")
+            release = self._new_job(
+                cron, RELEASE_EXPRESSION, RELEASE_MARKER, "run_reminders --release"
+            )
             self.stdout.write(f"Installed: {job}")
             self.stdout.write(f"Schedule: {get_description(expression)} ({zone}).")
+            self.stdout.write(f"Installed: {release}")
         else:
             self.stdout.write(
-                f"Removed {len(existing)} entry(ies)." if existing else "Nothing to remove."
+                f"Removed {len(existing + released)} entry(ies)."
+                if existing or released
+                else "Nothing to remove."
             )
         try:
             cron.write(tabfile) if tabfile else cron.write()
         except (OSError, subprocess.SubprocessError) as error:
             raise CommandError(f"cannot write {self._where(tabfile)}: {describe(error)}") from None
+
+    def _new_job(self, cron: CronTab, expression: str, marker: str, arguments: str):
+        job = cron.new(command=self._command(arguments), comment=marker)
+        job.setall(expression)
+        # cron starts jobs with an almost empty environment: hand over the configuration.
+        for name in settings.ENVIRONMENT_NAMES:
+            if name in os.environ:
+                job.env[name] = os.environ[name]
+        return job
 
     def _crontab(self, tabfile: str | None) -> CronTab:
         if tabfile is not None and os.path.isdir(tabfile):
@@ -85,11 +102,11 @@ class Command(BaseCommand):
             raise CommandError("the daily scan's PeriodicTask has no crontab schedule")
         return crontab_expression(task.crontab), str(task.crontab.timezone)
 
-    def _command(self) -> str:
+    def _command(self, arguments: str) -> str:
         manage = settings.BASE_DIR / "manage.py"
         return (
             f"cd {shlex.quote(str(settings.BASE_DIR))} && "
-            f"{shlex.quote(sys.executable)} {shlex.quote(str(manage))} run_reminders "
+            f"{shlex.quote(sys.executable)} {shlex.quote(str(manage))} {arguments} "
             f">> {shlex.quote(str(settings.VAR_DIR / 'cron.log'))} 2>&1"
         )
 

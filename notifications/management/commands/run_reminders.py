@@ -7,14 +7,16 @@ from django.utils import timezone
 
 from notifications.models import ReminderRun
 from notifications.selectors import SUMMARY_COLUMNS, in_flight_count, run_summary
-from notifications.tasks import daily_scan
+from notifications.tasks import daily_scan, release_reminders
 from policies.management.arguments import iso_date, positive_seconds
 
 
 class Command(BaseCommand):
     help = (
         "Run one daily reminder cycle exactly as Beat does: send the daily scan through the "
-        "broker to the workers. With --wait, wait until every reminder is sent, then summarise."
+        "broker to the workers. With --wait, wait until every reminder is on its way or waiting "
+        "(quiet hours, a retry's backoff), then summarise. With --release, do what the release "
+        "PeriodicTask does instead (cron mode runs it every 5 minutes)."
     )
 
     def add_arguments(self, parser):
@@ -27,13 +29,27 @@ class Command(BaseCommand):
         )
         parser.add_argument("--wait", action="store_true", help="wait and print a summary")
         parser.add_argument(
+            "--release",
+            action="store_true",
+            help="send the reminders whose quiet hours or retry backoff are over, and those "
+            "whose task was lost, instead of the daily scan",
+        )
+        parser.add_argument(
             "--timeout",
             type=positive_seconds,
             default=600,
             help="seconds --wait waits at most (600)",
         )
 
-    def handle(self, *args, run_date, wait, timeout, **options):
+    def handle(self, *args, run_date, wait, release, timeout, **options):
+        if release:
+            if run_date or wait:
+                raise CommandError("--release takes neither --date nor --wait")
+            result = release_reminders.delay()
+            self.stdout.write(
+                f"Sent the release of waiting reminders to the workers ({result.id})."
+            )
+            return
         run_date = run_date or timezone.localdate()
         result = daily_scan.delay(run_date.isoformat())
         self.stdout.write(f"Sent the daily scan for {run_date} to the workers (task {result.id}).")
