@@ -45,14 +45,16 @@ def _measured_sender(channel: str):
     if channel == Channel.EMAIL:
         # The provider is the backend's module: anymail's "postmark", Django's "smtp", "outbox".
         provider = settings.EMAIL_BACKEND.rsplit(".", 2)[-2]
-        return measured(EmailChannel(), channel=Channel.EMAIL.value, provider=provider)
+        return MeasuredSender(EmailChannel(), channel=Channel.EMAIL.value, provider=provider)
     try:
         path = SMS_BACKENDS[settings.SMS_BACKEND]
     except KeyError:
         raise ValueError(
             f"SMS_BACKEND={settings.SMS_BACKEND!r} is not one of {', '.join(SMS_BACKENDS)}"
         ) from None
-    return measured(import_string(path)(), channel=Channel.SMS.value, provider=settings.SMS_BACKEND)
+    return MeasuredSender(
+        import_string(path)(), channel=Channel.SMS.value, provider=settings.SMS_BACKEND
+    )
 
 
 class MeasuredSender:
@@ -87,10 +89,6 @@ class MeasuredSender:
                 outcome=outcome,
                 seconds=time.perf_counter() - started,
             )
-
-
-def measured(sender, *, channel: str, provider: str) -> MeasuredSender:
-    return MeasuredSender(sender, channel=channel, provider=provider)
 
 
 @contextmanager

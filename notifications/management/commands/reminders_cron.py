@@ -16,6 +16,7 @@ RELEASE_MARKER = "renewly: release deferred reminders"
 # What the release PeriodicTask does every 5 minutes under Beat: send the reminders whose quiet
 # hours or retry backoff are over, and those whose task was lost.
 RELEASE_EXPRESSION = "*/5 * * * *"
+MARKERS = (MARKER, RELEASE_MARKER)
 
 
 class Command(BaseCommand):
@@ -33,13 +34,12 @@ class Command(BaseCommand):
 
     def handle(self, *args, action, tabfile, **options):
         cron = self._crontab(tabfile)
-        existing = list(cron.find_comment(MARKER))
-        released = list(cron.find_comment(RELEASE_MARKER))
+        ours = [job for marker in MARKERS for job in cron.find_comment(marker)]
         if action == "show":
-            self._show(existing + released)
+            self._show(ours)
             return
-        cron.remove_all(comment=MARKER)  # installing twice leaves one entry of each
-        cron.remove_all(comment=RELEASE_MARKER)
+        for marker in MARKERS:  # installing twice leaves one entry of each
+            cron.remove_all(comment=marker)
         if action == "install":
             expression, zone = self._schedule()
             job = self._new_job(cron, expression, MARKER, "run_reminders")
@@ -50,11 +50,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Schedule: {get_description(expression)} ({zone}).")
             self.stdout.write(f"Installed: {release}")
         else:
-            self.stdout.write(
-                f"Removed {len(existing + released)} entry(ies)."
-                if existing or released
-                else "Nothing to remove."
-            )
+            self.stdout.write(f"Removed {len(ours)} entry(ies)." if ours else "Nothing to remove.")
         try:
             cron.write(tabfile) if tabfile else cron.write()
         except (OSError, subprocess.SubprocessError) as error:
