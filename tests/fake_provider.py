@@ -1,10 +1,13 @@
 """A stand-in for Twilio's Messages API and Postmark's send API, on 127.0.0.1, so that tests and
-benchmarks drive the real twilio SDK and the real anymail Postmark backend over HTTP.
+benchmarks drive the real twilio SDK and the real anymail Postmark backend over HTTP. It also
+answers the two lookups that tell whether a provider already accepted a message: Twilio's
+Messages list and Postmark's outbound message search.
 
     with FakeProvider() as fake:
         client = fake.twilio_client()                  # or: client.api.base_url = fake.base_url
         fake.script("+14155550100", ["500", "ok"])     # this number's next two sends
         fake.always("gone@mail.example", "inactive")   # every send to this address
+        fake.script_lookups(["503"])                   # the next lookup, of either API
         ...
         assert fake.accepted["+14155550100"] == 1
 
@@ -24,6 +27,40 @@ the recipient's own before those for ALL):
     "unsubscribed", "inactive"
                          Twilio 21610 (the recipient replied STOP) / Postmark ErrorCode 406
 
+Lookups have outcomes of their own, so that a lookup can fail while sends work and the reverse:
+`script_lookups([...])` and `always_lookups(...)` take "ok", "400".."599", "timeout" (the answer
+comes after `hang_seconds`) and "reset", drawn one per lookup of either API once it passed
+authentication and validation; `lookups` counts them per API ("sms", "email"). `latency` is for
+sends only.
+
+    GET /2010-04-01/Accounts/{AccountSid}/Messages.json
+        Twilio's list, newest first, in Twilio's envelope (messages, first_page_uri,
+        next_page_uri, previous_page_uri, page, page_size, start, end, uri), each message as a
+        fetch shows it. Filters: To, From (a Messaging Service's message has no From here),
+        DateSent (that day), DateSent< (on or before), DateSent> (on or after); paging:
+        PageSize (50, at most 1000), Page, PageToken (PA<sid>: after that message, PB<sid>:
+        before it), as in the next and previous page URIs; a value it cannot read is a 400,
+        code 20001. The SDK's list() and stream() raise a plain TwilioException("Unable to
+        fetch page", response) for an error answer, not a TwilioRestException.
+        Dates, as Twilio: a filter compares the GMT day only. The SDK sends
+        date_sent_after=datetime as "2026-12-02T10:00:00Z", and a message sent at 09:00 that day
+        matches it: narrow by the time yourself. A message is dated by its date_sent, which it
+        gets when its status becomes "sent" (or "delivered"/"undelivered" at once, without
+        callbacks). While it has none (queued, accepted, failed) the fake dates it by its
+        date_created instead: the fake's choice, so that reconciliation finds a message
+        accepted moments ago. Real Twilio filters on date_sent alone, and may leave out a
+        message not sent yet.
+    GET /messages/outbound (with or without a trailing slash)
+        Postmark's outbound message search, newest first: {"TotalCount", "Messages": [...]}.
+        count (1..500) and offset are required, count + offset at most 10,000 (else HTTP 422,
+        ErrorCode 700, Postmark's "Messages query exception"). Filters: recipient (To, Cc or
+        Bcc), fromemail, tag, status ("sent": every message here is Sent), subject (whole, any
+        case), fromdate and todate (inclusive; a date is its whole day, a datetime without an
+        offset is read as UTC), messagestream ("outbound" unless given, as Postmark), and
+        metadata_<key>=<value> (that key's exact value). Unlike Postmark, a message is
+        searchable as soon as it is accepted.
+
+The fake's `clock` (seconds, as time.time) dates what it accepts: set it to send "yesterday".
 Only the standard library serves; twilio's own RequestValidator signs the status callbacks.
 """
 
@@ -37,10 +74,11 @@ import time
 import traceback
 import uuid
 from collections import Counter, defaultdict, deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import format_datetime, formatdate, getaddresses
+from datetime import UTC, date, datetime
+from email.utils import format_datetime, formatdate, getaddresses, parseaddr, parsedate_to_datetime
 from functools import lru_cache, partial
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -63,6 +101,7 @@ REJECTIONS = {"invalid", "not_mobile", "unsubscribed", "inactive"}
 DELIVERY = {"delivered", "sent", "undelivered", "failed"}
 KINDS = {"ok", "timeout", "reset"} | REJECTIONS | DELIVERY
 DEFAULT_ERROR_CODES = {"undelivered": 30003, "failed": 30008}
+LOOKUP_FAULTS = {"http", "timeout", "reset"}  # besides "ok"
 TWILIO_REJECTIONS = {  # kind: (code, message)
     "invalid": (21211, "Invalid 'To' Phone Number: {to}"),
     "not_mobile": (21614, "'To' number {to} is not a valid mobile number"),
@@ -78,6 +117,16 @@ POSTMARK_PARTLY_INACTIVE = (
     "Message OK, but will not deliver to these inactive addresses: {addresses}. "
     "Inactive recipients are ones that have generated a hard bounce or a spam complaint."
 )
+TWILIO_DATE_FILTERS = {  # name: how a message's GMT day compares with the one given
+    "DateSent": date.__eq__,
+    "DateSent<": date.__le__,
+    "DateSent>": date.__ge__,
+}
+TWILIO_PAGE_SIZE, TWILIO_MAX_PAGE_SIZE = 50, 1000
+TWILIO_BAD_PARAMETER = 20001  # the fake's code for a list filter or paging value it cannot read
+POSTMARK_MAX_COUNT, POSTMARK_MAX_WINDOW = 500, 10_000  # count; count + offset
+POSTMARK_QUERY_ERROR = 700  # Postmark's "Messages query exception"
+POSTMARK_STREAM = "outbound"  # the default transactional stream
 GSM_7 = set(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
     "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
@@ -101,6 +150,15 @@ class Outcome:
         kind = "delivered" if kind == "ok" else kind
         return cls(kind, code=int(code) if code else DEFAULT_ERROR_CODES.get(kind))
 
+    @classmethod
+    def parse_lookup(cls, text: str) -> "Outcome":
+        outcome = cls.parse(text)
+        if text != "ok" and outcome.kind not in LOOKUP_FAULTS:
+            raise ValueError(
+                f"unknown lookup outcome {text!r}: use an HTTP status, 'ok', 'timeout' or 'reset'"
+            )
+        return outcome
+
 
 OK = Outcome("delivered")
 
@@ -122,6 +180,7 @@ class Sent:
     tag: str = ""
     status: str = ""
     data: dict = field(default_factory=dict)  # the request as received
+    accepted_at: datetime = field(default_factory=lambda: datetime.now(UTC))  # the fake's clock
 
 
 @dataclass
@@ -152,15 +211,101 @@ def twilio_error(status: int, code: int, message: str) -> tuple[int, dict]:
     return status, {"code": code, "message": message, "more_info": more_info, "status": status}
 
 
-def now_rfc2822() -> str:
-    return _rfc2822(int(time.time()))  # "Thu, 24 Aug 2023 05:01:45 +0000", as Twilio
-
-
 @lru_cache(maxsize=2)
 def _rfc2822(second: int) -> str:
-    """Formatted once a second: every message of a second shares it (the fake's own CPU counts
-    against the machine's in the benchmarks)."""
+    """Twilio's form of a time, "Thu, 24 Aug 2023 05:01:45 +0000", formatted once a second:
+    every message of a second shares it (the fake's own CPU counts against the machine's in the
+    benchmarks)."""
     return format_datetime(datetime.fromtimestamp(second, UTC))
+
+
+def whole_number(name: str, value: str, low: int, high: int) -> int:
+    if not (value.isdigit() and low <= int(value) <= high):
+        raise ValueError(f"{name} must be a whole number from {low} to {high}, not {value!r}")
+    return int(value)
+
+
+def twilio_filter_day(name: str, value: str) -> date:
+    """The day of a DateSent filter, "2026-12-02" or "2026-12-02T10:00:00Z" (the SDK's form for
+    a datetime): Twilio keeps the day alone."""
+    try:
+        day = date.fromisoformat(value[:10])
+        if len(value) > 10:
+            datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a date, YYYY-MM-DD, not {value!r}") from None
+    return day
+
+
+def twilio_day(resource: dict) -> date:
+    """The GMT day a DateSent filter compares: date_sent, or date_created until it is sent."""
+    return parsedate_to_datetime(resource["date_sent"] or resource["date_created"]).date()
+
+
+def postmark_bound(name: str, value: str, *, end_of_day: bool) -> datetime:
+    """fromdate/todate: a date is its whole day; a datetime without an offset is taken as UTC."""
+    try:
+        if len(value) == 10:
+            moment = datetime.combine(
+                date.fromisoformat(value), (datetime.max if end_of_day else datetime.min).time()
+            )
+        else:
+            moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a date or an ISO datetime, not {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def postmark_summary(sent: Sent) -> dict:
+    """A message as Postmark's outbound search shows it."""
+    message = sent.data
+
+    def addresses(name: str) -> list[dict]:
+        pairs = getaddresses([message.get(name) or ""])
+        return [{"Email": address, "Name": who or None} for who, address in pairs if address]
+
+    to, cc, bcc = addresses("To"), addresses("Cc"), addresses("Bcc")
+    return {
+        "Tag": sent.tag,
+        "MessageID": sent.id,
+        "MessageStream": message.get("MessageStream") or POSTMARK_STREAM,
+        "To": to,
+        "Cc": cc,
+        "Bcc": bcc,
+        "Recipients": [address["Email"] for address in to + cc + bcc],
+        "ReceivedAt": sent.accepted_at.isoformat(),
+        "From": sent.sender,
+        "Subject": sent.subject,
+        "Attachments": [
+            attachment.get("Name", "") for attachment in message.get("Attachments") or []
+        ],
+        "Status": "Sent",
+        "TrackOpens": bool(message.get("TrackOpens", False)),
+        "TrackLinks": message.get("TrackLinks") or "None",
+        "Metadata": dict(sent.metadata),
+        "Sandboxed": False,
+    }
+
+
+def postmark_matches(params: dict[str, str], sent: Sent, summary: dict) -> bool:
+    """Whether a message passes the search's filters (fromdate/todate apart)."""
+    wanted = {name: value for name, value in params.items() if value}
+    checks = {
+        "recipient": lambda value: value.lower() in map(str.lower, summary["Recipients"]),
+        "fromemail": lambda value: parseaddr(summary["From"])[1].lower() == value.lower(),
+        "tag": lambda value: summary["Tag"] == value,
+        "status": lambda value: summary["Status"].lower() == value.lower(),
+        "subject": lambda value: summary["Subject"].lower() == value.lower(),
+    }
+    if summary["MessageStream"] != (wanted.get("messagestream") or POSTMARK_STREAM):
+        return False
+    for name, value in wanted.items():
+        key = name.removeprefix("metadata_")
+        if key != name and not (key in sent.metadata and str(sent.metadata[key]) == value):
+            return False
+        if name in checks and not checks[name](value):
+            return False
+    return True
 
 
 class FakeProvider:
@@ -177,10 +322,11 @@ class FakeProvider:
         callback_base_url: str | None = None,
     ):
         """`latency`: seconds every send waits before its answer. `hang_seconds`: how long a
-        "timeout" holds its answer (stop() cuts it short). `status_callbacks`: post SMS status
-        callbacks, `callback_delay` seconds apart. `callback_base_url`: post them there instead
-        of to the StatusCallback URL's own host, keeping its path and query, while the signature
-        still covers the URL as given (as behind a proxy)."""
+        "timeout", of a send or a lookup, holds its answer (stop() cuts it short).
+        `status_callbacks`: post SMS status callbacks, `callback_delay` seconds apart.
+        `callback_base_url`: post them there instead of to the StatusCallback URL's own host,
+        keeping its path and query, while the signature still covers the URL as given (as
+        behind a proxy)."""
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.postmark_token = postmark_token
@@ -245,10 +391,27 @@ class FakeProvider:
         with self._lock:
             self._standing[recipient_key(recipient)] = parsed
 
-    def reset(self) -> None:
-        """Forget what was sent, counted and scripted; latency goes back to its initial value.
-        Callbacks still pending for earlier messages are dropped."""
+    def script_lookups(self, outcomes: list[str]) -> None:
+        """Outcomes for the next lookups, of either API, one consumed per lookup: "ok",
+        "400".."599", "timeout" or "reset"."""
+        parsed = [Outcome.parse_lookup(text) for text in outcomes]
         with self._lock:
+            self._lookup_script.extend(parsed)
+
+    def always_lookups(self, outcome: str) -> None:
+        """The outcome of every lookup once the lookup script is used up ("ok" to end it)."""
+        parsed = Outcome.parse_lookup(outcome)
+        with self._lock:
+            self._lookup_standing = parsed
+
+    def reset(self) -> None:
+        """Forget what was sent, counted and scripted; latency goes back to its initial value,
+        the clock to time.time. Callbacks still pending for earlier messages are dropped."""
+        with self._lock:
+            self.clock: Callable[[], float] = time.time  # dates what the fake accepts
+            self._lookup_script: deque[Outcome] = deque()
+            self._lookup_standing: Outcome | None = None
+            self._lookups: Counter[str] = Counter()
             self._scripts: dict[str, deque[Outcome]] = defaultdict(deque)
             self._standing: dict[str, Outcome] = {}
             self._accepted: Counter[str] = Counter()
@@ -272,6 +435,13 @@ class FakeProvider:
         """Recipient -> send requests received, whatever their outcome."""
         with self._lock:
             return Counter(self._attempts)
+
+    @property
+    def lookups(self) -> Counter[str]:
+        """API ("sms", "email") -> lookups received that passed authentication and validation,
+        whatever their outcome."""
+        with self._lock:
+            return Counter(self._lookups)
 
     @property
     def messages(self) -> list[Sent]:
@@ -333,21 +503,31 @@ class FakeProvider:
     def _fault(self, handler: "_Handler", channel: str, outcomes: list[Outcome]) -> bool:
         """Wait out the latency; then answer for a whole request that fails. True if it did."""
         self._pause(self.latency)
-        for outcome in outcomes:
-            if outcome.kind == "reset":
-                handler.hang_up()
-                return True
-            if outcome.kind == "http":
-                status = outcome.status
-                phrase = HTTPStatus(status).phrase
-                if channel == "sms":
-                    handler.reply(
-                        *twilio_error(status, 20003 if status == 401 else 20000 + status, phrase)
-                    )
-                else:
-                    handler.reply(status, {"ErrorCode": status, "Message": phrase})
-                return True
+        return any(self._refuse(handler, channel, outcome) for outcome in outcomes)
+
+    def _refuse(self, handler: "_Handler", channel: str, outcome: Outcome) -> bool:
+        """Reset the connection, or answer an HTTP error, if that is the outcome. True if so."""
+        if outcome.kind == "reset":
+            handler.hang_up()
+            return True
+        if outcome.kind == "http":
+            status = outcome.status
+            phrase = HTTPStatus(status).phrase
+            if channel == "sms":
+                handler.reply(
+                    *twilio_error(status, 20003 if status == 401 else 20000 + status, phrase)
+                )
+            else:
+                handler.reply(status, {"ErrorCode": status, "Message": phrase})
+            return True
         return False
+
+    def _next_lookup(self, channel: str) -> Outcome:
+        with self._lock:
+            self._lookups[channel] += 1
+            if self._lookup_script:
+                return self._lookup_script.popleft()
+            return self._lookup_standing or OK
 
     def _answer(self, handler, outcomes, status, payload, then=None) -> None:
         """Reply; a "timeout" among the outcomes holds the reply, though `then` (the message's
@@ -402,7 +582,8 @@ class FakeProvider:
             code, message = TWILIO_REJECTIONS[outcome.kind]
             return handler.reply(*twilio_error(400, code, message.format(to=to)))
 
-        sid, now = "SM" + uuid.uuid4().hex, now_rfc2822()
+        sid, accepted = "SM" + uuid.uuid4().hex, self.clock()
+        now = _rfc2822(int(accepted))
         uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}"
         resource = {
             "account_sid": self.account_sid,
@@ -436,12 +617,87 @@ class FakeProvider:
             sender=sender or service,
             status=resource["status"],
             data=form,
+            accepted_at=datetime.fromtimestamp(accepted, UTC),
         )
         with self._lock:
             self._resources[sid] = dict(resource)  # what fetches see, as the status moves on
         self._record(sent)
         progress = partial(self._progress, sent, form.get("StatusCallback", ""), outcome)
         return self._answer(handler, [outcome], 201, resource, then=progress)
+
+    def _twilio_list(self, handler: "_Handler", account_sid: str, query: str) -> None:
+        """A page of the account's messages, newest first, as in the module's docstring."""
+        if not self._twilio_authorized(handler.headers.get("Authorization", "")):
+            return handler.reply(*twilio_error(401, 20003, "Authenticate"))
+        if account_sid != self.account_sid:
+            return handler.reply(*twilio_error(404, 20404, f"{handler.path} was not found"))
+        params = {name: value for name, value in parse_qsl(query) if value}
+        with self._lock:
+            newest_first = [dict(resource) for resource in reversed(self._resources.values())]
+        try:
+            days = {
+                name: twilio_filter_day(name, params[name])
+                for name in TWILIO_DATE_FILTERS
+                if name in params
+            }
+            size = whole_number(
+                "PageSize", params.get("PageSize", str(TWILIO_PAGE_SIZE)), 1, TWILIO_MAX_PAGE_SIZE
+            )
+            page = whole_number("Page", params.get("Page", "0"), 0, 10**9)
+            token = params.get("PageToken", "")
+            position = next((i for i, r in enumerate(newest_first) if token[2:] == r["sid"]), None)
+            if token and (token[:2] not in ("PA", "PB") or position is None):
+                raise ValueError(f"PageToken {token!r} names no message of this list")
+        except ValueError as error:
+            return handler.reply(*twilio_error(400, TWILIO_BAD_PARAMETER, str(error)))
+
+        outcome = self._next_lookup("sms")
+        if self._refuse(handler, "sms", outcome):
+            return None
+
+        def matches(resource: dict) -> bool:
+            return (
+                params.get("To", resource["to"]) == resource["to"]
+                and params.get("From", resource["from"]) == resource["from"]
+                and all(
+                    TWILIO_DATE_FILTERS[name](twilio_day(resource), day)
+                    for name, day in days.items()
+                )
+            )
+
+        if token.startswith("PB"):  # the page before this message
+            candidates = [r for r in newest_first[:position] if matches(r)]
+            records, more = candidates[-size:], True
+        else:  # the page after this message, or the page by its number
+            after = newest_first[position + 1 :] if token else newest_first
+            candidates = [r for r in after if matches(r)]
+            skip = 0 if token else page * size
+            records, more = candidates[skip : skip + size], len(candidates) > skip + size
+
+        listed = [
+            (name, params[name]) for name in ("To", "From", *TWILIO_DATE_FILTERS) if name in params
+        ]
+
+        def uri(number: int, page_token: str = "") -> str:
+            query = [*listed, ("PageSize", size), ("Page", number)]
+            query += [("PageToken", page_token)] if page_token else []
+            return f"/{API_VERSION}/Accounts/{self.account_sid}/Messages.json?{urlencode(query)}"
+
+        start = page * size
+        following = uri(page + 1, "PA" + records[-1]["sid"]) if more and records else None
+        preceding = uri(page - 1, "PB" + records[0]["sid"]) if page and records else None
+        payload = {
+            "end": start + max(len(records) - 1, 0),
+            "first_page_uri": uri(0),
+            "messages": records,
+            "next_page_uri": following,
+            "page": page,
+            "page_size": size,
+            "previous_page_uri": preceding,
+            "start": start,
+            "uri": uri(page, token),
+        }
+        return self._answer(handler, [outcome], 200, payload)
 
     def _twilio_fetch(self, handler: "_Handler", account_sid: str, sid: str) -> None:
         if not self._twilio_authorized(handler.headers.get("Authorization", "")):
@@ -472,8 +728,8 @@ class FakeProvider:
         with self._lock:
             sent.status = status
             resource = self._resources.get(sent.id, {})
-            resource.update(status=status, date_updated=now_rfc2822())
-            if status == "sent":
+            resource.update(status=status, date_updated=_rfc2822(int(self.clock())))
+            if status in ("sent", "delivered", "undelivered") and not resource.get("date_sent"):
                 resource["date_sent"] = resource["date_updated"]
             if status in ("failed", "undelivered"):
                 resource["error_code"] = error_code
@@ -534,11 +790,53 @@ class FakeProvider:
 
     # --- Postmark ---------------------------------------------------------------------------
 
-    def _postmark_send(self, handler: "_Handler", raw: bytes, batch: bool) -> None:
+    def _postmark_authorized(self, handler: "_Handler") -> bool:
         token = handler.headers.get("X-Postmark-Server-Token", "")
-        if not secrets.compare_digest(token, self.postmark_token):
-            message = "Request does not contain a valid Server token."
-            return handler.reply(401, {"ErrorCode": 10, "Message": message})
+        if secrets.compare_digest(token, self.postmark_token):
+            return True
+        message = "Request does not contain a valid Server token."
+        handler.reply(401, {"ErrorCode": 10, "Message": message})
+        return False
+
+    def _postmark_search(self, handler: "_Handler", query: str) -> None:
+        """Postmark's outbound message search, as in the module's docstring."""
+        if not self._postmark_authorized(handler):
+            return None
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        try:
+            count = whole_number("count", params.get("count", ""), 1, POSTMARK_MAX_COUNT)
+            offset = whole_number("offset", params.get("offset", ""), 0, POSTMARK_MAX_WINDOW)
+            if count + offset > POSTMARK_MAX_WINDOW:
+                raise ValueError(f"count + offset must be at most {POSTMARK_MAX_WINDOW}")
+            since, until = (
+                postmark_bound(name, params[name], end_of_day=name == "todate")
+                if params.get(name)
+                else None
+                for name in ("fromdate", "todate")
+            )
+        except ValueError as error:
+            message = f"Messages query exception: {error}."
+            return handler.reply(422, {"ErrorCode": POSTMARK_QUERY_ERROR, "Message": message})
+
+        outcome = self._next_lookup("email")
+        if self._refuse(handler, "email", outcome):
+            return None
+        found = []
+        for sent in reversed(self.messages):
+            summary = postmark_summary(sent) if sent.channel == "email" else None
+            if (
+                summary
+                and postmark_matches(params, sent, summary)
+                and (since is None or sent.accepted_at >= since)
+                and (until is None or sent.accepted_at <= until)
+            ):
+                found.append(summary)
+        payload = {"TotalCount": len(found), "Messages": found[offset : offset + count]}
+        return self._answer(handler, [outcome], 200, payload)
+
+    def _postmark_send(self, handler: "_Handler", raw: bytes, batch: bool) -> None:
+        if not self._postmark_authorized(handler):
+            return None
         try:
             data = json.loads(raw)
         except ValueError:
@@ -572,7 +870,7 @@ class FakeProvider:
             message_text = POSTMARK_INACTIVE.format(addresses=", ".join(inactive))
             return {"ErrorCode": 406, "Message": message_text}
 
-        message_id = str(uuid.uuid4())
+        message_id, accepted_at = str(uuid.uuid4()), datetime.fromtimestamp(self.clock(), UTC)
         accepted = [address for address, _ in plan if address not in inactive]
         headers = {header["Name"]: header["Value"] for header in message.get("Headers") or []}
         self._record(
@@ -590,11 +888,12 @@ class FakeProvider:
                 tag=message.get("Tag", ""),
                 status="sent",
                 data=message,
+                accepted_at=accepted_at,
             )
         )
         result = {
             "To": message.get("To", ""),
-            "SubmittedAt": datetime.now(UTC).isoformat(),
+            "SubmittedAt": accepted_at.isoformat(),
             "MessageID": message_id,
             "ErrorCode": 0,
             "Message": "OK",
@@ -640,14 +939,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, method: str, body: bytes) -> None:
         provider = self.server.provider
-        parts = urlsplit(self.path).path.strip("/").split("/")
+        url = urlsplit(self.path)
+        parts, query = url.path.strip("/").split("/"), url.query
         try:
             match method, parts:
                 case "POST", [version, "Accounts", sid, "Messages.json"] if version == API_VERSION:
                     form = dict(parse_qsl(body.decode(), keep_blank_values=True))
                     provider._twilio_create(self, sid, form)
+                case "GET", [version, "Accounts", sid, "Messages.json"] if version == API_VERSION:
+                    provider._twilio_list(self, sid, query)
                 case "GET", [version, "Accounts", sid, "Messages", name] if version == API_VERSION:
                     provider._twilio_fetch(self, sid, name.removesuffix(".json"))
+                case "GET", ["messages", "outbound"]:
+                    provider._postmark_search(self, query)
                 case "POST", ["email"]:
                     provider._postmark_send(self, body, batch=False)
                 case "POST", ["email", "batch"]:

@@ -1,9 +1,11 @@
 """The fake provider speaks the real wire formats: the real twilio SDK and the real anymail
-Postmark backend talk to it over HTTP, and accept what it answers."""
+Postmark backend talk to it over HTTP, and accept what it answers; the twilio SDK and requests
+read its lookups (Twilio's Messages list, Postmark's outbound search) as the real ones."""
 
 import threading
 import time
 from collections import Counter
+from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
 
@@ -11,10 +13,11 @@ import pytest
 import requests
 from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from anymail.message import AnymailMessage
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
+from notifications.channels.sms import twilio_client
 from tests.fake_provider import ALL, FakeProvider
 
 TO = "+14155550100"
@@ -81,6 +84,22 @@ def send_email(to=("pat@mail.example",), **kwargs):
     )
     message.send()
     return message
+
+
+def at(moment: str):
+    """A clock stopped at that time, for FakeProvider.clock."""
+    seconds = datetime.fromisoformat(moment).timestamp()
+    return lambda: seconds
+
+
+def search_postmark(fake, token=None, timeout=2, **params):
+    """Postmark's outbound search as Renewly calls it: requests, at POSTMARK_API_URL + path."""
+    url = fake.django_settings()["ANYMAIL"]["POSTMARK_API_URL"] + "messages/outbound"
+    headers = {
+        "Accept": "application/json",
+        "X-Postmark-Server-Token": token or fake.postmark_token,
+    }
+    return requests.get(url, params=params, headers=headers, timeout=timeout)
 
 
 # --- Twilio -----------------------------------------------------------------------------------
@@ -390,3 +409,252 @@ def test_unknown_outcomes_are_refused_early(fake):
         fake.script(TO, ["200"])
     with pytest.raises(ValueError, match="unknown outcome"):
         fake.always(TO, "bounced")
+    with pytest.raises(ValueError, match="unknown lookup outcome"):
+        fake.script_lookups(["inactive"])
+    with pytest.raises(ValueError, match="unknown outcome"):
+        fake.always_lookups("bounced")
+
+
+# --- Lookups: Twilio's Messages list ---------------------------------------------------------
+
+
+def test_twilio_list_pages_through_one_numbers_messages_newest_first(fake, twilio):
+    fake.clock = at("2026-12-02T10:00:00+00:00")
+    sids = [send_sms(twilio, from_=FROM, body=f"P-{n}").sid for n in range(5)]
+    send_sms(twilio, to=OTHER, from_=FROM)
+
+    since = datetime(2026, 12, 2, 9, 59, 59, tzinfo=UTC)
+    listed = twilio.messages.list(to=TO, date_sent_after=since, page_size=2)
+
+    assert [message.sid for message in listed] == sids[::-1]
+    assert fake.lookups == Counter({"sms": 3})  # pages of 2, 2 and 1
+    streamed = twilio.messages.stream(to=TO, page_size=2, limit=3)
+    assert [message.body for message in streamed] == ["P-4", "P-3", "P-2"]
+    assert listed[0].date_sent == datetime(2026, 12, 2, 10, tzinfo=UTC)
+    assert fake.messages[4].accepted_at == datetime(2026, 12, 2, 10, tzinfo=UTC)
+
+
+def test_twilio_list_answers_in_twilios_envelope(fake, twilio):
+    sids = [send_sms(twilio, from_=FROM).sid for _ in range(3)]
+    auth = (fake.account_sid, fake.auth_token)
+    uri = f"/2010-04-01/Accounts/{fake.account_sid}/Messages.json"
+
+    first = requests.get(fake.base_url + uri, params={"PageSize": 2}, auth=auth).json()
+    second = requests.get(fake.base_url + first["next_page_uri"], auth=auth).json()
+    back = requests.get(fake.base_url + second["previous_page_uri"], auth=auth).json()
+
+    assert [m["sid"] for m in first["messages"]] == sids[:0:-1]
+    assert (first["page"], first["page_size"], first["start"], first["end"]) == (0, 2, 0, 1)
+    assert first["previous_page_uri"] is None
+    assert first["uri"] == first["first_page_uri"] == uri + "?PageSize=2&Page=0"
+    assert [m["sid"] for m in second["messages"]] == sids[:1]
+    assert (second["page"], second["start"], second["end"], second["next_page_uri"]) == (
+        1,
+        2,
+        2,
+        None,
+    )
+    assert back["messages"] == first["messages"]
+    oldest = second["messages"][0]
+    assert oldest == requests.get(fake.base_url + oldest["uri"], auth=auth).json()  # as fetched
+
+
+def test_the_projects_twilio_client_pages_through_the_list_too(fake):
+    client = twilio_client.__wrapped__(fake.account_sid, fake.auth_token, fake.base_url, 2.0)
+    fake.clock = at("2026-12-02T10:00:00+00:00")
+    sids = [send_sms(client, from_=FROM).sid for _ in range(3)]
+
+    since = datetime(2026, 12, 2, 10, tzinfo=UTC)
+    listed = client.messages.list(to=TO, date_sent_after=since, page_size=2)
+
+    assert [message.sid for message in listed] == sids[::-1]
+    assert fake.lookups == Counter({"sms": 2})
+
+
+def test_twilio_date_filters_compare_the_gmt_day_alone(fake, twilio):
+    fake.clock = at("2026-12-01T23:30:00+00:00")
+    yesterday = send_sms(twilio, from_=FROM).sid
+    fake.clock = at("2026-12-02T00:30:00+00:00")
+    early = send_sms(twilio, from_=FROM).sid
+    fake.clock = at("2026-12-02T20:00:00+00:00")
+    late = send_sms(twilio, from_=FROM).sid
+
+    def listed(**filters):
+        return [message.sid for message in twilio.messages.list(to=TO, **filters)]
+
+    assert listed(date_sent_after=datetime(2026, 12, 2, 12, tzinfo=UTC)) == [late, early]
+    assert listed(date_sent_before=datetime(2026, 12, 1, tzinfo=UTC)) == [yesterday]
+    assert listed(date_sent=date(2026, 12, 2)) == [late, early]
+    assert listed(date_sent_after=datetime(2026, 12, 3, tzinfo=UTC)) == []
+    assert listed() == [late, early, yesterday]
+
+
+def test_a_message_not_sent_yet_is_dated_by_its_creation(fake, twilio, receiver):
+    fake.callback_delay = 30  # it stays "accepted" (stop() cuts the wait short)
+    fake.clock = at("2026-12-02T10:00:00+00:00")
+    status_callback = receiver.url + "/status"
+    message = send_sms(twilio, messaging_service_sid=SERVICE, status_callback=status_callback)
+
+    since = datetime(2026, 12, 2, 10, tzinfo=UTC)
+    [listed] = twilio.messages.list(to=TO, date_sent_after=since)
+
+    assert (listed.sid, listed.status, listed.date_sent) == (message.sid, "accepted", None)
+
+
+def test_twilio_list_checks_credentials_and_parameters(fake, twilio):
+    intruder = Client(fake.account_sid, "wrong-token")
+    intruder.api.base_url = fake.base_url
+    with pytest.raises(TwilioException) as raised:  # the SDK's lists raise no TwilioRestException
+        intruder.messages.list(to=TO)
+    assert raised.value.args[1].status_code == 401
+
+    uri = f"{fake.base_url}/2010-04-01/Accounts/{fake.account_sid}/Messages.json"
+    auth = (fake.account_sid, fake.auth_token)
+    for params in ({"DateSent>": "yesterday"}, {"PageSize": "0"}, {"PageToken": "PASMgone"}):
+        response = requests.get(uri, params=params, auth=auth)
+        assert (response.status_code, response.json()["code"]) == (400, 20001)
+    assert fake.lookups == Counter()
+
+
+# --- Lookups: Postmark's outbound message search -------------------------------------------
+
+
+def test_postmark_search_finds_a_message_by_its_metadata(fake, postmark):
+    fake.clock = at("2026-12-02T10:00:00+00:00")
+    for n in (1, 2, 3):
+        send_email(metadata={"notification_id": str(n)}, tags=["renewal-reminder"])
+
+    response = search_postmark(fake, count=10, offset=0, metadata_notification_id="2")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "TotalCount": 1,
+        "Messages": [
+            {
+                "Tag": "renewal-reminder",
+                "MessageID": fake.messages[1].id,
+                "MessageStream": "outbound",
+                "To": [{"Email": "pat@mail.example", "Name": None}],
+                "Cc": [],
+                "Bcc": [],
+                "Recipients": ["pat@mail.example"],
+                "ReceivedAt": "2026-12-02T10:00:00+00:00",
+                "From": "Renewly <reminders@renewly.example>",
+                "Subject": "Your policy P-1 expires on 2030-01-31",
+                "Attachments": [],
+                "Status": "Sent",
+                "TrackOpens": False,
+                "TrackLinks": "None",
+                "Metadata": {"notification_id": "2"},
+                "Sandboxed": False,
+            }
+        ],
+    }
+    assert search_postmark(fake, count=10, offset=0, metadata_notification_id="4").json() == {
+        "TotalCount": 0,
+        "Messages": [],
+    }
+
+
+def test_postmark_search_filters(fake, postmark):
+    fake.clock = at("2026-12-01T23:30:00+00:00")
+    send_email(to=["sam@mail.example"])
+    fake.clock = at("2026-12-02T10:00:00+00:00")
+    send_email(tags=["renewal-reminder"])
+
+    def total(**filters):
+        return search_postmark(fake, count=10, offset=0, **filters).json()["TotalCount"]
+
+    assert total() == 2
+    assert total(recipient="PAT@mail.example") == 1
+    assert total(fromemail="reminders@renewly.example", status="sent") == 2
+    assert (total(tag="renewal-reminder"), total(status="queued")) == (1, 0)
+    assert total(subject="your policy p-1 expires on 2030-01-31") == 2
+    assert (total(fromdate="2026-12-02"), total(todate="2026-12-01")) == (1, 1)
+    assert total(fromdate="2026-12-02T09:59:00", todate="2026-12-02T10:00:00Z") == 1
+    assert total(messagestream="broadcast") == 0
+
+
+def test_postmark_search_pages_by_count_and_offset_newest_first(fake, postmark):
+    ids = [send_email(to=[f"p{n}@mail.example"]).anymail_status.message_id for n in range(3)]
+
+    def page(offset):
+        found = search_postmark(fake, count=2, offset=offset).json()
+        return found["TotalCount"], [message["MessageID"] for message in found["Messages"]]
+
+    assert page(0) == (3, [ids[2], ids[1]])
+    assert page(2) == (3, [ids[0]])
+    assert page(4) == (3, [])
+    with_slash = requests.get(
+        f"{fake.base_url}/messages/outbound/?count=1&offset=0",
+        headers={"X-Postmark-Server-Token": fake.postmark_token},
+    )
+    assert [message["MessageID"] for message in with_slash.json()["Messages"]] == [ids[2]]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"offset": 0},
+        {"count": 10},
+        {"count": 0, "offset": 0},
+        {"count": 501, "offset": 0},
+        {"count": 500, "offset": 9501},
+        {"count": "ten", "offset": 0},
+        {"count": 10, "offset": 0, "fromdate": "yesterday"},
+    ],
+)
+def test_postmark_search_refuses_a_bad_query(fake, params):
+    response = search_postmark(fake, **params)
+
+    assert response.status_code == 422
+    assert response.json()["ErrorCode"] == 700
+    assert response.json()["Message"].startswith("Messages query exception: ")
+    assert fake.lookups == Counter()
+
+
+def test_postmark_search_checks_the_server_token(fake):
+    response = search_postmark(fake, token="wrong", count=10, offset=0)
+
+    assert (response.status_code, response.json()["ErrorCode"]) == (401, 10)
+    assert fake.lookups == Counter()
+
+
+# --- Lookup faults ---------------------------------------------------------------------------
+
+
+def test_lookup_faults_leave_sends_alone_and_the_reverse(fake, twilio, postmark):
+    fake.script_lookups(["503", "reset"])
+    send_sms(twilio, from_=FROM)
+    send_email()
+
+    with pytest.raises(TwilioException) as raised:
+        twilio.messages.list(to=TO)
+    assert raised.value.args[1].status_code == 503
+    with pytest.raises(requests.ConnectionError):
+        search_postmark(fake, count=10, offset=0)
+    assert len(twilio.messages.list(to=TO)) == 1  # the script is used up
+
+    fake.always_lookups("500")
+    fake.script(ALL, ["500"])
+    with pytest.raises(AnymailAPIError):
+        send_email()
+    failed = search_postmark(fake, count=10, offset=0)
+    assert (failed.status_code, failed.json()["ErrorCode"]) == (500, 500)
+    send_email()  # sends work while lookups fail
+    fake.always_lookups("ok")
+    assert search_postmark(fake, count=10, offset=0).json()["TotalCount"] == 2
+    assert fake.lookups == Counter({"sms": 2, "email": 3})
+
+    fake.reset()
+    assert fake.lookups == Counter()
+    assert search_postmark(fake, count=10, offset=0).status_code == 200
+
+
+def test_a_timed_out_lookup_answers_too_late(fake):
+    fake.hang_seconds = 1.0
+    fake.script_lookups(["timeout"])
+
+    with pytest.raises(requests.Timeout):
+        search_postmark(fake, timeout=0.2, count=10, offset=0)
+    assert search_postmark(fake, count=10, offset=0).status_code == 200
