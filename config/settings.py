@@ -234,6 +234,7 @@ ANYMAIL = {
     "POSTMARK_SERVER_TOKEN": env_str("POSTMARK_SERVER_TOKEN"),
     "POSTMARK_API_URL": env_str("POSTMARK_API_URL", "https://api.postmarkapp.com/"),
     "WEBHOOK_SECRET": env_str("ANYMAIL_WEBHOOK_SECRET"),
+    "REQUESTS_TIMEOUT": EMAIL_TIMEOUT,  # anymail's HTTP ESPs: the same timeout as SMTP's
 }
 # "outbox" writes each SMS as a JSON file under OUTBOX_DIR/sms; "twilio" sends through Twilio.
 SMS_BACKEND = env_str("SMS_BACKEND", "outbox")
@@ -276,6 +277,13 @@ LOGGING = {
 # A notification queued or sending for longer than this lost its task (a broker restart, a
 # killed worker): the next daily scan enqueues it again. The send's claim keeps that safe.
 REMINDER_REQUEUE_AFTER_MINUTES = env_int("REMINDER_REQUEUE_AFTER_MINUTES", 30)
+# A sending worker renews its lease every quarter of this; once it lapses (the worker died),
+# the release task reconciles what it left sending with the provider. It must outlast the
+# longest provider timeout: no send may still be on its way when it lapses.
+REMINDER_WORKER_LEASE_SECONDS = env_int("REMINDER_WORKER_LEASE_SECONDS", 60)
+# A provider that cannot be asked whether it has a message (SMTP, ESPs with no search): how
+# long after a send that got no answer, or whose worker died, it is sent again (at-least-once).
+REMINDER_RESEND_UNCONFIRMED_AFTER_MINUTES = env_int("REMINDER_RESEND_UNCONFIRMED_AFTER_MINUTES", 60)
 # How many notifications the fan-out marks queued and publishes per round trip.
 REMINDER_FANOUT_CHUNK = env_int("REMINDER_FANOUT_CHUNK", 1000)
 # Notifications per send_batch task, claimed, loaded and recorded together; and the threads
@@ -302,6 +310,14 @@ SMS_WINDOW_START_HOUR = env_int("SMS_WINDOW_START_HOUR", 8)
 SMS_WINDOW_END_HOUR = env_int("SMS_WINDOW_END_HOUR", 21)
 if not 0 <= SMS_WINDOW_START_HOUR < SMS_WINDOW_END_HOUR <= 24:
     raise ImproperlyConfigured("SMS_WINDOW_START_HOUR must come before SMS_WINDOW_END_HOUR (0-24).")
+# A worker starts a send only while its lease outlives the send's timeout, and renews it every
+# quarter of its duration: a lease no longer than that would stop every send.
+if max(EMAIL_TIMEOUT, TWILIO_TIMEOUT_SECONDS) >= REMINDER_WORKER_LEASE_SECONDS * 3 / 4:
+    raise ImproperlyConfigured(
+        f"REMINDER_WORKER_LEASE_SECONDS={REMINDER_WORKER_LEASE_SECONDS} must exceed 4/3 of the "
+        f"longest provider timeout (EMAIL_TIMEOUT_SECONDS={EMAIL_TIMEOUT}, "
+        f"TWILIO_TIMEOUT_SECONDS={TWILIO_TIMEOUT_SECONDS})."
+    )
 
 # --- Background jobs: uploads, weekly reports, housekeeping ---------------------------------
 # Files people upload and reports Renewly writes. Never served as static files: every download

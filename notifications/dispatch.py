@@ -7,10 +7,9 @@ time it may go (`send_after`), for the release task to pick up."""
 import logging
 import random
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,8 +21,13 @@ from django.db.models import F, Value
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from notifications import lifecycle, tracking
-from notifications.channels import PermanentSendError, TransientSendError, sending_through
+from notifications import leases, lifecycle, tracking
+from notifications.channels import (
+    OutgoingMessage,
+    PermanentSendError,
+    TransientSendError,
+    sending_through,
+)
 from notifications.models import Channel, DeliveryEvent, Notification, ReminderRule
 from notifications.quiet_hours import next_sms_window
 from notifications.rendering import render
@@ -33,8 +37,6 @@ logger = logging.getLogger(__name__)
 Status = Notification.Status
 # What checking and rendering a notification read, loaded with it.
 SEND_RELATED = ("policy__agent__user", "customer")
-# A batch records what came back at least this often (in results; or every half second).
-RECORD_EVERY = 25
 
 
 @dataclass(frozen=True)
@@ -59,15 +61,22 @@ def send_many(notification_ids: Iterable[int]) -> dict[int, Outcome | NotClaimed
     one query loads it, the messages go out concurrently on the process's send threads over
     connections kept open for the batch, and one UPDATE per kind of outcome records them. A
     notification another process claimed is skipped. A transient error defers its notification
-    by `retry_backoff`, or fails it once it is out of retries."""
+    by `retry_backoff`, or fails it once it is out of retries; one whose send may have reached
+    the provider without an answer is left for recovery to ask the provider about.
+
+    The batch is claimed under this process's worker lease (notifications.leases): should the
+    process die, the lease lapses and recovery reconciles what it left sending."""
     ids = list(notification_ids)
-    claimed = lifecycle.move_returning_ids(ids, Status.SENDING, attempts=F("attempts") + 1)
+    lease_id = leases.current().renew()
+    claimed = lifecycle.move_returning_ids(
+        ids, Status.SENDING, attempts=F("attempts") + 1, lease_id=lease_id
+    )
     outcomes: dict[int, Outcome | NotClaimed] = dict.fromkeys(ids, NotClaimed())
     notifications = list(
         Notification.objects.select_related(*SEND_RELATED).filter(pk__in=claimed).order_by("pk")
     )
-    _attach_rules(notifications)
-    record = _BatchRecord()
+    attach_rules(notifications)
+    record = _BatchRecord(lease_id)
     now = timezone.now()
     ready = []
     for notification in notifications:
@@ -78,12 +87,12 @@ def send_many(notification_ids: Iterable[int]) -> dict[int, Outcome | NotClaimed
         else:
             ready.append(notification)
     outcomes.update(record.save())
-    for results in _send_concurrently(ready):
-        record = _BatchRecord()
+    for results in _send_concurrently(ready, lease_id):
+        record = _BatchRecord(lease_id)
         for notification, result in results:
             record.add(notification, result)
         # Recorded as the sends come back, not at the batch's end: a worker killed mid-batch
-        # leaves only the last moment's sends unrecorded (and sent again after a stall).
+        # leaves only the sends of that moment for recovery to ask the provider about.
         outcomes.update(record.save())
     return outcomes
 
@@ -103,7 +112,7 @@ def summary(outcomes: dict[int, Outcome | NotClaimed]) -> dict[str, int]:
     )
 
 
-def _attach_rules(notifications: list[Notification]) -> None:
+def attach_rules(notifications: list[Notification]) -> None:
     """Give a batch its rules with their templates and translations, loaded once and shared:
     a day's reminders come from a handful of rules (per row, Django's prefetch would cost more
     CPU than rendering)."""
@@ -141,12 +150,17 @@ def _quiet_hours_end(notification: Notification, now: datetime) -> datetime | No
     return next_sms_window(now, notification.customer.timezone)
 
 
-def _send_concurrently(notifications: list[Notification]) -> Iterator[list[tuple]]:
+class ClaimLapsed(Exception):
+    """Not sent: this process's lease on the notification lapsed or will before a send could
+    be sure to finish (the database was out of reach to renew it)."""
+
+
+def _send_concurrently(notifications: list[Notification], lease_id: int) -> Iterator[list]:
     """Render each notification here (CPU work, and any database read stays on this thread's
     connection), then send them on this process's send threads: the provider's latency, not
-    our CPU, is what a send waits for. Yields (notification, future) pairs in small groups as
-    the sends complete; a notification whose template does not render comes with a future
-    holding that error."""
+    our CPU, is what a send waits for. Yields (notification, future) pairs as the sends
+    complete: each time, all that completed since the last; a notification whose template
+    does not render comes with a future holding that error."""
     if not notifications:
         return
     pool = send_threads()
@@ -162,17 +176,20 @@ def _send_concurrently(notifications: list[Notification]) -> Iterator[list[tuple
             except Exception as error:  # a template that does not render: this one only
                 rendering_failed.append((notification, _failed(error)))
                 continue
-            futures[pool.submit(channels[notification.channel].send, message)] = notification
+            sender = channels[notification.channel]
+            futures[pool.submit(_send_held, sender, message, lease_id)] = notification
         if rendering_failed:
             yield rendering_failed
-        done, group_started = [], time.monotonic()
-        for future in as_completed(futures):
-            done.append((futures[future], future))
-            if len(done) >= RECORD_EVERY or time.monotonic() - group_started > 0.5:
-                yield done
-                done, group_started = [], time.monotonic()
-        if done:
-            yield done
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            yield [(futures[future], future) for future in done]
+
+
+def _send_held(sender, message: OutgoingMessage, lease_id: int) -> str:
+    if not leases.current().holds(lease_id):
+        raise ClaimLapsed()
+    return sender.send(message)
 
 
 def _failed(error: Exception) -> Future:
@@ -206,12 +223,15 @@ def send_threads() -> ThreadPoolExecutor:
 class _BatchRecord:
     """A batch's outcomes by kind, each kind recorded with one UPDATE through the lifecycle."""
 
-    def __init__(self):
+    def __init__(self, lease_id: int):
+        self.lease_id = lease_id
         self.cancelled: dict[int, str] = {}
         self.deferred: dict[int, datetime] = {}
         self.sent: dict[int, str] = {}
         self.failed: dict[Notification, PermanentSendError] = {}
         self.transient: dict[Notification, TransientSendError] = {}
+        self.unconfirmed: dict[int, str] = {}
+        self.unsent: list[int] = []
         self.broken: dict[int, str] = {}
 
     def add(self, notification: Notification, result: Future) -> None:
@@ -221,23 +241,43 @@ class _BatchRecord:
         except PermanentSendError as error:
             self.failed[notification] = error
         except TransientSendError as error:
-            self.transient[notification] = error
+            if error.maybe_sent:
+                self.unconfirmed[notification.pk] = f"attempt {notification.attempts}: {error}"
+            else:
+                self.transient[notification] = error
+        except ClaimLapsed:
+            self.unsent.append(notification.pk)
         except Exception as error:  # a bug or a misconfiguration: failed, for a person to retry
             logger.error("notification %s not sent", notification.pk, exc_info=error)
             self.broken[notification.pk] = f"unexpected error: {error!r}"
 
+    def _move(self, ids, to: str, **fields) -> int:
+        """A move of this batch's own notifications: none that recovery took over from it."""
+        return lifecycle.move(ids, to, held_by=self.lease_id, **fields)
+
     def save(self) -> dict[int, Outcome]:
         outcomes = {}
+        if self.unsent:  # never handed to the provider: sent again by the next release
+            self._move(
+                self.unsent, Status.DEFERRED, send_after=timezone.now(), attempts=F("attempts") - 1
+            )
+            outcomes |= {pk: Outcome(Status.DEFERRED, ClaimLapsed.__doc__) for pk in self.unsent}
+        if self.unconfirmed:
+            leave_for_recovery(self.unconfirmed, held_by=self.lease_id)
+            outcomes |= {
+                pk: Outcome(Status.SENDING, f"{why}; the provider is asked before any retry")
+                for pk, why in self.unconfirmed.items()
+            }
         if self.broken:
-            lifecycle.move(self.broken, Status.FAILED, last_error=_each(self.broken, "last_error"))
+            self._move(self.broken, Status.FAILED, last_error=_each(self.broken, "last_error"))
             outcomes |= {pk: Outcome(Status.FAILED, why) for pk, why in self.broken.items()}
         if self.cancelled:
-            lifecycle.move(
+            self._move(
                 self.cancelled, Status.CANCELLED, last_error=_each(self.cancelled, "last_error")
             )
             outcomes |= {pk: Outcome(Status.CANCELLED, why) for pk, why in self.cancelled.items()}
         if self.deferred:
-            lifecycle.move(
+            self._move(
                 self.deferred,
                 Status.DEFERRED,
                 send_after=_each(self.deferred, "send_after"),
@@ -252,7 +292,7 @@ class _BatchRecord:
                 "sent_at": timezone.now(),
                 "provider_message_id": _each(self.sent, "provider_message_id"),
             }
-            if lifecycle.move(self.sent, Status.SENT, last_error="", **sent) < len(self.sent):
+            if self._move(self.sent, Status.SENT, last_error="", **sent) < len(self.sent):
                 # Providers' callbacks moved some on (delivered, say): keep their ids all the same.
                 Notification.objects.filter(pk__in=self.sent, provider_message_id="").update(**sent)
             outcomes |= {pk: Outcome(Status.SENT, sid) for pk, sid in self.sent.items()}
@@ -263,7 +303,7 @@ class _BatchRecord:
         if not self.failed:
             return {}
         reasons = {notification.pk: str(error) for notification, error in self.failed.items()}
-        lifecycle.move(reasons, Status.FAILED, last_error=_each(reasons, "last_error"))
+        self._move(reasons, Status.FAILED, last_error=_each(reasons, "last_error"))
         outcomes = {}
         for notification, error in self.failed.items():  # rare: a rejected address or number
             tracking.apply_to_customer(
@@ -287,18 +327,31 @@ class _BatchRecord:
                 retry_at[notification.pk] = now + timedelta(seconds=retry_backoff(attempts))
                 errors[notification.pk] = f"attempt {attempts} failed: {error}"
         if retry_at:
-            lifecycle.move(
+            self._move(
                 retry_at,
                 Status.DEFERRED,
                 send_after=_each(retry_at, "send_after"),
                 last_error=_each(errors, "last_error"),
             )
         if give_up:
-            lifecycle.move(give_up, Status.FAILED, last_error=_each(give_up, "last_error"))
+            self._move(give_up, Status.FAILED, last_error=_each(give_up, "last_error"))
         return {
             pk: Outcome(Status.DEFERRED, f"{errors[pk]}; retries at {at.isoformat()}")
             for pk, at in retry_at.items()
         } | {pk: Outcome(Status.FAILED, reason) for pk, reason in give_up.items()}
+
+
+def leave_for_recovery(reasons: dict[int, str], *, held_by: int) -> int:
+    """Sends that may have reached the provider without an answer coming back stay sending,
+    with no worker: recovery asks the provider about them once a lease's time has passed (what
+    is still on its way by then has arrived), and sends again only what it does not have."""
+    return Notification.objects.filter(
+        pk__in=reasons, status=Status.SENDING, lease_id=held_by
+    ).update(
+        lease=None,
+        recover_after=timezone.now() + leases.lease_duration(),
+        last_error=_each(reasons, "last_error"),
+    )
 
 
 def _each(values: dict[int, object], field_name: str) -> Value | RawSQL:

@@ -17,7 +17,8 @@ ALLOWED_MOVES: dict[str, set[str]] = {
     Status.PLANNED: {Status.QUEUED, Status.CANCELLED},
     # QUEUED -> QUEUED re-enqueues a task the broker lost.
     Status.QUEUED: {Status.QUEUED, Status.SENDING, Status.CANCELLED},
-    # SENDING -> QUEUED: a worker that died mid-send, re-enqueued after it stalled.
+    # SENDING -> QUEUED: a worker that died mid-send, and the provider never got the message
+    # (notifications.recovery asked it first).
     # SENDING -> DELIVERED/BOUNCED: the provider's callback overtook the worker's own record.
     # SENDING -> DEFERRED: quiet hours at the customer's, or a transient provider error backing
     # off; the release task sends it again once its send_after has come.
@@ -39,7 +40,7 @@ ALLOWED_MOVES: dict[str, set[str]] = {
     Status.CANCELLED: set(),
     Status.SKIPPED: set(),
 }
-# On its way now: the daily scan re-enqueues these when they stall.
+# On its way now: planned, queued, or with a worker (or with recovery, its worker gone).
 IN_FLIGHT = frozenset({Status.PLANNED, Status.QUEUED, Status.SENDING})
 # Not sent yet, and still to be: what a renewal or cancellation of the policy cancels.
 WAITING = frozenset({Status.PLANNED, Status.QUEUED, Status.DEFERRED})
@@ -56,30 +57,34 @@ def move(
     to: str,
     *,
     only_from: Iterable[str] | None = None,
+    held_by: int | None = None,
     **fields,
 ) -> int:
     """Move the given notifications to status `to` where their status allows it (and is one
-    of `only_from`, when given), setting `fields` too. Returns how many moved: 0 means another
-    process got there first."""
+    of `only_from`, when given; and, with `held_by`, only those sending under that worker
+    lease), setting `fields` too. Returns how many moved: 0 means another process got there
+    first."""
     ids = [notification_ids] if isinstance(notification_ids, int) else list(notification_ids)
     if not ids:
         return 0
-    movable = _movable(ids, to)
+    movable = _movable(ids, to, held_by)
     if only_from is not None:
         movable = movable.filter(current_status__in=list(only_from))
-    return movable.update(status=to, status_changed_at=timezone.now(), **fields)
+    return movable.update(**_with_status(to, fields))
 
 
-def move_returning_ids(notification_ids: Iterable[int], to: str, **fields) -> list[int]:
+def move_returning_ids(
+    notification_ids: Iterable[int], to: str, *, held_by: int | None = None, **fields
+) -> list[int]:
     """`move`, in the same single conditional UPDATE, but returning the ids that moved: a
     batch learns which of its notifications it won."""
     ids = list(notification_ids)
     if not ids:
         return []
-    movable = _movable(ids, to)
+    movable = _movable(ids, to, held_by)
     # QuerySet.update() without its row count: Django has no UPDATE ... RETURNING of its own.
     query = movable.query.chain(UpdateQuery)
-    query.add_update_values({"status": to, "status_changed_at": timezone.now(), **fields})
+    query.add_update_values(_with_status(to, fields))
     query.clear_select_clause()
     database = router.db_for_write(Notification)
     update_sql, params = query.get_compiler(database).as_sql()
@@ -89,9 +94,17 @@ def move_returning_ids(notification_ids: Iterable[int], to: str, **fields) -> li
         return [row[0] for row in cursor.fetchall()]
 
 
-def _movable(ids: list[int], to: str) -> QuerySet:
+def _with_status(to: str, fields: dict) -> dict:
+    """The fields a move sets. Only a sending notification holds a worker's lease."""
+    if to != Status.SENDING:
+        fields = {"lease": None, "recover_after": None, **fields}
+    return {"status": to, "status_changed_at": timezone.now(), **fields}
+
+
+def _movable(ids: list[int], to: str, held_by: int | None) -> QuerySet:
     # The status is compared through Lower() so that PostgreSQL finds these rows by primary
     # key: on the bare column it prefers the in-flight partial index, and walks all of it.
-    return Notification.objects.alias(current_status=functions.Lower("status")).filter(
+    movable = Notification.objects.alias(current_status=functions.Lower("status")).filter(
         pk__in=ids, current_status__in=sources_of(to)
     )
+    return movable if held_by is None else movable.filter(lease_id=held_by)

@@ -183,6 +183,23 @@ PENDING_FOR_AGENTS = (
 )
 
 
+class WorkerLease(models.Model):
+    """A process that sends, alive for as long as it renews this lease (every few seconds, in
+    the database's own time). A notification it claimed holds the lease while it is sending; a
+    sending notification whose lease lapsed lost its worker, and is reconciled with the
+    provider before anything else happens to it (notifications.recovery)."""
+
+    name = models.CharField(max_length=200, help_text="host and process id")
+    started_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} (until {self.expires_at:%H:%M:%S})"
+
+
 class Notification(models.Model):
     """One reminder for one policy's expiry on one channel at one lead time. Its natural key is
     unique in the database, so no scan, however repeated or concurrent, plans it twice."""
@@ -227,6 +244,21 @@ class Notification(models.Model):
         help_text="Deferred (quiet hours, or backing off after a provider error): not sent "
         "before this time.",
     )
+    lease = models.ForeignKey(
+        WorkerLease,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        db_index=False,  # only sending notifications hold one: see the partial index below
+        related_name="+",
+        help_text="Sending: the worker that claimed it. Cleared when it leaves sending.",
+    )
+    recover_after = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Sending, its worker gone: not reconciled with the provider before this time "
+        "(the provider could not answer, or has no lookup and callbacks may still come).",
+    )
 
     class Meta:
         ordering = ["-due_on", "-id"]
@@ -250,6 +282,9 @@ class Notification(models.Model):
                 name="notification_in_flight",
             ),
             models.Index(fields=["run", "channel", "status"], name="notification_run"),
+            models.Index(
+                fields=["lease"], condition=Q(lease__isnull=False), name="notification_lease"
+            ),
             models.Index(
                 fields=["provider_message_id"],
                 condition=~Q(provider_message_id=""),
@@ -289,6 +324,8 @@ class DeliveryEvent(models.Model):
         OPENED = "opened", "Opened"
         CLICKED = "clicked", "Clicked"
         UNKNOWN = "unknown", "Unknown"
+        # Not a provider's callback: Renewly asked the provider about a send whose worker died.
+        RECONCILED = "reconciled", "Reconciled with the provider"
 
     notification = models.ForeignKey(
         Notification, on_delete=models.CASCADE, related_name="events", null=True, blank=True
@@ -369,6 +406,14 @@ class WeeklyReport(models.Model):
     # Set by the run that claims the sending, before it sends: a second run sends nothing. A
     # claim never confirmed by emailed_at (its worker died) expires, like a stalled reminder.
     email_claimed_at = models.DateTimeField(null=True, blank=True)
+    email_lease = models.ForeignKey(
+        WorkerLease,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The worker sending it; a claim whose lease lapsed is reconciled first.",
+    )
     emailed_at = models.DateTimeField(null=True, blank=True)
     emailed_to = models.TextField(blank=True)
     email_error = models.TextField(blank=True)

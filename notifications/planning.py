@@ -89,19 +89,17 @@ def cancel_outdated(*, policy_id: int | None = None) -> int:
 
 def claim_for_enqueue(*, limit: int, stalled_after: timedelta) -> list[int]:
     """Mark up to `limit` notifications queued and return their ids, for the fan-out to send
-    as tasks: the newly planned, the deferred whose time has come, and those whose task
-    stalled (lost with a broker or a worker) for longer than `stalled_after`. Concurrent
-    callers never get the same ids."""
+    as tasks: the newly planned, the deferred whose time has come, and the queued whose task
+    stalled (lost with a broker) for longer than `stalled_after`. Never one that is sending:
+    its send may have reached the provider, and only recovery, having asked the provider,
+    sends it again. Concurrent callers never get the same ids."""
     now = timezone.now()
     with transaction.atomic():
         ids = list(
             Notification.objects.filter(
                 Q(status=Status.PLANNED)
                 | Q(status=Status.DEFERRED, send_after__lte=now)
-                | Q(
-                    status__in=[Status.QUEUED, Status.SENDING],
-                    status_changed_at__lt=now - stalled_after,
-                )
+                | Q(status=Status.QUEUED, status_changed_at__lt=now - stalled_after)
             )
             .order_by("id")
             .select_for_update(skip_locked=True)

@@ -13,6 +13,10 @@ logger = logging.getLogger(__name__)
 # seconds (how long the send took).
 send_attempted = Signal()
 
+# Recovery asked a provider about a send whose worker died or got no answer: channel,
+# provider, outcome ("found", "not_found", "unavailable", "waiting", "resent_unverified").
+reconciled = Signal()
+
 # A provider's callback was answered: webhook (the URL's name, "twilio-status"...) and outcome
 # ("accepted"; "refused": a missing or wrong signature or credentials; "invalid").
 webhook_received = Signal()

@@ -6,7 +6,7 @@ from celery import shared_task
 from celery.utils.log import get_task_logger
 from django.utils import timezone
 
-from notifications import dispatch, planning, reports
+from notifications import dispatch, planning, recovery, reports
 
 logger = get_task_logger(__name__)
 
@@ -31,7 +31,10 @@ def daily_scan(run_date: str | None = None) -> dict:
 
 @shared_task
 def release_reminders() -> int:
-    """Every few minutes (a PeriodicTask): send what quiet hours deferred and what stalled."""
+    """Every minute (a PeriodicTask): reconcile with the provider what dead workers left
+    sending, then send what is due again: what quiet hours or a retry deferred, what recovery
+    found the provider never got, and what a lost broker dropped."""
+    recovery.recover_abandoned()
     return fan_out()
 
 

@@ -11,6 +11,9 @@ class OpsConfig(AppConfig):
 
         # What the engine tells, counted for /metrics in every process that sends or answers.
         signals.send_attempted.connect(metrics.count_send, dispatch_uid="ops.metrics.count_send")
+        signals.reconciled.connect(
+            metrics.count_reconciliation, dispatch_uid="ops.metrics.count_reconciliation"
+        )
         signals.webhook_received.connect(
             metrics.count_webhook_request, dispatch_uid="ops.metrics.count_webhook_request"
         )

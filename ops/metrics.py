@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, values
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from notifications import recovery
 from notifications.models import Notification, ReminderRun
 from ops.health import broker_connection
 
@@ -35,6 +36,13 @@ SEND_SECONDS = Histogram(
     ["channel", "provider"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+RECONCILIATIONS = Counter(
+    "renewly_reconciliations",
+    "Sends whose worker died or got no answer, reconciled with the provider: found (recorded "
+    "as sent), not_found (sent again), unavailable (asked again later), waiting or "
+    "resent_unverified (a provider with no lookup).",
+    ["channel", "provider", "outcome"],
+)
 WEBHOOK_REQUESTS = Counter(
     "renewly_webhook_requests",
     "Provider callbacks received: accepted, refused (bad signature or credentials) or invalid.",
@@ -48,6 +56,10 @@ WEBHOOK_REQUESTS = Counter(
 def count_send(sender, *, channel: str, provider: str, outcome: str, seconds: float, **kwargs):
     SEND_SECONDS.labels(channel, provider).observe(seconds)
     SENDS.labels(channel, provider, outcome).inc()
+
+
+def count_reconciliation(sender, *, channel: str, provider: str, outcome: str, **kwargs):
+    RECONCILIATIONS.labels(channel, provider, outcome).inc()
 
 
 def count_webhook_request(sender, *, webhook: str, outcome: str, **kwargs):
@@ -73,6 +85,13 @@ class StateCollector:
         for status, channel, count in rows.order_by():
             by_status.add_metric([status, channel], count)
         yield by_status
+
+        yield GaugeMetricFamily(
+            "renewly_abandoned_sends",
+            "Notifications left sending by a worker that died, or a send that got no answer, "
+            "not reconciled with the provider yet.",
+            value=recovery.without_worker().count(),
+        )
 
         last_scan = ReminderRun.objects.aggregate(last=Max("finished_at"))["last"]
         yield GaugeMetricFamily(

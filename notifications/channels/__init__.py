@@ -11,12 +11,13 @@ from django.utils.module_loading import import_string
 
 from notifications import rate_limit
 from notifications.channels.base import (
+    FoundMessage,
     OutgoingMessage,
     PermanentSendError,
     SendError,
     TransientSendError,
 )
-from notifications.channels.email import EmailChannel
+from notifications.channels.email import EmailChannel, email_provider
 from notifications.models import Channel
 from notifications.signals import send_attempted, tell
 
@@ -26,6 +27,7 @@ SMS_BACKENDS = {
 }
 
 __all__ = [
+    "FoundMessage",
     "OutgoingMessage",
     "PermanentSendError",
     "SendError",
@@ -43,9 +45,9 @@ def channel_for(channel: str):
 
 def _measured_sender(channel: str):
     if channel == Channel.EMAIL:
-        # The provider is the backend's module: anymail's "postmark", Django's "smtp", "outbox".
-        provider = settings.EMAIL_BACKEND.rsplit(".", 2)[-2]
-        return MeasuredSender(EmailChannel(), channel=Channel.EMAIL.value, provider=provider)
+        return MeasuredSender(
+            EmailChannel(), channel=Channel.EMAIL.value, provider=email_provider()
+        )
     try:
         path = SMS_BACKENDS[settings.SMS_BACKEND]
     except KeyError:
@@ -62,7 +64,7 @@ class MeasuredSender:
     ops counts for /metrics); anything else it offers (close(), say) is the sender's own."""
 
     def __init__(self, sender, *, channel: str, provider: str):
-        self._sender, self._channel, self._provider = sender, channel, provider
+        self._sender, self.channel, self.provider = sender, channel, provider
 
     def __getattr__(self, name):
         return getattr(self._sender, name)
@@ -84,8 +86,8 @@ class MeasuredSender:
             tell(
                 send_attempted,
                 type(self._sender),
-                channel=self._channel,
-                provider=self._provider,
+                channel=self.channel,
+                provider=self.provider,
                 outcome=outcome,
                 seconds=time.perf_counter() - started,
             )

@@ -1,6 +1,8 @@
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import requests
+import urllib3
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,41 @@ class SendError(Exception):
 
 
 class TransientSendError(SendError):
-    """Worth trying again later: a timeout, a connection error, a 5xx or a rate limit."""
+    """Worth trying again later: a timeout, a connection error, a 5xx or a rate limit.
+    `maybe_sent`: the request went out and no answer came back (a read timeout, a connection
+    reset), so the provider may have accepted it: it is not sent again before the provider
+    has been asked (notifications.recovery)."""
+
+    def __init__(self, reason: str, *, code: str = "", maybe_sent: bool = False):
+        super().__init__(reason, code=code)
+        self.maybe_sent = maybe_sent
+
+
+@dataclass(frozen=True)
+class FoundMessage:
+    """A message a provider says it accepted, found by a channel's `find_sent`."""
+
+    provider_message_id: str
+    accepted_at: datetime | None = None
+
+
+def may_have_reached_provider(error: BaseException) -> bool:
+    """Whether a request that failed without an answer may still have reached the provider:
+    always, unless the connection itself could not be made."""
+    seen, causes = set(), [error]
+    while causes:
+        cause = causes.pop()
+        if id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        # urllib3's NewConnectionError is a ConnectTimeoutError: refused, unresolvable, timed out.
+        if isinstance(cause, urllib3.exceptions.ConnectTimeoutError | requests.ConnectTimeout):
+            return False
+        if isinstance(cause, ConnectionRefusedError):
+            return False
+        linked = [cause.__cause__, getattr(cause, "reason", None), *cause.args]
+        causes += [link for link in linked if isinstance(link, BaseException)]
+    return True
 
 
 class PermanentSendError(SendError):

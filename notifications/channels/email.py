@@ -1,22 +1,41 @@
 import smtplib
 import threading
+from datetime import datetime
 from email.utils import make_msgid
 
+import requests
+from anymail.backends.postmark import EmailBackend as PostmarkBackend
 from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from django.utils.module_loading import import_string
 
 from notifications.channels.base import (
+    FoundMessage,
     OutgoingMessage,
     PermanentSendError,
     SendError,
     TransientSendError,
+    may_have_reached_provider,
     read_environment_once,
 )
 
 NOTIFICATION_HEADER = "X-Renewly-Notification"
+
+
+def email_provider() -> str:
+    """The email backend's module: anymail's "postmark", Django's "smtp", our "outbox"."""
+    return settings.EMAIL_BACKEND.rsplit(".", 2)[-2]
+
+
+def email_backend_looks_up() -> bool:
+    """Whether the email backend can say if it accepted a message (see EmailChannel.find_sent):
+    Postmark, by its outbound message search, and the local outbox; not SMTP, nor ESPs
+    without a search by metadata."""
+    backend = import_string(settings.EMAIL_BACKEND)
+    return issubclass(backend, PostmarkBackend) or hasattr(backend, "find_sent")
 
 
 # An HTTP ESP's backend per thread, kept across batches: its requests session reconnects by
@@ -103,6 +122,57 @@ class EmailChannel:
         status = getattr(email, "anymail_status", None)  # set by anymail backends only
         return (status and status.message_id) or message_id
 
+    @property
+    def can_look_up(self) -> bool:
+        return email_backend_looks_up()
+
+    def find_sent(self, message: OutgoingMessage, *, since: datetime) -> FoundMessage | None:
+        """The email the backend accepted for this notification, or None when it has none.
+        Raises TransientSendError when the provider cannot answer now. Every email carries its
+        notification's id as metadata, which is what Postmark's search filters by."""
+        connection = self._connection()
+        if isinstance(connection, PostmarkBackend):
+            return find_in_postmark(connection, "notification_id", message.notification_id)
+        return connection.find_sent(message.notification_id)
+
+
+def find_in_postmark(
+    connection: PostmarkBackend, metadata_key: str, value: object
+) -> FoundMessage | None:
+    """Postmark's outbound message search, filtered by one metadata value (unique to one
+    message), through the backend's own session and credentials."""
+    try:
+        response = connection.session.get(
+            f"{connection.api_url}messages/outbound",
+            params={"count": 10, "offset": 0, f"metadata_{metadata_key}": str(value)},
+            headers={
+                "Accept": "application/json",
+                "X-Postmark-Server-Token": connection.server_token,
+            },
+            timeout=connection.timeout,
+        )
+    except requests.RequestException as error:
+        raise TransientSendError(f"Postmark's message search unreachable: {error}") from error
+    if response.status_code != 200:
+        raise TransientSendError(
+            f"Postmark's message search answered {response.status_code}: {response.text[:200]}"
+        )
+    try:
+        messages = response.json()["Messages"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise TransientSendError(f"Postmark's message search answered {error!r}") from error
+    if not messages:
+        return None
+    found = messages[-1]  # the first accepted, were there ever two
+    return FoundMessage(found["MessageID"], _parse_time(found.get("ReceivedAt", "")))
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
 
 def classify_email_error(error: Exception) -> SendError | None:
     """The send error an email backend's exception means: permanent when the recipient or the
@@ -112,14 +182,20 @@ def classify_email_error(error: Exception) -> SendError | None:
         return PermanentSendError(f"recipient refused: {error}")
     if isinstance(error, AnymailAPIError):
         status = error.status_code
-        if status is None or status == 429 or status >= 500:
+        if status is None:  # no answer: the request may still have been received
+            return TransientSendError(
+                f"email provider unavailable: {error}", maybe_sent=may_have_reached_provider(error)
+            )
+        if status == 429 or status >= 500:
             return TransientSendError(f"email provider unavailable: {error}")
         return PermanentSendError(f"email provider refused the message: {error}")
     if isinstance(error, smtplib.SMTPResponseException):
         kind = PermanentSendError if error.smtp_code >= 500 else TransientSendError
         return kind(f"mail server answered {error.smtp_code}: {error.smtp_error!r}")
     if isinstance(error, smtplib.SMTPException | OSError):  # refused, reset, timed out
-        return TransientSendError(f"mail server unreachable: {error}")
+        return TransientSendError(
+            f"mail server unreachable: {error}", maybe_sent=may_have_reached_provider(error)
+        )
     return None
 
 

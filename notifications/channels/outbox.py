@@ -3,29 +3,58 @@ demo and for development. Email through Django's email API (as an EMAIL_BACKEND)
 
 import json
 import uuid
+from datetime import UTC, datetime
+from email.parser import BytesHeaderParser
 from pathlib import Path
 
 from django.conf import settings
 from django.core.mail.backends.base import BaseEmailBackend
 from django.utils import timezone
 
-from notifications.channels.base import OutgoingMessage
+from notifications.channels.base import FoundMessage, OutgoingMessage
 from notifications.channels.email import NOTIFICATION_HEADER
 from notifications.channels.sms import sms_segments
 from notifications.files import write_atomically
 
 
 class EmailBackend(BaseEmailBackend):
-    """Writes each email as an .eml file under OUTBOX_DIR/email, named after its notification."""
+    """Writes each email as an .eml file under OUTBOX_DIR/email, named after its notification
+    (or the weekly report it carries)."""
 
     def send_messages(self, email_messages) -> int:
         for message in email_messages:
-            notification = message.extra_headers.get(NOTIFICATION_HEADER)
-            name = f"notification-{notification}" if notification else uuid.uuid4().hex
-            write_atomically(
-                Path(settings.OUTBOX_DIR) / "email" / f"{name}.eml", message.message().as_bytes()
-            )
+            write_atomically(_email_path(message.extra_headers), message.message().as_bytes())
         return len(email_messages)
+
+    def find_sent(self, notification_id: int) -> FoundMessage | None:
+        """The outbox's answer to "was it sent?": its file is there (written whole, or not)."""
+        return _found_email(_email_path({NOTIFICATION_HEADER: notification_id}))
+
+    def find_report(self, report_id: int) -> FoundMessage | None:
+        return _found_email(_email_path({REPORT_HEADER: report_id}))
+
+
+REPORT_HEADER = "X-Renewly-Report"
+
+
+def _email_path(headers: dict) -> Path:
+    if notification := headers.get(NOTIFICATION_HEADER):
+        name = f"notification-{notification}"
+    elif report := headers.get(REPORT_HEADER):
+        name = f"report-{report}"
+    else:
+        name = uuid.uuid4().hex
+    return Path(settings.OUTBOX_DIR) / "email" / f"{name}.eml"
+
+
+def _found_email(path: Path) -> FoundMessage | None:
+    try:
+        with open(path, "rb") as file:
+            headers = BytesHeaderParser().parse(file)
+    except FileNotFoundError:
+        return None
+    written = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    return FoundMessage(headers.get("Message-ID", path.name), written)
 
 
 class OutboxSmsChannel:
@@ -41,6 +70,21 @@ class OutboxSmsChannel:
             "segments": sms_segments(message.body),
             "written_at": timezone.now().isoformat(),
         }
-        path = Path(settings.OUTBOX_DIR) / "sms" / f"notification-{message.notification_id}.json"
-        write_atomically(path, json.dumps(record, indent=2, ensure_ascii=False).encode())
+        write_atomically(
+            _sms_path(message.notification_id),
+            json.dumps(record, indent=2, ensure_ascii=False).encode(),
+        )
         return provider_id
+
+    can_look_up = True
+
+    def find_sent(self, message: OutgoingMessage, *, since: datetime) -> FoundMessage | None:
+        try:
+            record = json.loads(_sms_path(message.notification_id).read_bytes())
+        except FileNotFoundError:
+            return None
+        return FoundMessage(record["id"], datetime.fromisoformat(record["written_at"]))
+
+
+def _sms_path(notification_id: int) -> Path:
+    return Path(settings.OUTBOX_DIR) / "sms" / f"notification-{notification_id}.json"

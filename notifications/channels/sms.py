@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+from datetime import datetime, timedelta
 from functools import lru_cache
 from urllib.parse import urlencode
 
@@ -11,16 +12,18 @@ import urllib3
 from django.conf import settings
 from django.urls import reverse
 from requests.utils import DEFAULT_CA_BUNDLE_PATH, select_proxy
-from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http import HttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
 from notifications.channels.base import (
+    FoundMessage,
     OutgoingMessage,
     PermanentSendError,
     SendError,
     TransientSendError,
+    may_have_reached_provider,
 )
 
 # Twilio's own code for "too many requests", beside HTTP 429.
@@ -30,6 +33,8 @@ GSM_7 = set(
     "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM_7_EXTENDED = set("^{}\\[~]|€\f")  # each takes two of a segment's characters
+# How far apart Twilio's clock and ours may be, when matching a message to an attempt.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 def sms_segments(body: str) -> int:
@@ -136,13 +141,10 @@ def _pairs(values: dict) -> list[tuple[str, object]]:
 
 
 class TwilioSmsChannel:
+    can_look_up = True
+
     def send(self, message: OutgoingMessage) -> str:
-        client = twilio_client(
-            settings.TWILIO_ACCOUNT_SID,
-            settings.TWILIO_AUTH_TOKEN,
-            settings.TWILIO_API_BASE_URL,
-            settings.TWILIO_TIMEOUT_SECONDS,
-        )
+        client = _client()
         sender = (
             {"messaging_service_sid": settings.TWILIO_MESSAGING_SERVICE_SID}
             if settings.TWILIO_MESSAGING_SERVICE_SID
@@ -158,8 +160,52 @@ class TwilioSmsChannel:
         except (TwilioRestException, TwilioServiceException) as error:
             raise classify_twilio_error(error) from error
         except urllib3.exceptions.HTTPError as error:  # refused, reset, timed out
-            raise TransientSendError(f"Twilio unreachable: {error.__class__.__name__}") from error
+            raise TransientSendError(
+                f"Twilio unreachable: {error.__class__.__name__}",
+                maybe_sent=may_have_reached_provider(error),
+            ) from error
         return sent.sid
+
+    def find_sent(self, message: OutgoingMessage, *, since: datetime) -> FoundMessage | None:
+        """The SMS Twilio accepted for this attempt, or None: Twilio's messages to the number,
+        newest first, back to when the attempt began, whose body begins with this reminder's.
+        A rendered body names its policy and expiry, so it is this notification's own; Twilio
+        takes no idempotency key and returns no status callback URL to match by. Not filtered
+        by DateSent: a message Twilio still holds in its queue (a Messaging Service under its
+        throughput limit) has no date_sent yet, and must be found all the same. Raises
+        TransientSendError when Twilio cannot answer now."""
+        earliest = since - CLOCK_SKEW
+        try:
+            for sent in _client().messages.stream(to=message.to, page_size=50):
+                if sent.date_created is not None and sent.date_created < earliest:
+                    break  # newest first: the rest came before this attempt
+                # A Messaging Service may append its opt-out sentence to the body.
+                if (sent.body or "").startswith(message.body):
+                    return FoundMessage(sent.sid, sent.date_created)
+        except TwilioException as error:  # a page that came back an error: "Unable to fetch page"
+            raise TransientSendError(
+                f"Twilio's message list failed: {_page_error(error)}"
+            ) from error
+        except urllib3.exceptions.HTTPError as error:
+            raise TransientSendError(
+                f"Twilio's message list unreachable: {error.__class__.__name__}"
+            ) from error
+        return None
+
+
+def _page_error(error: TwilioException) -> str:
+    response = error.args[1] if len(error.args) > 1 else None
+    status = getattr(response, "status_code", None)
+    return f"{error.args[0] if error.args else error} (HTTP {status})" if status else str(error)
+
+
+def _client() -> Client:
+    return twilio_client(
+        settings.TWILIO_ACCOUNT_SID,
+        settings.TWILIO_AUTH_TOKEN,
+        settings.TWILIO_API_BASE_URL,
+        settings.TWILIO_TIMEOUT_SECONDS,
+    )
 
 
 def classify_twilio_error(error: TwilioRestException | TwilioServiceException) -> SendError:

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from notifications import planning
+from notifications import planning, recovery
 from notifications.models import Channel, MessageTemplate, Notification, ReminderRule
 from notifications.tasks import send_batch
 from tests.factories import make_rule, template_for
@@ -146,10 +146,16 @@ def run_at_once(*calls: Callable, timeout: float = 120) -> list:
 
 def send_until_settled(notification_id: int, *, rounds: int = 10) -> Notification:
     """Send the notification with the send_batch task, in place, and each time it waits out a
-    retry backoff, let that time pass and hand it on as the release task does: the whole retry
-    path, without the wait. Returns the notification as it settled."""
+    retry backoff, or waits to be reconciled with the provider (a send with no answer), let
+    that time pass and do what the release task does: the whole retry path, without the wait.
+    Returns the notification as it settled."""
     send_batch.apply(args=[[notification_id]])
     for _ in range(rounds):
+        unconfirmed = Notification.objects.filter(
+            pk=notification_id, status=Status.SENDING, lease__isnull=True
+        )
+        if unconfirmed.update(recover_after=timezone.now()):
+            recovery.recover_abandoned()
         waiting = Notification.objects.filter(pk=notification_id, status=Status.DEFERRED)
         if not waiting.update(send_after=timezone.now()):
             break

@@ -133,15 +133,29 @@ def test_a_rejected_email_recipient_fails_at_once(providers, queued):
     assert providers.attempts[EMAIL] == 1
 
 
-def test_a_twilio_timeout_is_transient(providers, queued, settings):
-    settings.TWILIO_TIMEOUT_SECONDS = 1
+@pytest.mark.parametrize("channel", ["sms", "email"])
+def test_a_send_that_timed_out_after_the_provider_accepted_it_is_not_sent_again(
+    providers, queued, settings, channel
+):
+    """The provider took the message but its answer never came back: recovery asks the
+    provider, finds the message and records it as sent, with the provider's id."""
+    settings.TWILIO_TIMEOUT_SECONDS = settings.EMAIL_TIMEOUT = settings.ANYMAIL[
+        "REQUESTS_TIMEOUT"
+    ] = 1
     providers.hang_seconds = 3
-    providers.script(PHONE, ["timeout", "ok"])
+    recipient = PHONE if channel == "sms" else EMAIL
+    providers.script(recipient, ["timeout", "ok"])
 
-    notification = send(queued["sms"])
+    notification = send(queued[channel])
 
     assert notification.status == Status.SENT
-    assert notification.attempts == 2
+    assert notification.attempts == 1
+    assert providers.accepted[recipient] == 1
+    (message,) = providers.messages
+    assert notification.provider_message_id == message.id
+    (event,) = notification.events.all()
+    assert event.event_type == "reconciled"
+    assert event.reason.startswith("recovered: already delivered to the provider")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -128,8 +128,8 @@ def test_renewing_the_policy_cancels_a_deferred_sms(queued_sms, settings):
 
 
 @pytest.mark.django_db
-def test_a_periodic_task_releases_deferred_reminders_every_five_minutes():
+def test_a_periodic_task_releases_deferred_reminders_every_minute():
     from django_celery_beat.models import PeriodicTask
 
     task = PeriodicTask.objects.get(task="notifications.tasks.release_reminders")
-    assert (task.interval.every, task.interval.period) == (5, "minutes")
+    assert (task.interval.every, task.interval.period) == (1, "minutes")

@@ -22,6 +22,7 @@ from notifications.models import (
     Notification,
     ReminderRun,
     WeeklyReport,
+    WorkerLease,
 )
 from notifications.schedule import WEEKLY_REPORT_NAME
 from policies.models import Policy
@@ -243,10 +244,10 @@ def test_the_stored_csv_and_chart_say_what_the_figures_say(book):
 
 
 class FlakyBackend(BaseEmailBackend):
-    """A mail server that is down."""
+    """A mail server that is down: it refuses the session, so nothing was sent."""
 
     def send_messages(self, messages):
-        raise smtplib.SMTPServerDisconnected("connection unexpectedly closed")
+        raise smtplib.SMTPConnectError(421, "service not available, closing channel")
 
 
 def test_a_report_whose_email_failed_is_sent_by_the_next_run(book, settings):
@@ -255,7 +256,7 @@ def test_a_report_whose_email_failed_is_sent_by_the_next_run(book, settings):
     report = WeeklyReport.objects.get(week_start=WEEK, agent=book.alice)
     assert report.emailed_at is None
     assert "mail server unreachable" not in report.email_error  # the backend's own words
-    assert "connection unexpectedly closed" in report.email_error
+    assert "service not available" in report.email_error
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     assert tasks.weekly_reports(WEEK.isoformat())["emailed"] == 3
@@ -274,9 +275,18 @@ def test_a_report_whose_email_failed_is_sent_by_next_weeks_run(book, settings):
     assert WeeklyReport.objects.filter(emailed_at__isnull=True).count() == 0
 
 
+def claimed_by(report_filter: dict, *, alive: bool) -> None:
+    """The reports as a run left them that claimed them, and is still sending or died."""
+    expires_at = timezone.now() + timedelta(minutes=1 if alive else -1)
+    lease = WorkerLease.objects.create(name="another-run", expires_at=expires_at)
+    WeeklyReport.objects.filter(**report_filter).update(
+        email_claimed_at=timezone.now(), email_lease=lease
+    )
+
+
 def test_a_report_claimed_by_another_run_is_not_sent_again(book):
     reports.build_weekly_reports(week_start=WEEK)
-    WeeklyReport.objects.filter(agent=book.alice).update(email_claimed_at=timezone.now())
+    claimed_by({"agent": book.alice}, alive=True)
 
     assert reports.email_weekly_reports(week_start=WEEK) == 2
     assert "alice@agency.example" not in [message.to[0] for message in mail.outbox]
@@ -323,3 +333,52 @@ def test_the_weekly_report_is_a_periodic_task_on_mondays_at_nine(db, settings):
     assert (crontab.minute, crontab.hour, crontab.day_of_week) == ("0", "9", "1")
     assert str(crontab.timezone) == settings.TIME_ZONE
     assert task.enabled
+
+
+@pytest.mark.parametrize("reached_provider", [True, False])
+def test_a_report_whose_run_died_is_asked_for_at_postmark_before_it_is_sent(
+    book, providers, reached_provider
+):
+    reports.build_weekly_reports(week_start=WEEK)
+    report = WeeklyReport.objects.get(week_start=WEEK, agent=book.alice)
+    claimed_by({"pk": report.pk}, alive=False)
+    if reached_provider:  # what the dead run sent before it could record it
+        reports._email(report, [book.alice.email])
+
+    reports.email_weekly_reports(week_start=WEEK)
+
+    assert providers.accepted[book.alice.email] == 1
+    report.refresh_from_db()
+    assert report.emailed_at is not None
+    assert report.email_lease_id is None
+    (message,) = [m for m in providers.messages if m.recipient == book.alice.email]
+    assert message.metadata == {"weekly_report": str(report.pk)}
+
+
+def test_a_report_whose_run_died_after_the_outbox_wrote_it_is_not_written_again(book, outbox):
+    reports.build_weekly_reports(week_start=WEEK)
+    report = WeeklyReport.objects.get(week_start=WEEK, agent=book.alice)
+    claimed_by({"pk": report.pk}, alive=False)
+    reports._email(report, [book.alice.email])
+    written = (outbox / "email" / f"report-{report.pk}.eml").stat().st_mtime_ns
+
+    assert reports.email_weekly_reports(week_start=WEEK) == 2  # the other two reports
+    assert (outbox / "email" / f"report-{report.pk}.eml").stat().st_mtime_ns == written
+    report.refresh_from_db()
+    assert report.emailed_at is not None
+
+
+def test_a_report_postmark_cannot_be_asked_about_waits_for_the_next_run(book, providers):
+    reports.build_weekly_reports(week_start=WEEK)
+    claimed_by({"agent": book.alice}, alive=False)
+    providers.always_lookups("503")
+
+    assert reports.email_weekly_reports(week_start=WEEK) == 2
+    report = WeeklyReport.objects.get(week_start=WEEK, agent=book.alice)
+    assert report.emailed_at is None
+    assert "503" in report.email_error
+    assert providers.accepted[book.alice.email] == 0
+
+    providers.always_lookups("ok")
+    assert reports.email_weekly_reports(week_start=WEEK) == 1
+    assert providers.accepted[book.alice.email] == 1

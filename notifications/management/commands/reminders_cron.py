@@ -13,9 +13,10 @@ from notifications.schedule import DAILY_SCAN_NAME, crontab_expression, daily_sc
 
 MARKER = "renewly: daily reminders"
 RELEASE_MARKER = "renewly: release deferred reminders"
-# What the release PeriodicTask does every 5 minutes under Beat: send the reminders whose quiet
-# hours or retry backoff are over, and those whose task was lost.
-RELEASE_EXPRESSION = "*/5 * * * *"
+# What the release PeriodicTask does every minute under Beat: reconcile what dead workers left
+# sending, and send the reminders whose quiet hours or retry backoff are over, and those whose
+# task was lost.
+RELEASE_EXPRESSION = "* * * * *"
 MARKERS = (MARKER, RELEASE_MARKER)
 
 
@@ -23,7 +24,7 @@ class Command(BaseCommand):
     help = (
         "Cron mode, for sites that cannot run Beat: install, remove or show the crontab entries "
         "that run `run_reminders` at the time of the daily scan's PeriodicTask and "
-        "`run_reminders --release` every 5 minutes."
+        "`run_reminders --release` every minute."
     )
 
     def add_arguments(self, parser):

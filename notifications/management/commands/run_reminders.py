@@ -16,7 +16,7 @@ class Command(BaseCommand):
         "Run one daily reminder cycle exactly as Beat does: send the daily scan through the "
         "broker to the workers. With --wait, wait until every reminder is on its way or waiting "
         "(quiet hours, a retry's backoff), then summarise. With --release, do what the release "
-        "PeriodicTask does instead (cron mode runs it every 5 minutes)."
+        "PeriodicTask does instead (cron mode runs it every minute)."
     )
 
     def add_arguments(self, parser):

@@ -1,0 +1,209 @@
+"""Recovery: a notification left sending with no live worker (its worker died, or its send got
+no answer) is reconciled with the provider before anything else happens to it. The provider
+has it: it is recorded as sent, and never sent again. It does not: it is sent again. It cannot
+say (down, 5xx): it is asked again later, with growing waits, and never sent blindly.
+
+A provider with no lookup (SMTP, an ESP without a message search) cannot be asked: there the
+channel is at-least-once, and recovery waits REMINDER_RESEND_UNCONFIRMED_AFTER_MINUTES after the
+attempt began (time for the provider's callback, which names the notification, to report it)
+before sending again."""
+
+import logging
+import random
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from notifications import dispatch, leases, lifecycle
+from notifications.channels import FoundMessage, TransientSendError, sending_through
+from notifications.models import DeliveryEvent, Notification
+from notifications.rendering import render
+from notifications.signals import reconciled, tell
+
+logger = logging.getLogger(__name__)
+Status = Notification.Status
+# How long recovery waits before asking a provider that could not answer again: half the
+# time since the attempt began, within these bounds.
+SHORTEST_WAIT = timedelta(seconds=30)
+LONGEST_WAIT = timedelta(hours=1)
+
+FOUND = "found"  # the provider has it: recorded as sent
+NOT_FOUND = "not_found"  # sent again
+UNAVAILABLE = "unavailable"  # the provider could not answer: asked again later
+WAITING = "waiting"  # no lookup: waits for a callback, then sent again
+RESENT_UNVERIFIED = "resent_unverified"  # no lookup, waited long enough: sent again
+
+
+def without_worker() -> QuerySet:
+    """Sending notifications no live worker holds: to be reconciled with their provider."""
+    return Notification.objects.filter(
+        Q(lease__isnull=True) | Q(lease__expires_at__lt=Now()), status=Status.SENDING
+    )
+
+
+def abandoned() -> QuerySet:
+    """Those without a worker whose time to be reconciled has come."""
+    return without_worker().filter(Q(recover_after__isnull=True) | Q(recover_after__lte=Now()))
+
+
+def recover_abandoned(*, limit: int | None = None) -> dict[str, int]:
+    """Take over up to `limit` abandoned notifications under this process's lease and
+    reconcile each with its provider. Returns how many ended each way (FOUND, NOT_FOUND...).
+    Two processes recovering at once never take the same notification."""
+    lease_id = leases.current().renew()
+    with transaction.atomic():
+        ids = list(
+            abandoned()
+            .order_by("id")
+            .select_for_update(skip_locked=True, of=("self",))
+            .values_list("id", flat=True)[: limit or settings.REMINDER_FANOUT_CHUNK]
+        )
+        Notification.objects.filter(pk__in=ids).update(lease_id=lease_id)
+    notifications = list(
+        Notification.objects.select_related(*dispatch.SEND_RELATED)
+        .filter(pk__in=ids, lease_id=lease_id)
+        .order_by("pk")
+    )
+    dispatch.attach_rules(notifications)
+    outcomes = Counter()
+    for notification, provider, answer in _ask_providers(notifications):
+        outcome = _settle(notification, answer, lease_id)
+        outcomes[outcome] += 1
+        tell(
+            reconciled,
+            Notification,
+            channel=notification.channel,
+            provider=provider,
+            outcome=outcome,
+        )
+    if outcomes:
+        logger.info("recovered %s abandoned sends: %s", len(notifications), dict(outcomes))
+    return dict(outcomes)
+
+
+def _ask_providers(notifications: list[Notification]) -> Iterator[tuple]:
+    """(notification, provider, answer) for each: the provider's FoundMessage, None (it has
+    no such message), the TransientSendError it could not answer with, or WAITING /
+    RESENT_UNVERIFIED for a provider with no lookup. Lookups run on the send threads."""
+    pool = dispatch.send_threads()
+    with ExitStack() as stack:
+        senders = {
+            name: stack.enter_context(sending_through(name))
+            for name in {notification.channel for notification in notifications}
+        }
+        futures = []
+        for notification in notifications:
+            sender = senders[notification.channel]
+            if sender.can_look_up:
+                futures.append((notification, sender, pool.submit(_look_up, sender, notification)))
+            else:
+                yield notification, sender.provider, _unverifiable(notification)
+        for notification, sender, future in futures:
+            try:
+                answer = future.result()
+            except TransientSendError as error:
+                answer = error
+            except Exception as error:  # a bug: asked again later, never sent blindly
+                logger.error("could not reconcile notification %s", notification.pk, exc_info=True)
+                answer = TransientSendError(f"unexpected error: {error!r}")
+            yield notification, sender.provider, answer
+
+
+def _look_up(sender, notification: Notification) -> FoundMessage | None:
+    try:
+        message = render(notification)
+    except Exception:  # it cannot have been sent: a send renders first
+        return None
+    return sender.find_sent(message, since=notification.status_changed_at)
+
+
+def _unverifiable(notification: Notification) -> str:
+    waited = timezone.now() - notification.status_changed_at
+    if waited >= timedelta(minutes=settings.REMINDER_RESEND_UNCONFIRMED_AFTER_MINUTES):
+        return RESENT_UNVERIFIED
+    return WAITING
+
+
+def _settle(notification: Notification, answer, lease_id: int) -> str:
+    now = timezone.now()
+    if isinstance(answer, FoundMessage):
+        sent = {
+            "sent_at": answer.accepted_at or now,
+            "provider_message_id": answer.provider_message_id,
+        }
+        if not lifecycle.move(notification.pk, Status.SENT, held_by=lease_id, **sent):
+            # A provider's callback moved it on meanwhile (delivered): keep the id all the same.
+            Notification.objects.filter(pk=notification.pk, provider_message_id="").update(**sent)
+        _tell_timeline(
+            notification,
+            answer.provider_message_id,
+            "already delivered to the provider: recorded as sent, not sent again",
+        )
+        return FOUND
+    if answer is None or answer == RESENT_UNVERIFIED:
+        lifecycle.move(notification.pk, Status.DEFERRED, held_by=lease_id, send_after=now)
+        if answer is None:
+            _tell_timeline(notification, "", "the provider does not have it: sent again")
+            return NOT_FOUND
+        _tell_timeline(
+            notification,
+            "",
+            "the provider cannot be asked and reported nothing: sent again "
+            "(at-least-once: it may arrive twice)",
+        )
+        return RESENT_UNVERIFIED
+    if answer == WAITING:
+        wait_until = notification.status_changed_at + timedelta(
+            minutes=settings.REMINDER_RESEND_UNCONFIRMED_AFTER_MINUTES
+        )
+        _release(
+            notification,
+            lease_id,
+            wait_until,
+            "sent without an answer; waiting for the provider's callback before sending again",
+        )
+        return WAITING
+    _release(
+        notification,
+        lease_id,
+        now + _next_wait(now - notification.status_changed_at),
+        f"sent without an answer, and the provider cannot say yet whether it has it: {answer}",
+    )
+    return UNAVAILABLE
+
+
+def _release(notification: Notification, lease_id: int, until: datetime, why: str) -> None:
+    """Leave it sending with no worker, to be reconciled again once `until` has come."""
+    Notification.objects.filter(
+        pk=notification.pk, status=Status.SENDING, lease_id=lease_id
+    ).update(lease=None, recover_after=until, last_error=why)
+
+
+def _next_wait(elapsed: timedelta) -> timedelta:
+    wait = min(max(elapsed / 2, SHORTEST_WAIT), LONGEST_WAIT)
+    return wait * random.uniform(0.75, 1.0)
+
+
+def _tell_timeline(notification: Notification, provider_message_id: str, what: str) -> None:
+    """Recovery's finding, on the notification's timeline beside the providers' events."""
+    DeliveryEvent.objects.bulk_create(
+        [
+            DeliveryEvent(
+                notification=notification,
+                provider="renewly",
+                event_type=DeliveryEvent.Type.RECONCILED,
+                provider_event_id=f"reconciled-{notification.pk}-{notification.attempts}",
+                provider_message_id=provider_message_id,
+                occurred_at=timezone.now(),
+                reason=f"recovered: {what}",
+            )
+        ],
+        ignore_conflicts=True,
+    )
