@@ -3,9 +3,11 @@ from csp.decorators import csp_update
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 
 from notifications import preferences, previews
 from notifications.models import (
@@ -19,6 +21,7 @@ from notifications.models import (
     ReminderRun,
     TemplateTranslation,
     WeeklyReport,
+    WorkerLease,
 )
 from policies import admin as policies_admin
 from policies.models import Customer
@@ -212,6 +215,32 @@ class NotificationAdmin(ReadOnlyAdmin):
     list_select_related = ["policy"]
     date_hierarchy = "due_on"
     show_full_result_count = False  # a count over millions of rows on every page is slow
+
+
+@admin.register(WorkerLease)
+class WorkerLeaseAdmin(ReadOnlyAdmin):
+    """The processes that send: one whose lease lapsed died, and recovery reconciles what it
+    left sending."""
+
+    list_display = ["name", "started_at", "expires_at", "alive", "sending"]
+    ordering = ["-expires_at"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                sending_count=Count("held_notifications")  # only sending ones hold a lease
+            )
+        )
+
+    @admin.display(boolean=True)
+    def alive(self, lease: WorkerLease) -> bool:
+        return lease.expires_at > timezone.now()
+
+    @admin.display(description="notifications sending", ordering="sending_count")
+    def sending(self, lease: WorkerLease) -> int:
+        return lease.sending_count
 
 
 @admin.register(ReminderRun)

@@ -250,7 +250,7 @@ class Notification(models.Model):
         null=True,
         blank=True,
         db_index=False,  # only sending notifications hold one: see the partial index below
-        related_name="+",
+        related_name="held_notifications",
         help_text="Sending: the worker that claimed it. Cleared when it leaves sending.",
     )
     recover_after = models.DateTimeField(

@@ -91,7 +91,7 @@ class Migration(migrations.Migration):
                 help_text="Sending: the worker that claimed it. Cleared when it leaves sending.",
                 null=True,
                 on_delete=django.db.models.deletion.SET_NULL,
-                related_name="+",
+                related_name="held_notifications",
                 to="notifications.workerlease",
             ),
         ),

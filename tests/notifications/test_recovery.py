@@ -262,3 +262,15 @@ def test_two_sweeps_at_once_never_reconcile_the_same_notification(providers):
 
     assert sum(sum(result.values()) for result in results) == 2
     assert Notification.objects.filter(status=Status.DEFERRED).count() == 2
+
+
+def test_the_admin_lists_the_sending_workers_and_what_each_holds(admin_client, queued):
+    died_while_sending(queued["sms"], reached_provider=False)
+    leases.current().renew()
+
+    page = admin_client.get("/admin/notifications/workerlease/")
+
+    assert page.status_code == 200
+    rows = page.content.decode()
+    assert "lost-node:4242" in rows
+    assert rows.count('alt="False"') == 1  # the lost node; this process's lease is alive
