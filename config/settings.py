@@ -181,10 +181,13 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost/")
 _broker_scheme = urlsplit(CELERY_BROKER_URL).scheme
 if _broker_scheme == "filesystem":
     # The embedded broker: messages are files in var/broker, shared by every local process.
+    # filesystem:// is Renewly's own transport (config/broker.py, named in config/celery.py):
+    # kombu's can read a message half written and stop the worker; ours sets it aside.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "messages"),
         "data_folder_out": str(BROKER_DIR / "messages"),
         "control_folder": str(BROKER_DIR / "control"),
+        "quarantine_folder": str(BROKER_DIR / "quarantine"),
     }
     # The transport reads folders that must exist before any process touches them.
     for _folder in CELERY_BROKER_TRANSPORT_OPTIONS.values():

@@ -12,10 +12,12 @@ PRINT_SETTINGS = """
 import json, django
 django.setup()
 from django.conf import settings as s
+from config.celery import app
 print(json.dumps({
     "engine": s.DATABASES["default"]["ENGINE"],
     "database": str(s.DATABASES["default"]["NAME"]),
     "broker": s.CELERY_BROKER_URL,
+    "broker_transport": app.connection_for_write().get_transport_cls().__module__,
     "transport_options": s.CELERY_BROKER_TRANSPORT_OPTIONS,
     "result_backend": s.CELERY_RESULT_BACKEND,
     "acks_late": s.CELERY_TASK_ACKS_LATE,
@@ -76,6 +78,7 @@ def test_defaults_need_no_server(tmp_path):
     assert settings["engine"] == "django.db.backends.sqlite3"
     assert settings["database"] == str(tmp_path / "renewly.sqlite3")
     assert settings["broker"] == "filesystem://localhost/"
+    assert settings["broker_transport"] == "config.broker"  # kombu's filesystem, made safe
     assert settings["transport_options"]["data_folder_in"] == str(tmp_path / "broker" / "messages")
     assert settings["email_backend"] == "notifications.channels.outbox.EmailBackend"
     assert settings["outbox_dir"] == str(tmp_path / "outbox")
@@ -110,6 +113,7 @@ def test_environment_overrides_the_defaults(tmp_path):
     assert settings["engine"] == "django.db.backends.postgresql"
     assert settings["database"] == "renewly"
     assert settings["broker"] == "redis://cache.internal:6379/0"
+    assert settings["broker_transport"] == "kombu.transport.redis"
     assert settings["transport_options"] == {"visibility_timeout": 7200}
     assert settings["time_zone"] == "Europe/Madrid"
     assert settings["allowed_hosts"] == ["renewly.example", "admin.renewly.example"]
