@@ -231,8 +231,9 @@ OUTBOX_DIR = Path(env_str("OUTBOX_DIR", str(VAR_DIR / "outbox")))
 # Any backend Django or anymail offers, e.g. anymail.backends.postmark.EmailBackend.
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "notifications.channels.outbox.EmailBackend")
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Renewly <reminders@renewly.example>")
-# An SMTP server that stops answering must not hold a send thread (and its batch) forever.
-EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT_SECONDS", 30)
+# An SMTP server or ESP that stops answering must not hold a send thread (and its batch)
+# forever; it bounds each step of a send (connecting, each read).
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT_SECONDS", 20)
 ANYMAIL = {
     "POSTMARK_SERVER_TOKEN": env_str("POSTMARK_SERVER_TOKEN"),
     "POSTMARK_API_URL": env_str("POSTMARK_API_URL", "https://api.postmarkapp.com/"),
@@ -287,6 +288,9 @@ REMINDER_WORKER_LEASE_SECONDS = env_int("REMINDER_WORKER_LEASE_SECONDS", 60)
 # A provider that cannot be asked whether it has a message (SMTP, ESPs with no search): how
 # long after a send that got no answer, or whose worker died, it is sent again (at-least-once).
 REMINDER_RESEND_UNCONFIRMED_AFTER_MINUTES = env_int("REMINDER_RESEND_UNCONFIRMED_AFTER_MINUTES", 60)
+# A send the provider cannot say anything about (its lookup failing) for this long fails, for
+# a person to check with the provider before retrying it.
+REMINDER_RECONCILE_FOR_HOURS = env_int("REMINDER_RECONCILE_FOR_HOURS", 24)
 # How many notifications the fan-out marks queued and publishes per round trip.
 REMINDER_FANOUT_CHUNK = env_int("REMINDER_FANOUT_CHUNK", 1000)
 # Notifications per send_batch task, claimed, loaded and recorded together; and the threads
@@ -313,11 +317,12 @@ SMS_WINDOW_START_HOUR = env_int("SMS_WINDOW_START_HOUR", 8)
 SMS_WINDOW_END_HOUR = env_int("SMS_WINDOW_END_HOUR", 21)
 if not 0 <= SMS_WINDOW_START_HOUR < SMS_WINDOW_END_HOUR <= 24:
     raise ImproperlyConfigured("SMS_WINDOW_START_HOUR must come before SMS_WINDOW_END_HOUR (0-24).")
-# A worker starts a send only while its lease outlives the send's timeout, and renews it every
-# quarter of its duration: a lease no longer than that would stop every send.
-if max(EMAIL_TIMEOUT, TWILIO_TIMEOUT_SECONDS) >= REMINDER_WORKER_LEASE_SECONDS * 3 / 4:
+# A worker starts a send only while its lease outlives the longest a send may take (twice the
+# longest timeout: connecting, then reading), and renews it every quarter of its duration: a
+# lease no longer than that would stop every send.
+if 2 * max(EMAIL_TIMEOUT, TWILIO_TIMEOUT_SECONDS) >= REMINDER_WORKER_LEASE_SECONDS * 3 / 4:
     raise ImproperlyConfigured(
-        f"REMINDER_WORKER_LEASE_SECONDS={REMINDER_WORKER_LEASE_SECONDS} must exceed 4/3 of the "
+        f"REMINDER_WORKER_LEASE_SECONDS={REMINDER_WORKER_LEASE_SECONDS} must exceed 8/3 of the "
         f"longest provider timeout (EMAIL_TIMEOUT_SECONDS={EMAIL_TIMEOUT}, "
         f"TWILIO_TIMEOUT_SECONDS={TWILIO_TIMEOUT_SECONDS})."
     )

@@ -68,6 +68,16 @@ def send_many(notification_ids: Iterable[int]) -> dict[int, Outcome | NotClaimed
     process die, the lease lapses and recovery reconciles what it left sending."""
     ids = list(notification_ids)
     lease_id = leases.current().renew()
+    try:
+        return _send_claimed(ids, lease_id)
+    except BaseException:
+        # A database that went away while recording, a time limit, a bug: what the batch still
+        # holds must not wait for this process to die before recovery may have it.
+        leases.current().abandon(lease_id)
+        raise
+
+
+def _send_claimed(ids: list[int], lease_id: int) -> dict[int, Outcome | NotClaimed]:
     claimed = lifecycle.move_returning_ids(
         ids, Status.SENDING, attempts=F("attempts") + 1, lease_id=lease_id
     )
@@ -187,9 +197,11 @@ def _send_concurrently(notifications: list[Notification], lease_id: int) -> Iter
 
 
 def _send_held(sender, message: OutgoingMessage, lease_id: int) -> str:
+    """Send, once the channel's rate limit allows, if the lease still holds by then."""
+    sender.wait_turn()
     if not leases.current().holds(lease_id):
         raise ClaimLapsed()
-    return sender.send(message)
+    return sender.send_now(message)
 
 
 def _failed(error: Exception) -> Future:
@@ -293,8 +305,7 @@ class _BatchRecord:
                 "provider_message_id": _each(self.sent, "provider_message_id"),
             }
             if self._move(self.sent, Status.SENT, last_error="", **sent) < len(self.sent):
-                # Providers' callbacks moved some on (delivered, say): keep their ids all the same.
-                Notification.objects.filter(pk__in=self.sent, provider_message_id="").update(**sent)
+                keep_provider_ids(self.sent, sent)
             outcomes |= {pk: Outcome(Status.SENT, sid) for pk, sid in self.sent.items()}
         outcomes |= self._save_failed() | self._save_transient()
         return outcomes
@@ -339,6 +350,16 @@ class _BatchRecord:
             pk: Outcome(Status.DEFERRED, f"{errors[pk]}; retries at {at.isoformat()}")
             for pk, at in retry_at.items()
         } | {pk: Outcome(Status.FAILED, reason) for pk, reason in give_up.items()}
+
+
+def keep_provider_ids(ids, sent: dict) -> int:
+    """A provider's callback overtook our own record and moved the notification on (delivered,
+    bounced, failed): keep the provider's message id and the send time all the same."""
+    return Notification.objects.filter(
+        pk__in=ids,
+        provider_message_id="",
+        status__in=[Status.DELIVERED, Status.BOUNCED, Status.FAILED],
+    ).update(**sent)
 
 
 def leave_for_recovery(reasons: dict[int, str], *, held_by: int) -> int:

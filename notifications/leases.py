@@ -21,7 +21,6 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import connection
 from django.db.models.functions import Now
-from django.utils import timezone
 
 from notifications.models import WorkerLease
 
@@ -33,47 +32,62 @@ def lease_duration() -> timedelta:
 
 
 def longest_send() -> float:
-    """Seconds a send may take before its client gives up on it: the providers' timeouts."""
-    return float(max(settings.EMAIL_TIMEOUT, settings.TWILIO_TIMEOUT_SECONDS))
+    """Seconds a send may take before its client gives up on it. The providers' timeouts bound
+    each step of a request (connecting, then each read), not the whole: twice the longest."""
+    return 2.0 * max(settings.EMAIL_TIMEOUT, settings.TWILIO_TIMEOUT_SECONDS)
 
 
 class ProcessLease:
     """This process's lease. `renew()` at the start of every batch; `holds(lease_id)` before
-    every send."""
+    every send; `abandon(lease_id)` when a batch fails half-way, so that what it left sending
+    is recovered instead of held for as long as the process lives."""
 
     def __init__(self):
-        self._lock = threading.Lock()
-        self.id: int | None = None
-        self._renewal_began = float("-inf")  # time.monotonic() before the last renewal
+        self._renewing = threading.Lock()
+        # (lease id, time.monotonic() before its last renewal began), replaced whole: read by
+        # every send without a lock, never waiting on a renewal's round trip.
+        self._state: tuple[int | None, float] = (None, float("-inf"))
+
+    @property
+    def id(self) -> int | None:
+        return self._state[0]
 
     def renew(self) -> int:
         """Extend the lease, or take a new one when it lapsed (a process that was stopped, or
         cut off from the database, for too long: the sweep may have taken its claims over, and
-        they stay lost to it). Returns the lease's id."""
-        with self._lock:
-            began = time.monotonic()
-            extended = self.id is not None and (
-                WorkerLease.objects.filter(pk=self.id, expires_at__gt=Now()).update(
+        they stay lost to it) or was abandoned. Returns the lease's id."""
+        with self._renewing:
+            began, lease_id = time.monotonic(), self.id
+            extended = lease_id is not None and (
+                WorkerLease.objects.filter(pk=lease_id, expires_at__gt=Now()).update(
                     expires_at=Now() + lease_duration()
                 )
             )
             if not extended:
-                lease = WorkerLease.objects.create(
+                new_id = WorkerLease.objects.create(
                     name=f"{socket.gethostname()}:{os.getpid()}",
-                    expires_at=timezone.now() + lease_duration(),
-                )
-                if self.id is not None:
-                    logger.warning("lease %s lapsed; this process now holds %s", self.id, lease.pk)
-                self.id = lease.pk
-            self._renewal_began = began
-            return self.id
+                    expires_at=Now() + lease_duration(),  # in the database's clock, as renewals
+                ).pk
+                if lease_id is not None:
+                    logger.warning("lease %s lapsed; this process now holds %s", lease_id, new_id)
+                lease_id = new_id
+            self._state = (lease_id, began)
+            return lease_id
 
     def holds(self, lease_id: int) -> bool:
         """Whether a send for a notification claimed under `lease_id` may start now: the lease
         is still this process's, and will outlive the send."""
-        with self._lock:
-            left = self._renewal_began + settings.REMINDER_WORKER_LEASE_SECONDS - time.monotonic()
-            return lease_id == self.id and left > longest_send()
+        held_id, renewal_began = self._state
+        left = renewal_began + settings.REMINDER_WORKER_LEASE_SECONDS - time.monotonic()
+        return lease_id == held_id and left > longest_send()
+
+    def abandon(self, lease_id: int) -> None:
+        """Stop renewing `lease_id`: it lapses, and recovery takes over what it holds. The next
+        renewal takes a new lease."""
+        with self._renewing:
+            if self.id == lease_id:
+                self._state = (None, float("-inf"))
+                logger.warning("lease %s abandoned: recovery takes over what it holds", lease_id)
 
 
 _lease = ProcessLease()

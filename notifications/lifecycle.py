@@ -17,13 +17,11 @@ ALLOWED_MOVES: dict[str, set[str]] = {
     Status.PLANNED: {Status.QUEUED, Status.CANCELLED},
     # QUEUED -> QUEUED re-enqueues a task the broker lost.
     Status.QUEUED: {Status.QUEUED, Status.SENDING, Status.CANCELLED},
-    # SENDING -> QUEUED: a worker that died mid-send, and the provider never got the message
-    # (notifications.recovery asked it first).
     # SENDING -> DELIVERED/BOUNCED: the provider's callback overtook the worker's own record.
-    # SENDING -> DEFERRED: quiet hours at the customer's, or a transient provider error backing
-    # off; the release task sends it again once its send_after has come.
+    # SENDING -> DEFERRED: quiet hours at the customer's, a transient provider error backing
+    # off, or a send whose worker died that the provider, asked by recovery, never got; the
+    # release task sends it again once its send_after has come.
     Status.SENDING: {
-        Status.QUEUED,
         Status.DEFERRED,
         Status.SENT,
         Status.DELIVERED,

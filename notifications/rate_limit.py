@@ -17,7 +17,8 @@ def limit_for(channel: str) -> int:
 
 @lru_cache(maxsize=4)
 def _redis(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url)
+    # A send waits for its turn here: a Redis that stops answering must not hold it forever.
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
 
 
 def acquire(

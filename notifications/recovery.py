@@ -22,7 +22,12 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from notifications import dispatch, leases, lifecycle
-from notifications.channels import FoundMessage, TransientSendError, sending_through
+from notifications.channels import (
+    FoundMessage,
+    OutgoingMessage,
+    TransientSendError,
+    sending_through,
+)
 from notifications.models import DeliveryEvent, Notification
 from notifications.rendering import render
 from notifications.signals import reconciled, tell
@@ -39,6 +44,9 @@ NOT_FOUND = "not_found"  # sent again
 UNAVAILABLE = "unavailable"  # the provider could not answer: asked again later
 WAITING = "waiting"  # no lookup: waits for a callback, then sent again
 RESENT_UNVERIFIED = "resent_unverified"  # no lookup, waited long enough: sent again
+GAVE_UP = "gave_up"  # the provider could not say for REMINDER_RECONCILE_FOR_HOURS: failed
+# How far apart the provider's clock and ours may be, when matching a message to an attempt.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 def without_worker() -> QuerySet:
@@ -49,8 +57,16 @@ def without_worker() -> QuerySet:
 
 
 def abandoned() -> QuerySet:
-    """Those without a worker whose time to be reconciled has come."""
-    return without_worker().filter(Q(recover_after__isnull=True) | Q(recover_after__lte=Now()))
+    """Those without a worker whose time to be reconciled has come. One with neither a lease
+    nor a time set was claimed before leases existed (an older worker, during an upgrade):
+    it is taken for abandoned once it has been sending as long as such a worker's stall rule
+    said, REMINDER_REQUEUE_AFTER_MINUTES."""
+    legacy_stalled = timezone.now() - timedelta(minutes=settings.REMINDER_REQUEUE_AFTER_MINUTES)
+    return without_worker().filter(
+        Q(recover_after__lte=Now())
+        | Q(lease__isnull=False, recover_after__isnull=True)
+        | Q(recover_after__isnull=True, status_changed_at__lt=legacy_stalled)
+    )
 
 
 def recover_abandoned(*, limit: int | None = None) -> dict[str, int]:
@@ -58,12 +74,20 @@ def recover_abandoned(*, limit: int | None = None) -> dict[str, int]:
     reconcile each with its provider. Returns how many ended each way (FOUND, NOT_FOUND...).
     Two processes recovering at once never take the same notification."""
     lease_id = leases.current().renew()
+    try:
+        return _recover(lease_id, limit or settings.REMINDER_FANOUT_CHUNK)
+    except BaseException:
+        leases.current().abandon(lease_id)  # what it took over goes to the next recovery
+        raise
+
+
+def _recover(lease_id: int, limit: int) -> dict[str, int]:
     with transaction.atomic():
         ids = list(
             abandoned()
             .order_by("id")
             .select_for_update(skip_locked=True, of=("self",))
-            .values_list("id", flat=True)[: limit or settings.REMINDER_FANOUT_CHUNK]
+            .values_list("id", flat=True)[:limit]
         )
         Notification.objects.filter(pk__in=ids).update(lease_id=lease_id)
     notifications = list(
@@ -117,11 +141,19 @@ def _ask_providers(notifications: list[Notification]) -> Iterator[tuple]:
 
 
 def _look_up(sender, notification: Notification) -> FoundMessage | None:
+    """The provider's message for this attempt: accepted since it began (less the clock skew
+    between us and the provider), and not the one an earlier attempt recorded (a reminder
+    retried by hand after the provider reported it failed)."""
     try:
         message = render(notification)
-    except Exception:  # it cannot have been sent: a send renders first
-        return None
-    return sender.find_sent(message, since=notification.status_changed_at)
+    except Exception:  # a template broken since: an email is found by its id all the same
+        message = OutgoingMessage(notification.pk, to=notification.customer.email, body="")
+    earliest = notification.status_changed_at - CLOCK_SKEW
+    for found in sender.find_sent(message, since=earliest):
+        recent = found.accepted_at is None or found.accepted_at >= earliest
+        if recent and found.provider_message_id != notification.provider_message_id:
+            return found
+    return None
 
 
 def _unverifiable(notification: Notification) -> str:
@@ -133,14 +165,25 @@ def _unverifiable(notification: Notification) -> str:
 
 def _settle(notification: Notification, answer, lease_id: int) -> str:
     now = timezone.now()
+    if isinstance(answer, TransientSendError) and now - notification.status_changed_at > (
+        timedelta(hours=settings.REMINDER_RECONCILE_FOR_HOURS)
+    ):
+        lifecycle.move(
+            notification.pk,
+            Status.FAILED,
+            held_by=lease_id,
+            last_error="sent without an answer, and the provider could not say for "
+            f"{settings.REMINDER_RECONCILE_FOR_HOURS} h whether it has it ({answer}): check with "
+            "the provider before retrying",
+        )
+        return GAVE_UP
     if isinstance(answer, FoundMessage):
         sent = {
             "sent_at": answer.accepted_at or now,
             "provider_message_id": answer.provider_message_id,
         }
         if not lifecycle.move(notification.pk, Status.SENT, held_by=lease_id, **sent):
-            # A provider's callback moved it on meanwhile (delivered): keep the id all the same.
-            Notification.objects.filter(pk=notification.pk, provider_message_id="").update(**sent)
+            dispatch.keep_provider_ids([notification.pk], sent)
         _tell_timeline(
             notification,
             answer.provider_message_id,

@@ -296,6 +296,9 @@ def _claim_and_email(report: WeeklyReport, recipients: list[str]) -> bool:
         if found is not None:
             _confirm(report, lease_id, recipients, sent_at=found.accepted_at)
             return False
+    if not leases.current().holds(lease_id):  # the lookup took too long to be sure
+        _release(report, lease_id, keep_claim=earlier_claim is not None, error="lease lapsed")
+        return False
     try:
         _email(report, recipients)
     except Exception as error:
@@ -335,14 +338,16 @@ def _already_emailed(report: WeeklyReport, claimed_at: datetime) -> FoundMessage
     if isinstance(connection, PostmarkBackend):
         connection.open()
         try:
-            return find_in_postmark(connection, REPORT_METADATA, report.pk)
+            found = find_in_postmark(connection, REPORT_METADATA, report.pk)
         finally:
             connection.close()
-    if hasattr(connection, "find_report"):
-        return connection.find_report(report.pk)
-    if timezone.now() - claimed_at < timedelta(minutes=settings.REPORT_EMAIL_CLAIM_MINUTES):
+    elif hasattr(connection, "find_report"):
+        found = connection.find_report(report.pk)
+    elif timezone.now() - claimed_at < timedelta(minutes=settings.REPORT_EMAIL_CLAIM_MINUTES):
         raise TransientSendError("the email backend cannot say whether it sent the report")
-    return None
+    else:
+        found = []
+    return found[0] if found else None
 
 
 def _release(report: WeeklyReport, lease_id: int, *, keep_claim: bool, error: str) -> None:

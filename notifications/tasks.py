@@ -34,7 +34,10 @@ def release_reminders() -> int:
     """Every minute (a PeriodicTask): reconcile with the provider what dead workers left
     sending, then send what is due again: what quiet hours or a retry deferred, what recovery
     found the provider never got, and what a lost broker dropped."""
-    recovery.recover_abandoned()
+    try:
+        recovery.recover_abandoned()
+    except Exception:  # releasing what waits must not depend on it; what it took is retaken
+        logger.exception("recovery failed; releasing the reminders due all the same")
     return fan_out()
 
 

@@ -10,10 +10,13 @@ from django.conf import settings
 from django.utils import timezone
 from django_celery_results.models import GroupResult, TaskResult
 
-from notifications.models import DeliveryEvent, HousekeepingRun
+from notifications.models import DeliveryEvent, HousekeepingRun, WorkerLease
 from policies.import_jobs import purge_uploaded_files
 
 PAYLOAD_BATCH = 5000  # events per UPDATE: short transactions on a large table
+# A dead worker's lease is kept a while for the admin's list of workers, then deleted; by then
+# recovery has long taken over whatever it held.
+LAPSED_LEASES_KEPT = timedelta(days=7)
 
 
 def run_housekeeping(*, now: datetime | None = None) -> HousekeepingRun:
@@ -29,6 +32,7 @@ def run_housekeeping(*, now: datetime | None = None) -> HousekeepingRun:
         if cutoff := _cutoff(now, settings.PROVIDER_PAYLOAD_RETENTION_DAYS):
             run.payloads_cleared = clear_provider_payloads(received_before=cutoff)
             run.save(update_fields=["payloads_cleared"])
+        delete_lapsed_leases(lapsed_before=now - LAPSED_LEASES_KEPT)
     except Exception as error:
         # Shown in the admin with what was removed before it; raised for the worker's log.
         run.error = repr(error)
@@ -47,6 +51,13 @@ def _cutoff(now: datetime, days: int) -> datetime | None:
 def delete_task_results(*, finished_before: datetime) -> int:
     deleted, _ = TaskResult.objects.filter(date_done__lt=finished_before).delete()
     GroupResult.objects.filter(date_done__lt=finished_before).delete()
+    return deleted
+
+
+def delete_lapsed_leases(*, lapsed_before: datetime) -> int:
+    """The leases of workers gone for good, none still holding a sending notification."""
+    lapsed = WorkerLease.objects.filter(expires_at__lt=lapsed_before)
+    deleted, _ = lapsed.exclude(held_notifications__isnull=False).delete()
     return deleted
 
 

@@ -115,8 +115,16 @@ class RateLimitedSender:
         return getattr(self._sender, name)
 
     def send(self, message):
+        self.wait_turn()
+        return self.send_now(message)
+
+    def wait_turn(self) -> None:
+        """Return once the channel's rate limit lets one more message go."""
         try:
             rate_limit.acquire(self._channel)
         except redis.RedisError as error:  # the count is out of reach: try again later
             raise TransientSendError(f"the send rate limit cannot be counted: {error}") from error
+
+    def send_now(self, message):
+        """Send without waiting for the rate limit: after `wait_turn()`."""
         return self._sender.send(message)

@@ -126,10 +126,11 @@ class EmailChannel:
     def can_look_up(self) -> bool:
         return email_backend_looks_up()
 
-    def find_sent(self, message: OutgoingMessage, *, since: datetime) -> FoundMessage | None:
-        """The email the backend accepted for this notification, or None when it has none.
-        Raises TransientSendError when the provider cannot answer now. Every email carries its
-        notification's id as metadata, which is what Postmark's search filters by."""
+    def find_sent(self, message: OutgoingMessage, *, since: datetime) -> list[FoundMessage]:
+        """The emails the backend accepted for this notification (any attempt's: the caller
+        tells them apart by time and id). Raises TransientSendError when the provider cannot
+        answer now. Every email carries its notification's id as metadata, which is what
+        Postmark's search filters by."""
         connection = self._connection()
         if isinstance(connection, PostmarkBackend):
             return find_in_postmark(connection, "notification_id", message.notification_id)
@@ -138,13 +139,13 @@ class EmailChannel:
 
 def find_in_postmark(
     connection: PostmarkBackend, metadata_key: str, value: object
-) -> FoundMessage | None:
-    """Postmark's outbound message search, filtered by one metadata value (unique to one
-    message), through the backend's own session and credentials."""
+) -> list[FoundMessage]:
+    """Postmark's outbound message search, filtered by one metadata value (one notification's
+    or report's), newest first, through the backend's own session and credentials."""
     try:
         response = connection.session.get(
             f"{connection.api_url}messages/outbound",
-            params={"count": 10, "offset": 0, f"metadata_{metadata_key}": str(value)},
+            params={"count": 50, "offset": 0, f"metadata_{metadata_key}": str(value)},
             headers={
                 "Accept": "application/json",
                 "X-Postmark-Server-Token": connection.server_token,
@@ -161,10 +162,10 @@ def find_in_postmark(
         messages = response.json()["Messages"]
     except (ValueError, KeyError, TypeError) as error:
         raise TransientSendError(f"Postmark's message search answered {error!r}") from error
-    if not messages:
-        return None
-    found = messages[-1]  # the first accepted, were there ever two
-    return FoundMessage(found["MessageID"], _parse_time(found.get("ReceivedAt", "")))
+    return [
+        FoundMessage(message["MessageID"], _parse_time(message.get("ReceivedAt", "")))
+        for message in messages
+    ]
 
 
 def _parse_time(text: str) -> datetime | None:

@@ -2,6 +2,7 @@
 demo and for development. Email through Django's email API (as an EMAIL_BACKEND), SMS as JSON."""
 
 import json
+import os
 import uuid
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
@@ -26,11 +27,12 @@ class EmailBackend(BaseEmailBackend):
             write_atomically(_email_path(message.extra_headers), message.message().as_bytes())
         return len(email_messages)
 
-    def find_sent(self, notification_id: int) -> FoundMessage | None:
-        """The outbox's answer to "was it sent?": its file is there (written whole, or not)."""
+    def find_sent(self, notification_id: int) -> list[FoundMessage]:
+        """The outbox's answer to "was it sent?": its file is there (written whole, or not),
+        with its Message-ID (new at each attempt) and time."""
         return _found_email(_email_path({NOTIFICATION_HEADER: notification_id}))
 
-    def find_report(self, report_id: int) -> FoundMessage | None:
+    def find_report(self, report_id: int) -> list[FoundMessage]:
         return _found_email(_email_path({REPORT_HEADER: report_id}))
 
 
@@ -47,14 +49,14 @@ def _email_path(headers: dict) -> Path:
     return Path(settings.OUTBOX_DIR) / "email" / f"{name}.eml"
 
 
-def _found_email(path: Path) -> FoundMessage | None:
+def _found_email(path: Path) -> list[FoundMessage]:
     try:
         with open(path, "rb") as file:
             headers = BytesHeaderParser().parse(file)
+            written = datetime.fromtimestamp(os.fstat(file.fileno()).st_mtime, UTC)
     except FileNotFoundError:
-        return None
-    written = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-    return FoundMessage(headers.get("Message-ID", path.name), written)
+        return []
+    return [FoundMessage(headers.get("Message-ID", path.name), written)]
 
 
 class OutboxSmsChannel:
@@ -78,12 +80,12 @@ class OutboxSmsChannel:
 
     can_look_up = True
 
-    def find_sent(self, message: OutgoingMessage, *, since: datetime) -> FoundMessage | None:
+    def find_sent(self, message: OutgoingMessage, *, since: datetime) -> list[FoundMessage]:
         try:
             record = json.loads(_sms_path(message.notification_id).read_bytes())
         except FileNotFoundError:
-            return None
-        return FoundMessage(record["id"], datetime.fromisoformat(record["written_at"]))
+            return []
+        return [FoundMessage(record["id"], datetime.fromisoformat(record["written_at"]))]
 
 
 def _sms_path(notification_id: int) -> Path:

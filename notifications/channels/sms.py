@@ -3,7 +3,7 @@
 import json
 import logging
 import os
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 from urllib.parse import urlencode
 
@@ -33,8 +33,8 @@ GSM_7 = set(
     "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM_7_EXTENDED = set("^{}\\[~]|€\f")  # each takes two of a segment's characters
-# How far apart Twilio's clock and ours may be, when matching a message to an attempt.
-CLOCK_SKEW = timedelta(minutes=5)
+# How many of a number's latest messages a lookup reads, at most.
+LOOKUP_LIMIT = 200
 
 
 def sms_segments(body: str) -> int:
@@ -120,7 +120,8 @@ class PooledHttpClient(HttpClient):
             url,
             body=body,
             headers=headers,
-            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+            # Bounded as a whole, not only per read: no send outlives its worker's lease.
+            timeout=urllib3.Timeout(connect=timeout, read=timeout, total=timeout),
             retries=urllib3.Retry(0, read=False),  # as requests: none, raised as they come
             redirect=allow_redirects,
         )
@@ -166,22 +167,26 @@ class TwilioSmsChannel:
             ) from error
         return sent.sid
 
-    def find_sent(self, message: OutgoingMessage, *, since: datetime) -> FoundMessage | None:
-        """The SMS Twilio accepted for this attempt, or None: Twilio's messages to the number,
-        newest first, back to when the attempt began, whose body begins with this reminder's.
-        A rendered body names its policy and expiry, so it is this notification's own; Twilio
+    def find_sent(self, message: OutgoingMessage, *, since: datetime) -> list[FoundMessage]:
+        """The SMS Twilio accepted for this notification since `since`: Twilio's latest
+        messages to the number (at most LOOKUP_LIMIT) whose body begins with this reminder's. A
+        rendered body names its policy and expiry, so it is this notification's own; Twilio
         takes no idempotency key and returns no status callback URL to match by. Not filtered
         by DateSent: a message Twilio still holds in its queue (a Messaging Service under its
-        throughput limit) has no date_sent yet, and must be found all the same. Raises
-        TransientSendError when Twilio cannot answer now."""
-        earliest = since - CLOCK_SKEW
+        throughput limit) has no date_sent yet, and must be found all the same; nor is the
+        reading stopped at the first older message, as the list is ordered by date sent.
+        Raises TransientSendError when Twilio cannot answer now."""
+        if not message.body:
+            raise TransientSendError("no body to match Twilio's messages with")
+        found = []
         try:
-            for sent in _client().messages.stream(to=message.to, page_size=50):
-                if sent.date_created is not None and sent.date_created < earliest:
-                    break  # newest first: the rest came before this attempt
+            for sent in _client().messages.stream(to=message.to, limit=LOOKUP_LIMIT, page_size=50):
+                created = sent.date_created
                 # A Messaging Service may append its opt-out sentence to the body.
-                if (sent.body or "").startswith(message.body):
-                    return FoundMessage(sent.sid, sent.date_created)
+                if (created is None or created >= since) and (sent.body or "").startswith(
+                    message.body
+                ):
+                    found.append(FoundMessage(sent.sid, created))
         except TwilioException as error:  # a page that came back an error: "Unable to fetch page"
             raise TransientSendError(
                 f"Twilio's message list failed: {_page_error(error)}"
@@ -190,7 +195,7 @@ class TwilioSmsChannel:
             raise TransientSendError(
                 f"Twilio's message list unreachable: {error.__class__.__name__}"
             ) from error
-        return None
+        return found
 
 
 def _page_error(error: TwilioException) -> str:

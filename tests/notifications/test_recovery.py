@@ -5,6 +5,7 @@ before anything else happens to it, and sent again only when the provider does n
 from datetime import timedelta
 
 import pytest
+from django.db import OperationalError
 from django.db.models import F
 from django.utils import timezone
 
@@ -274,3 +275,93 @@ def test_the_admin_lists_the_sending_workers_and_what_each_holds(admin_client, q
     rows = page.content.decode()
     assert "lost-node:4242" in rows
     assert rows.count('alt="False"') == 1  # the lost node; this process's lease is alive
+
+
+@pytest.mark.parametrize("channel", ["sms", "email"])
+def test_a_retry_by_hand_is_not_taken_for_the_first_attempts_message(providers, queued, channel):
+    """Sent, then reported failed by the provider, then retried by hand: a worker dying on the
+    retry leaves the first message at the provider, which is not this attempt's."""
+    notification = queued[channel]
+    dispatch.send(notification.pk)
+    Notification.objects.filter(pk=notification.pk).update(status=Status.FAILED)
+    notification.refresh_from_db()
+    Notification.objects.filter(pk=notification.pk).update(status=Status.QUEUED)
+    died_while_sending(notification, reached_provider=False)
+
+    assert recovery.recover_abandoned() == {recovery.NOT_FOUND: 1}
+    send_what_was_released()
+    assert providers.accepted[RECIPIENT[channel]] == 2  # the first, and the retry
+
+
+def test_the_outbox_tells_a_retry_from_the_first_attempt(outbox, queued):
+    notification = queued["sms"]
+    dispatch.send(notification.pk)
+    Notification.objects.filter(pk=notification.pk).update(status=Status.QUEUED)
+    notification.refresh_from_db()
+    died_while_sending(notification, reached_provider=False)
+
+    assert recovery.recover_abandoned() == {recovery.NOT_FOUND: 1}
+
+
+def test_a_send_the_provider_cannot_say_anything_about_for_a_day_fails_for_a_person(
+    providers, queued, settings
+):
+    notification = died_while_sending(queued["email"], reached_provider=True)
+    a_day_ago = timezone.now() - timedelta(hours=settings.REMINDER_RECONCILE_FOR_HOURS, minutes=1)
+    Notification.objects.filter(pk=notification.pk).update(status_changed_at=a_day_ago)
+    providers.always_lookups("503")
+
+    assert recovery.recover_abandoned() == {recovery.GAVE_UP: 1}
+    notification.refresh_from_db()
+    assert notification.status == Status.FAILED
+    assert "check with the provider before retrying" in notification.last_error
+    assert providers.accepted[EMAIL] == 1  # sent once, never blindly again
+
+
+def test_a_batch_that_fails_half_way_gives_its_claims_to_recovery(providers, queued, monkeypatch):
+    saves = []
+    save = dispatch._BatchRecord.save
+
+    def database_gone_once_sent(record):
+        saves.append(record)
+        if len(saves) == 2:  # the first is before the send; the second records it
+            raise OperationalError("server closed the connection unexpectedly")
+        return save(record)
+
+    monkeypatch.setattr(dispatch._BatchRecord, "save", database_gone_once_sent)
+    with pytest.raises(OperationalError):
+        dispatch.send_many([queued["email"].pk])
+    monkeypatch.undo()
+    held = Notification.objects.get(pk=queued["email"].pk)
+    assert held.status == Status.SENDING
+    WorkerLease.objects.filter(pk=held.lease_id).update(expires_at=timezone.now())  # lapsed
+    assert leases.current().renew() != held.lease_id  # a new lease: the old is not renewed
+
+    assert recovery.recover_abandoned() == {recovery.FOUND: 1}
+    assert providers.accepted[EMAIL] == 1
+
+
+def test_a_send_claimed_by_a_worker_from_before_leases_waits_out_the_old_stall_rule(
+    providers, queued, settings
+):
+    notification = queued["sms"]
+    lifecycle.move(notification.pk, Status.SENDING)  # no lease: an older worker's claim
+    assert recovery.recover_abandoned() == {}
+
+    stalled = timezone.now() - timedelta(minutes=settings.REMINDER_REQUEUE_AFTER_MINUTES + 1)
+    Notification.objects.filter(pk=notification.pk).update(status_changed_at=stalled)
+    assert recovery.recover_abandoned() == {recovery.NOT_FOUND: 1}
+
+
+def test_a_recovery_that_fails_does_not_stop_the_release(queued, settings, monkeypatch):
+    def broken(**kwargs):
+        raise ValueError("SMS_BACKEND='carrier-pigeon' is not one of outbox, twilio")
+
+    monkeypatch.setattr(recovery, "recover_abandoned", broken)
+    Notification.objects.filter(pk=queued["sms"].pk).update(status=Status.PLANNED)
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    published = []
+    monkeypatch.setattr("notifications.tasks._publish_batches", published.extend)
+
+    assert release_reminders.apply().get() == 1
+    assert published == [[queued["sms"].pk]]

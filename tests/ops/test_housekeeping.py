@@ -15,11 +15,17 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
-from notifications.models import DeliveryEvent, HousekeepingRun, Notification, ReminderRun
+from notifications.models import (
+    DeliveryEvent,
+    HousekeepingRun,
+    Notification,
+    ReminderRun,
+    WorkerLease,
+)
 from notifications.schedule import HOUSEKEEPING_NAME
 from ops import housekeeping, tasks
 from policies.models import ImportJob
-from tests.factories import make_agent, make_customer, make_policy, make_rule
+from tests.factories import make_agent, make_customer, make_policy, make_rule, rule_for
 
 
 @pytest.fixture(autouse=True)
@@ -210,3 +216,31 @@ def test_the_name_existing_schedules_store_runs_housekeeping_from_ops(settings, 
     assert current_app.tasks[stored].__module__ == "ops.tasks"
     assert result["task_results_deleted"] == 1
     assert HousekeepingRun.objects.get().task_results_deleted == 1
+
+
+def test_housekeeping_deletes_dead_workers_leases_but_not_one_still_holding_a_send(db):
+    gone = WorkerLease.objects.create(name="gone", expires_at=days_ago(8))
+    holding = WorkerLease.objects.create(name="holding", expires_at=days_ago(8))
+    WorkerLease.objects.create(name="recent", expires_at=days_ago(1))
+    policy = make_policy(
+        "HK-1", customer=make_customer(), agent=make_agent(), expiry_date=date(2026, 6, 8)
+    )
+    run = ReminderRun.objects.create(run_date=date(2026, 6, 1))
+    Notification.objects.create(
+        policy=policy,
+        customer=policy.customer,
+        rule=rule_for("email", 7),
+        run=run,
+        channel="email",
+        expiry_date=policy.expiry_date,
+        lead_days=7,
+        due_on=policy.expiry_date - timedelta(days=7),
+        status="sending",
+        lease=holding,
+    )
+
+    housekeeping.run_housekeeping()
+
+    mine = WorkerLease.objects.filter(name__in=["gone", "holding", "recent"])
+    assert set(mine.values_list("name", flat=True)) == {"holding", "recent"}
+    assert not WorkerLease.objects.filter(pk=gone.pk).exists()
