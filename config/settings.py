@@ -299,12 +299,32 @@ REMINDER_FANOUT_CHUNK = env_int("REMINDER_FANOUT_CHUNK", 1000)
 # in flight than 20 once a send cost ~2.5 ms of CPU (at 50, a process spent more CPU on its GIL).
 REMINDER_SEND_BATCH_SIZE = env_int("REMINDER_SEND_BATCH_SIZE", 100)
 REMINDER_SEND_THREADS = env_int("REMINDER_SEND_THREADS", 30)
-# A transient provider error is retried this many times. Meanwhile the reminder waits in the
-# database (deferred), first REMINDER_RETRY_BACKOFF_SECONDS, doubling with each try up to
-# REMINDER_RETRY_BACKOFF_MAX_SECONDS; the release task sends it again when its time comes.
-REMINDER_SEND_MAX_RETRIES = env_int("REMINDER_SEND_MAX_RETRIES", 5)
+# A transient provider error is retried for this many hours after the first one, per channel
+# (0: not retried), or until the reminder stops being useful (notifications.retries). Meanwhile
+# the reminder waits in the database (deferred), first REMINDER_RETRY_BACKOFF_SECONDS, doubling
+# with each try up to REMINDER_RETRY_BACKOFF_MAX_SECONDS; the release task sends it again then.
+REMINDER_RETRY_FOR_HOURS = {
+    "email": env_int("EMAIL_RETRY_FOR_HOURS", 24),
+    "sms": env_int("SMS_RETRY_FOR_HOURS", 24),
+}
 REMINDER_RETRY_BACKOFF_SECONDS = env_int("REMINDER_RETRY_BACKOFF_SECONDS", 300)
 REMINDER_RETRY_BACKOFF_MAX_SECONDS = env_int("REMINDER_RETRY_BACKOFF_MAX_SECONDS", 3600)
+# After this many transient errors in a row from a channel's provider (0: never), the channel
+# pauses: its reminders wait in the database, without spending their tries, while one send at
+# a time probes the provider, PROVIDER_PROBE_SECONDS after the pause, then twice as long after
+# each failed probe up to PROVIDER_PROBE_MAX_SECONDS. Its first answer resumes the channel.
+PROVIDER_BREAKER_FAILURES = env_int("PROVIDER_BREAKER_FAILURES", 20)
+PROVIDER_PROBE_SECONDS = env_int("PROVIDER_PROBE_SECONDS", 30)
+PROVIDER_PROBE_MAX_SECONDS = env_int("PROVIDER_PROBE_MAX_SECONDS", 600)
+if min(REMINDER_RETRY_FOR_HOURS.values()) < 0 or PROVIDER_BREAKER_FAILURES < 0:
+    raise ImproperlyConfigured(
+        "EMAIL_RETRY_FOR_HOURS, SMS_RETRY_FOR_HOURS and PROVIDER_BREAKER_FAILURES cannot be "
+        "negative."
+    )
+if not 1 <= PROVIDER_PROBE_SECONDS <= PROVIDER_PROBE_MAX_SECONDS:
+    raise ImproperlyConfigured(
+        "PROVIDER_PROBE_SECONDS must be at least 1 and at most PROVIDER_PROBE_MAX_SECONDS."
+    )
 # Messages per second each channel may send, across all workers (0: no limit). A limit needs
 # Redis at REDIS_URL, where the workers count what they sent.
 SEND_RATE_LIMITS = {

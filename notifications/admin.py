@@ -9,8 +9,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from notifications import preferences, previews
+from notifications import circuit, preferences, previews, services
 from notifications.models import (
+    Channel,
+    CircuitBreaker,
     ConsentChange,
     DeliveryEvent,
     HousekeepingRun,
@@ -25,6 +27,9 @@ from notifications.models import (
 )
 from policies import admin as policies_admin
 from policies.models import Customer
+
+# Retrying an outage's failures is the agent's Retry on any book, many at once.
+RETRY_ANY = "notifications.change_notification"
 
 
 class PreviewForm(forms.Form):
@@ -45,6 +50,20 @@ class SendTestForm(forms.Form):
         ),
     )
     policy_number = forms.CharField(required=False, widget=forms.HiddenInput)
+
+
+class OutageRetryForm(forms.Form):
+    start = forms.DateTimeField(
+        help_text=f"When the provider's errors began: YYYY-MM-DD HH:MM, {settings.TIME_ZONE}."
+    )
+    end = forms.DateTimeField(help_text="When they ended (or now).")
+    channel = forms.ChoiceField(choices=[("", "Both"), *Channel.choices], required=False)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("start") and data.get("end") and data["start"] >= data["end"]:
+            raise forms.ValidationError("The start must come before the end.")
+        return data
 
 
 class PreviewAdminMixin:
@@ -215,6 +234,78 @@ class NotificationAdmin(ReadOnlyAdmin):
     list_select_related = ["policy"]
     date_hierarchy = "due_on"
     show_full_result_count = False  # a count over millions of rows on every page is slow
+
+    def get_urls(self):
+        return [
+            path(
+                "retry-outage/",
+                self.admin_site.admin_view(self.retry_outage_view),
+                name="notifications_notification_retry_outage",
+            ),
+            *super().get_urls(),
+        ]
+
+    def retry_outage_view(self, request):
+        """Retry everything an outage made fail: the notifications that gave up on transient
+        provider errors in a time range, each with the agent's Retry's checks. A GET counts
+        them; the POST retries them."""
+        if not request.user.has_perm(RETRY_ANY):
+            return redirect("admin:index")
+        form = OutageRetryForm(request.POST or request.GET or None)
+        found = None
+        if form.is_bound and form.is_valid():
+            outage = form.cleaned_data
+            if request.method == "POST":
+                result = services.retry_outage(**outage)
+                self.message_user(
+                    request, f"{result.requeued} re-queued to be sent again.", messages.SUCCESS
+                )
+                for reason, count in result.refused.most_common():
+                    self.message_user(request, f"{count} refused: {reason}", messages.WARNING)
+                return redirect(request.get_full_path())
+            found = services.outage_failures(**outage).count()
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Retry an outage's failures",
+            "form": form,
+            "found": found,
+        }
+        return TemplateResponse(request, "admin/notifications/retry_outage.html", context)
+
+
+@admin.register(CircuitBreaker)
+class CircuitBreakerAdmin(ReadOnlyAdmin):
+    """Each provider's circuit breaker: sending, or paused after a run of transient errors
+    (its reminders wait in the database) and probed at growing intervals. "Resume" closes one
+    by hand, for a provider known to be back."""
+
+    list_display = [
+        "channel",
+        "provider",
+        "state",
+        "consecutive_failures",
+        "opened_at",
+        "next_probe_at",
+        "probe_interval_seconds",
+        "last_error",
+    ]
+    actions = ["resume"]
+
+    def has_resume_permission(self, request) -> bool:
+        return request.user.has_perm("notifications.change_circuitbreaker")
+
+    @admin.action(description="Resume sending now (close the breaker)", permissions=["resume"])
+    def resume(self, request, queryset):
+        resumed = [breaker for breaker in queryset if circuit.resume(breaker)]
+        for breaker in resumed:
+            self.log_change(request, breaker, "Resumed by hand.")
+        self.message_user(
+            request,
+            f"{len(resumed)} resumed; what waited goes with the next release of waiting "
+            "reminders (every 5 minutes).",
+            messages.SUCCESS,
+        )
 
 
 @admin.register(WorkerLease)

@@ -2,26 +2,26 @@
 channel and record what the provider said. `send_many` is the one way a notification goes out,
 safe to run any number of times for the same ids. Nothing waits in the broker: quiet hours and a
 transient provider error both put the notification back in the database as deferred, with the
-time it may go (`send_after`), for the release task to pick up."""
+time it may go (`send_after`), for the release task to pick up; so does every reminder of a
+channel whose provider is paused by its circuit breaker (notifications.circuit)."""
 
 import logging
-import random
 import threading
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 from django.db import connections, router
 from django.db.models import F, Value
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from notifications import leases, lifecycle, tracking
+from notifications import circuit, leases, lifecycle, retries, tracking
 from notifications.channels import (
     OutgoingMessage,
     PermanentSendError,
@@ -61,8 +61,9 @@ def send_many(notification_ids: Iterable[int]) -> dict[int, Outcome | NotClaimed
     one query loads it, the messages go out concurrently on the process's send threads over
     connections kept open for the batch, and one UPDATE per kind of outcome records them. A
     notification another process claimed is skipped. A transient error defers its notification
-    by `retry_backoff`, or fails it once it is out of retries; one whose send may have reached
-    the provider without an answer is left for recovery to ask the provider about.
+    by `retries.retry_backoff`, or fails it once its retry budget is spent; one whose send may
+    have reached the provider without an answer is left for recovery to ask the provider about;
+    a notification of a paused provider waits, untried, except the one that probes it.
 
     The batch is claimed under this process's worker lease (notifications.leases): should the
     process die, the lease lapses and recovery reconciles what it left sending."""
@@ -88,12 +89,16 @@ def _send_claimed(ids: list[int], lease_id: int) -> dict[int, Outcome | NotClaim
     attach_rules(notifications)
     record = _BatchRecord(lease_id)
     now = timezone.now()
+    useless = retries.no_longer_useful(notifications, today=timezone.localdate())
+    gate = circuit.Gate.for_batch(notifications)
     ready = []
     for notification in notifications:
-        if reason := why_not_send(notification):
+        if reason := why_not_send(notification) or useless.get(notification.pk):
             record.cancelled[notification.pk] = reason
         elif window := _quiet_hours_end(notification, now):
             record.deferred[notification.pk] = window
+        elif gate.holds(notification):
+            record.paused.append(notification.pk)
         else:
             ready.append(notification)
     outcomes.update(record.save())
@@ -104,6 +109,8 @@ def _send_claimed(ids: list[int], lease_id: int) -> dict[int, Outcome | NotClaim
         # Recorded as the sends come back, not at the batch's end: a worker killed mid-batch
         # leaves only the sends of that moment for recovery to ask the provider about.
         outcomes.update(record.save())
+        gate.record(record.answers)
+    gate.finish(claimed)
     return outcomes
 
 
@@ -133,25 +140,6 @@ def attach_rules(notifications: list[Notification]) -> None:
     )
     for notification in notifications:
         notification.rule = rules[notification.rule_id]
-
-
-def out_of_retries(attempts: int) -> bool:
-    """Whether a notification whose `attempts`-th try failed transiently has no retry left."""
-    return attempts > settings.REMINDER_SEND_MAX_RETRIES
-
-
-def retry_backoff(attempts: int) -> int:
-    """Seconds a notification waits after its `attempts`-th try failed transiently: Celery's
-    exponential backoff (REMINDER_RETRY_BACKOFF_SECONDS, doubling with each try, at most
-    REMINDER_RETRY_BACKOFF_MAX_SECONDS), the second half of it at random, so that the many
-    reminders one provider outage deferred do not all come back in the same release."""
-    backoff = get_exponential_backoff_interval(
-        factor=settings.REMINDER_RETRY_BACKOFF_SECONDS,
-        retries=max(attempts - 1, 0),
-        maximum=settings.REMINDER_RETRY_BACKOFF_MAX_SECONDS,
-        full_jitter=False,
-    )
-    return backoff // 2 + random.randint(0, backoff - backoff // 2)
 
 
 def _quiet_hours_end(notification: Notification, now: datetime) -> datetime | None:
@@ -239,24 +227,31 @@ class _BatchRecord:
         self.lease_id = lease_id
         self.cancelled: dict[int, str] = {}
         self.deferred: dict[int, datetime] = {}
+        self.paused: list[int] = []  # waiting for its provider to answer again
         self.sent: dict[int, str] = {}
         self.failed: dict[Notification, PermanentSendError] = {}
         self.transient: dict[Notification, TransientSendError] = {}
         self.unconfirmed: dict[int, str] = {}
         self.unsent: list[int] = []
         self.broken: dict[int, str] = {}
+        self.answers: defaultdict[str, circuit.Answers] = defaultdict(circuit.Answers)
 
     def add(self, notification: Notification, result: Future) -> None:
         """File a send's result by what the provider (or our own code) said."""
+        answers = self.answers[notification.channel]
         try:
             self.sent[notification.pk] = result.result()
+            answers.answered += 1
         except PermanentSendError as error:
             self.failed[notification] = error
+            answers.answered += 1
         except TransientSendError as error:
             if error.maybe_sent:
                 self.unconfirmed[notification.pk] = f"attempt {notification.attempts}: {error}"
             else:
                 self.transient[notification] = error
+            answers.unanswered += 1  # no answer in time counts as none, for the breaker
+            answers.last_error = str(error)
         except ClaimLapsed:
             self.unsent.append(notification.pk)
         except Exception as error:  # a bug or a misconfiguration: failed, for a person to retry
@@ -299,6 +294,14 @@ class _BatchRecord:
                 pk: Outcome(Status.DEFERRED, f"quiet hours: waits until {window.isoformat()}")
                 for pk, window in self.deferred.items()
             }
+        if self.paused:  # the release sends these once the provider answers a probe
+            self._move(
+                self.paused, Status.DEFERRED, send_after=timezone.now(), attempts=F("attempts") - 1
+            )
+            outcomes |= {
+                pk: Outcome(Status.DEFERRED, "waits: its provider is paused after errors")
+                for pk in self.paused
+            }
         if self.sent:
             sent = {
                 "sent_at": timezone.now(),
@@ -327,25 +330,36 @@ class _BatchRecord:
 
     def _save_transient(self) -> dict[int, Outcome]:
         """A transient error waits in the database, as quiet hours do, until its backoff is
-        over; the release task sends it again. Out of retries, it fails."""
+        over; the release task sends it again (checking first that it is still useful). Once
+        its retry budget is spent, it fails."""
         now = timezone.now()
         retry_at, errors, give_up = {}, {}, {}
         for notification, error in self.transient.items():
             attempts = notification.attempts
-            if out_of_retries(attempts):
-                give_up[notification.pk] = f"gave up after {attempts} attempts: {error}"
+            if retries.out_of_time(notification, now):
+                give_up[notification.pk] = retries.gave_up(notification, error)
             else:
-                retry_at[notification.pk] = now + timedelta(seconds=retry_backoff(attempts))
+                wait = timedelta(seconds=retries.retry_backoff(attempts))
+                retry_at[notification.pk] = now + wait
                 errors[notification.pk] = f"attempt {attempts} failed: {error}"
+        # The budget runs from the first transient error, whichever move records it.
+        failing_since = Coalesce(F("failing_since"), Value(now))
         if retry_at:
             self._move(
                 retry_at,
                 Status.DEFERRED,
                 send_after=_each(retry_at, "send_after"),
                 last_error=_each(errors, "last_error"),
+                failing_since=failing_since,
             )
         if give_up:
-            self._move(give_up, Status.FAILED, last_error=_each(give_up, "last_error"))
+            self._move(
+                give_up,
+                Status.FAILED,
+                last_error=_each(give_up, "last_error"),
+                failing_since=failing_since,
+                failed_transiently=True,
+            )
         return {
             pk: Outcome(Status.DEFERRED, f"{errors[pk]}; retries at {at.isoformat()}")
             for pk, at in retry_at.items()
@@ -372,6 +386,8 @@ def leave_for_recovery(reasons: dict[int, str], *, held_by: int) -> int:
         lease=None,
         recover_after=timezone.now() + leases.lease_duration(),
         last_error=_each(reasons, "last_error"),
+        # A send with no answer is a provider error too: the retry budget runs from it.
+        failing_since=Coalesce(F("failing_since"), Value(timezone.now())),
     )
 
 

@@ -259,6 +259,18 @@ class Notification(models.Model):
         help_text="Sending, its worker gone: not reconciled with the provider before this time "
         "(the provider could not answer, or has no lookup and callbacks may still come).",
     )
+    failing_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the first transient provider error of its current retry budget came: "
+        "it is retried until the channel's budget has passed since (notifications.retries).",
+    )
+    failed_transiently = models.BooleanField(
+        default=False,
+        db_default=False,  # planning inserts its rows in bulk, past the ORM
+        help_text="Failed because transient provider errors outlasted its retry budget: worth "
+        "sending again once the provider is back (the admin's outage retry).",
+    )
 
     class Meta:
         ordering = ["-due_on", "-id"]
@@ -296,6 +308,12 @@ class Notification(models.Model):
                 fields=["due_on", "id"],
                 condition=Q(status__in=PENDING_FOR_AGENTS),
                 name="notification_pending_due",
+            ),
+            # The admin's outage retry: the few that gave up on provider errors, by when.
+            models.Index(
+                fields=["status_changed_at"],
+                condition=Q(failed_transiently=True),
+                name="notification_gave_up",
             ),
         ]
 
@@ -505,3 +523,51 @@ class InboundMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.keyword or 'SMS'} from {self.sender} ({self.message_sid})"
+
+
+class CircuitBreaker(models.Model):
+    """A channel's provider as the senders see it: closed (sending), open (paused after a run
+    of transient errors: its reminders wait in the database) or probing (one send is finding
+    out whether it answers again). One row per channel and provider, changed only by
+    conditional UPDATEs (notifications.circuit), so that concurrent workers agree on it."""
+
+    class State(models.TextChoices):
+        CLOSED = "closed", "Closed: sending"
+        OPEN = "open", "Open: paused, waiting to probe"
+        PROBING = "probing", "Probing: one send is trying"
+
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    provider = models.CharField(max_length=32, help_text='"postmark", "smtp", "twilio"...')
+    state = models.CharField(max_length=8, choices=State.choices, default=State.CLOSED)
+    consecutive_failures = models.PositiveIntegerField(
+        default=0, help_text="Transient errors since the provider last answered."
+    )
+    last_error = models.TextField(blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True, help_text="When it was paused.")
+    probe_interval_seconds = models.PositiveIntegerField(
+        default=0, help_text="How long it waits before the next probe; doubles at each failure."
+    )
+    next_probe_at = models.DateTimeField(null=True, blank=True)
+    probe_notification = models.ForeignKey(
+        Notification,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Probing: the one notification whose send is the probe.",
+    )
+    probe_started_at = models.DateTimeField(null=True, blank=True)
+    changed_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["channel", "provider"]
+        constraints = [
+            models.UniqueConstraint(fields=["channel", "provider"], name="circuit_breaker_once"),
+            models.CheckConstraint(
+                condition=Q(state__in=["closed", "open", "probing"]),
+                name="circuit_breaker_state_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()} through {self.provider}: {self.state}"

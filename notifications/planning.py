@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from notifications import lifecycle
+from notifications import circuit, lifecycle
 from notifications.models import Channel, Notification, ReminderRule, ReminderRun
 from policies.models import Policy
 
@@ -92,19 +92,24 @@ def claim_for_enqueue(*, limit: int, stalled_after: timedelta) -> list[int]:
     as tasks: the newly planned, the deferred whose time has come, and the queued whose task
     stalled (lost with a broker) for longer than `stalled_after`. Never one that is sending:
     its send may have reached the provider, and only recovery, having asked the provider,
-    sends it again. Concurrent callers never get the same ids."""
+    sends it again. Concurrent callers never get the same ids. A paused provider's reminders
+    stay in the database, but for the one that probes it when a probe is due
+    (notifications.circuit)."""
     now = timezone.now()
+    released = Q(status=Status.PLANNED) | Q(status=Status.DEFERRED, send_after__lte=now)
+    paused = circuit.paused_channels()
     with transaction.atomic():
         ids = list(
             Notification.objects.filter(
-                Q(status=Status.PLANNED)
-                | Q(status=Status.DEFERRED, send_after__lte=now)
+                (released & ~Q(channel__in=paused) if paused else released)
                 | Q(status=Status.QUEUED, status_changed_at__lt=now - stalled_after)
             )
             .order_by("id")
             .select_for_update(skip_locked=True)
             .values_list("id", flat=True)[:limit]
         )
+        if paused:
+            ids += circuit.claim_probes(Notification.objects.filter(released), paused)
         lifecycle.move(ids, Status.QUEUED, queued_at=now)
     return ids
 

@@ -1,50 +1,144 @@
-"""Services that people start by hand (the agents' workspace): retrying one notification, and
-a renewal with what it means for the reminders."""
+"""Services that people start by hand: retrying one notification (the agents' workspace), or
+every one an outage made fail (the admin), and a renewal with what it means for the
+reminders."""
 
-from datetime import date
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from notifications import dispatch, lifecycle, planning
+from notifications import dispatch, lifecycle, planning, retries
 from notifications.models import Notification
 from notifications.tasks import send_batch
 from policies.models import Policy
 from policies.services import mark_renewed
+
+Status = Notification.Status
 
 
 class RetryError(Exception):
     """The notification cannot be retried; the message says why, for the agent."""
 
 
+# Notifications an outage retry checks, moves and publishes at a time.
+RETRY_CHUNK = 1000
+NO_LONGER_FAILED = "Only a failed notice can be retried; this one is no longer failed."
+
+
 def retry_failed(*, notification: Notification) -> None:
     """Put a failed notification back in the queue and send it again once that is committed,
     unless sending it no longer makes sense. The move is from failed only (queued -> queued is
     the scan's re-enqueue, not a retry), so two clicks at once send it once."""
-    Status = Notification.Status
     notification = Notification.objects.select_related("policy", "customer").get(pk=notification.pk)
-    if notification.status != Status.FAILED:
-        raise RetryError("Only a failed notice can be retried; this one is no longer failed.")
-    if Notification.objects.filter(fallback_for=notification.pk).exists():
-        raise RetryError(
-            "An email was sent in place of this SMS; a retry would remind the customer twice."
+    if refusal := why_not_retry([notification]).get(notification.pk):
+        raise RetryError(refusal)
+    if not _requeue([notification.pk]):
+        raise RetryError(NO_LONGER_FAILED)
+
+
+@dataclass(frozen=True)
+class OutageRetry:
+    """What retrying an outage's failures did: how many went back in the queue, and how many
+    were refused, by reason."""
+
+    requeued: int
+    refused: Counter[str]
+
+
+def outage_failures(*, start: datetime, end: datetime, channel: str = "") -> QuerySet[Notification]:
+    """The notifications that gave up on transient provider errors they met between `start`
+    and `end` (their errors began before the end, and they gave up after the start), on one
+    channel or all."""
+    failures = Notification.objects.filter(
+        status=Status.FAILED,
+        failed_transiently=True,
+        status_changed_at__gte=start,
+        failing_since__lte=end,
+    )
+    return failures.filter(channel=channel) if channel else failures
+
+
+def retry_outage(*, start: datetime, end: datetime, channel: str = "") -> OutageRetry:
+    """Retry, in one go, every notification that gave up on provider errors during an outage
+    (`outage_failures`), with the agent's Retry's checks for each one."""
+    ids = list(
+        outage_failures(start=start, end=end, channel=channel)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    refused: Counter[str] = Counter()
+    requeued = 0
+    for first in range(0, len(ids), RETRY_CHUNK):
+        chunk = list(
+            Notification.objects.select_related("policy", "customer").filter(
+                pk__in=ids[first : first + RETRY_CHUNK]
+            )
         )
-    reason = dispatch.why_not_send(notification)
-    if reason:
-        raise RetryError(f"This notice cannot be sent any more: {reason}.")
+        refusals = why_not_retry(chunk)
+        refused.update(refusals.values())
+        allowed = [n.pk for n in chunk if n.pk not in refusals]
+        moved = _requeue(allowed)
+        requeued += moved
+        if moved < len(allowed):  # someone else retried them meanwhile
+            refused[NO_LONGER_FAILED] += len(allowed) - moved
+    return OutageRetry(requeued=requeued, refused=refused)
+
+
+def why_not_retry(notifications: list[Notification]) -> dict[int, str]:
+    """Why each of these failed notifications must not be sent again, by id, in words for the
+    agent (those absent may be): no longer failed, an email went in its place, or it can no
+    longer be sent (notifications.dispatch.why_not_send) or is no longer useful
+    (notifications.retries)."""
+    useless = retries.no_longer_useful(notifications, today=timezone.localdate())
+    replaced = set(
+        Notification.objects.filter(fallback_for__in=notifications).values_list(
+            "fallback_for", flat=True
+        )
+    )
+    refusals = {}
+    for notification in notifications:
+        if notification.status != Status.FAILED:
+            refusals[notification.pk] = NO_LONGER_FAILED
+        elif notification.pk in replaced:
+            refusals[notification.pk] = (
+                "An email was sent in place of this SMS; a retry would remind the customer twice."
+            )
+        elif reason := dispatch.why_not_send(notification) or useless.get(notification.pk):
+            refusals[notification.pk] = f"This notice cannot be sent any more: {reason}."
+    return refusals
+
+
+def _requeue(notification_ids: list[int]) -> int:
+    """Move failed notifications back to queued, each with a fresh retry budget as before its
+    first try, and send them once that is committed. Returns how many moved."""
+    if not notification_ids:
+        return 0
     with transaction.atomic():
-        # A retry by hand starts a fresh budget of automatic retries, as before the first try.
-        moved = lifecycle.move(
-            notification.pk,
+        # Locked: what this transaction moves is exactly what it sends.
+        ids = list(
+            Notification.objects.filter(pk__in=notification_ids, status=Status.FAILED)
+            .select_for_update()
+            .values_list("pk", flat=True)
+        )
+        lifecycle.move(
+            ids,
             Status.QUEUED,
             only_from={Status.FAILED},
             queued_at=timezone.now(),
             attempts=0,
+            failing_since=None,
+            failed_transiently=False,
         )
-        if not moved:
-            raise RetryError("Only a failed notice can be retried; this one is no longer failed.")
         # The same task the fan-out sends; after commit, so the worker sees "queued".
-        transaction.on_commit(lambda: send_batch.delay([notification.pk]))
+        size = settings.REMINDER_SEND_BATCH_SIZE
+        for start in range(0, len(ids), size):
+            batch = ids[start : start + size]
+            transaction.on_commit(lambda batch=batch: send_batch.delay(batch))
+    return len(ids)
 
 
 @transaction.atomic

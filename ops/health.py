@@ -1,6 +1,7 @@
 """What /readyz checks: the database, the broker, a worker answering and the daily scan keeping
-to its schedule. Each check says ok or not, how long it took and, in words that name no host and
-no secret, why; the full error goes to the log."""
+to its schedule; and, without failing readiness, whether a provider is paused. Each check says ok
+or not, how long it took and, in words that name no host and no secret, why; the full error goes
+to the log."""
 
 import logging
 import time
@@ -18,7 +19,8 @@ from django.db.models import Max
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from notifications.models import ReminderRun
+from notifications import circuit
+from notifications.models import CircuitBreaker, ReminderRun
 from notifications.schedule import DAILY_SCAN_NAME
 
 logger = logging.getLogger(__name__)
@@ -62,6 +64,28 @@ class WorkerPing:
             return False, f"no worker answered a ping within {timeout} s"
         cls.last_answer = time.monotonic()
         return True, "a worker answered a ping"
+
+
+# --- The providers: a paused one degrades sending, not readiness ------------------------------
+
+
+class Degraded(str):
+    """The detail of a check that passes, but reports something a person should look at."""
+
+
+def providers() -> tuple[bool, str]:
+    """Always ok: a provider paused by its circuit breaker (notifications.circuit) holds its
+    channel's reminders safely in the database until a probe finds it back, and taking this
+    process out of service would only stop the workspace and the providers' callbacks too.
+    The detail names each paused provider, and marks the check degraded."""
+    paused = [
+        breaker
+        for breaker in circuit.breakers().values()
+        if breaker.state != CircuitBreaker.State.CLOSED
+    ]
+    if not paused:
+        return True, "every provider is sending"
+    return True, Degraded("; ".join(circuit.describe(breaker) for breaker in paused))
 
 
 # --- The daily scan: Beat (or cron mode) finishes one after each time the schedule names -----
@@ -126,6 +150,7 @@ CHECKS: dict[str, tuple[Callable[[], tuple[bool, str]], str | None]] = {
     "broker": (broker, None),
     "workers": (WorkerPing.check, "broker"),
     "daily_scan": (daily_scan_on_time, "database"),
+    "providers": (providers, "database"),
 }
 
 
@@ -133,7 +158,12 @@ def run_checks() -> dict[str, dict]:
     results: dict[str, dict] = {}
     for name, (check, needs) in CHECKS.items():
         if needs and not results[needs]["ok"]:
-            results[name] = {"ok": False, "latency_ms": 0.0, "detail": f"{needs} unreachable"}
+            results[name] = {
+                "ok": False,
+                "degraded": False,
+                "latency_ms": 0.0,
+                "detail": f"{needs} unreachable",
+            }
             continue
         started = time.perf_counter()
         try:
@@ -143,6 +173,7 @@ def run_checks() -> dict[str, dict]:
             ok, detail = False, f"failed: {type(error).__name__}"
         results[name] = {
             "ok": ok,
+            "degraded": isinstance(detail, Degraded),
             "latency_ms": round((time.perf_counter() - started) * 1000, 1),
             "detail": detail,
         }

@@ -2,7 +2,8 @@
 processes alike, so they are counted in prometheus_client's multiprocess mode: files under
 METRICS_DIR that /metrics adds up, with no network round trip per send (counters in Redis would
 cost one). What the database already knows (notifications by status and channel, the last
-finished scan) and the queues' depth are read when Prometheus scrapes."""
+finished scan, each provider's circuit breaker) and the queues' depth are read when Prometheus
+scrapes."""
 
 import glob
 import logging
@@ -16,8 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, values
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from notifications import recovery
-from notifications.models import Notification, ReminderRun
+from notifications import circuit, recovery
+from notifications.models import CircuitBreaker, Notification, ReminderRun
 from ops.health import broker_connection
 
 logger = logging.getLogger(__name__)
@@ -70,8 +71,8 @@ def count_webhook_request(sender, *, webhook: str, outcome: str, **kwargs):
 
 
 class StateCollector:
-    """Gauges read when Prometheus scrapes: the database's notifications and last scan, and
-    the broker's queues."""
+    """Gauges read when Prometheus scrapes: the database's notifications, last scan and
+    providers' breakers, and the broker's queues."""
 
     def collect(self):
         by_status = GaugeMetricFamily(
@@ -99,6 +100,17 @@ class StateCollector:
             "When the last daily scan finished (Unix time); 0 before the first.",
             value=last_scan.timestamp() if last_scan else 0,
         )
+
+        breakers = GaugeMetricFamily(
+            "renewly_provider_circuit_state",
+            "Each channel's provider breaker: 1 for its state (closed: sending; open: paused "
+            "after transient errors; probing: one send is trying), 0 for the others.",
+            labels=["channel", "provider", "state"],
+        )
+        for channel, breaker in circuit.breakers().items():
+            for state in CircuitBreaker.State.values:
+                breakers.add_metric([channel, breaker.provider, state], breaker.state == state)
+        yield breakers
 
         depth = GaugeMetricFamily(
             "renewly_queue_depth", "Messages waiting in a broker queue.", labels=["queue"]

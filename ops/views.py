@@ -21,14 +21,21 @@ def healthz(request):
 @never_cache
 @require_safe
 def readyz(request):
-    """Anyone may ask whether each check passes; only a caller bearing METRICS_TOKEN reads how
-    long each took and why (the last scan's time, say)."""
+    """Anyone may ask whether each check passes (and which passes but is degraded: a paused
+    provider); only a caller bearing METRICS_TOKEN reads how long each took and why (the last
+    scan's time, say)."""
     checks = health.run_checks()
     failing = [name for name, result in checks.items() if not result["ok"]]
+    degraded = [name for name, result in checks.items() if result["degraded"]]
     if not bears_metrics_token(request):
         checks = {name: {"ok": result["ok"]} for name, result in checks.items()}
     return JsonResponse(
-        {"status": "not ready" if failing else "ready", "failing": failing, "checks": checks},
+        {
+            "status": "not ready" if failing else "ready",
+            "failing": failing,
+            "degraded": degraded,
+            "checks": checks,
+        },
         status=503 if failing else 200,
     )
 

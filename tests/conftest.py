@@ -62,10 +62,12 @@ def seeded_defaults(db):
 
 @pytest.fixture
 def staff_roles(db):
-    """The role groups of migration notifications 0011, made again (a transactional test's
-    flush removes them for the tests that follow it)."""
+    """The role groups of migration notifications 0011 (with what later migrations granted
+    them), made again: a transactional test's flush removes them for the tests that follow it."""
     module = importlib.import_module("notifications.migrations.0011_staff_roles")
     module.create_roles(django_apps, schema_editor=None)
+    later = importlib.import_module("notifications.migrations.0014_outage_resilience")
+    later.grant_breaker_permissions(django_apps, schema_editor=None)
     return module.ROLES
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "SendError",
     "TransientSendError",
     "channel_for",
+    "provider_of",
     "sending_through",
 ]
 
@@ -43,10 +44,16 @@ def channel_for(channel: str):
     return RateLimitedSender(_measured_sender(channel), channel=channel)
 
 
+def provider_of(channel: str) -> str:
+    """The provider a channel sends through, as the settings configure it: for email the
+    backend's module (email_provider), for SMS the SMS_BACKEND."""
+    return email_provider() if channel == Channel.EMAIL else settings.SMS_BACKEND
+
+
 def _measured_sender(channel: str):
     if channel == Channel.EMAIL:
         return MeasuredSender(
-            EmailChannel(), channel=Channel.EMAIL.value, provider=email_provider()
+            EmailChannel(), channel=Channel.EMAIL.value, provider=provider_of(channel)
         )
     try:
         path = SMS_BACKENDS[settings.SMS_BACKEND]
@@ -55,7 +62,7 @@ def _measured_sender(channel: str):
             f"SMS_BACKEND={settings.SMS_BACKEND!r} is not one of {', '.join(SMS_BACKENDS)}"
         ) from None
     return MeasuredSender(
-        import_string(path)(), channel=Channel.SMS.value, provider=settings.SMS_BACKEND
+        import_string(path)(), channel=Channel.SMS.value, provider=provider_of(channel)
     )
 
 

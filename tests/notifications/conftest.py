@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
 from notifications import planning, recovery
@@ -74,7 +75,6 @@ def providers(settings, fake_provider) -> FakeProvider:
     settings.SMS_BACKEND = "twilio"
     settings.TWILIO_FROM_NUMBER = TWILIO_TEST_FROM
     settings.TWILIO_MESSAGING_SERVICE_SID = ""
-    settings.REMINDER_SEND_MAX_RETRIES = 3
     return fake_provider
 
 
@@ -144,11 +144,13 @@ def run_at_once(*calls: Callable, timeout: float = 120) -> list:
     return results
 
 
-def send_until_settled(notification_id: int, *, rounds: int = 10) -> Notification:
+def send_until_settled(
+    notification_id: int, *, rounds: int = 10, hours_each_wait: float = 0
+) -> Notification:
     """Send the notification with the send_batch task, in place, and each time it waits out a
-    retry backoff, or waits to be reconciled with the provider (a send with no answer), let
-    that time pass and do what the release task does: the whole retry path, without the wait.
-    Returns the notification as it settled."""
+    retry backoff (with `hours_each_wait` of its retry budget), or waits to be reconciled with
+    the provider (a send with no answer), let that time pass and do what the release task does:
+    the whole retry path, without the wait. Returns the notification as it settled."""
     send_batch.apply(args=[[notification_id]])
     for _ in range(rounds):
         unconfirmed = Notification.objects.filter(
@@ -159,8 +161,16 @@ def send_until_settled(notification_id: int, *, rounds: int = 10) -> Notificatio
         waiting = Notification.objects.filter(pk=notification_id, status=Status.DEFERRED)
         if not waiting.update(send_after=timezone.now()):
             break
+        waiting.filter(failing_since__isnull=False).update(
+            failing_since=F("failing_since") - timedelta(hours=hours_each_wait)
+        )
         assert notification_id in planning.claim_for_enqueue(
             limit=1000, stalled_after=timedelta(hours=1)
         )
         send_batch.apply(args=[[notification_id]])
     return Notification.objects.get(pk=notification_id)
+
+
+def retry_for_hours(settings, hours: int) -> None:
+    """Both channels retry a transient error for this many hours (0: not at all)."""
+    settings.REMINDER_RETRY_FOR_HOURS = dict.fromkeys(Channel.values, hours)

@@ -9,7 +9,7 @@ from notifications.models import ConsentChange, MessageTemplate, Notification
 from notifications.signals import send_attempted
 from policies.models import Customer
 from tests.factories import queue_an_email_and_an_sms
-from tests.notifications.conftest import send_until_settled
+from tests.notifications.conftest import retry_for_hours, send_until_settled
 from tests.workers import wait_for
 
 Status = Notification.Status
@@ -87,15 +87,19 @@ def test_twilio_rate_limit_code_20429_is_retried(providers, queued):
     assert send(queued["sms"]).status == Status.SENT
 
 
-def test_a_transient_error_that_persists_gives_up_as_failed(providers, queued, settings):
-    settings.REMINDER_SEND_MAX_RETRIES = 2
+def test_a_transient_error_that_persists_gives_up_as_failed_after_its_retry_budget(
+    providers, queued, settings
+):
+    retry_for_hours(settings, 24)
     providers.always(PHONE, "500")
 
-    notification = send(queued["sms"])
+    # Each backoff, ten hours of the budget go by: tried at 0, 10 and 20 hours, given up at 30.
+    notification = send_until_settled(queued["sms"].pk, hours_each_wait=10)
 
     assert notification.status == Status.FAILED
-    assert "gave up after 3 attempts" in notification.last_error
-    assert providers.attempts[PHONE] == 3
+    assert notification.last_error.startswith("gave up after 24 h of provider errors: ")
+    assert notification.failed_transiently
+    assert providers.attempts[PHONE] == notification.attempts == 4
     assert providers.accepted[PHONE] == 0
 
 

@@ -16,7 +16,7 @@ from tests.factories import make_agent, make_customer, make_policy, make_rule
 from tests.workers import BASE_DIR, celery_worker, worker_environment, worker_log
 
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
-RUN_DATE = date(2026, 3, 10)
+RUN_DATE = timezone.localdate()  # reminders about expiries still to come: worth sending
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 

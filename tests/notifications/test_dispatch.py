@@ -13,14 +13,14 @@ import pytest
 from celery.signals import worker_process_init
 from django.utils import timezone
 
-from notifications import dispatch, lifecycle, planning
+from notifications import dispatch, lifecycle, planning, retries
 from notifications.channels import SMS_BACKENDS, PermanentSendError, TransientSendError
 from notifications.channels.outbox import OutboxSmsChannel
 from notifications.models import Channel, Notification
 from notifications.tasks import release_reminders, send_batch
 from policies.models import Policy
 from tests.factories import make_agent, make_customer, make_policy
-from tests.notifications.conftest import run_at_once, send_until_settled
+from tests.notifications.conftest import retry_for_hours, run_at_once, send_until_settled
 
 pytestmark = pytest.mark.django_db
 
@@ -445,22 +445,32 @@ def test_the_release_sends_a_notification_again_once_its_backoff_is_over(
     assert outbox_files(outbox) == [outbox / "sms" / f"notification-{notification.pk}.json"]
 
 
-@pytest.mark.parametrize("max_retries", [0, 2])
-def test_a_transient_error_that_persists_fails_after_max_retries(
-    queued, outbox, sms_backend, settings, max_retries
+def test_a_transient_error_that_persists_fails_once_its_retry_budget_is_spent(
+    queued, outbox, sms_backend, settings
 ):
-    settings.REMINDER_SEND_MAX_RETRIES = max_retries
+    retry_for_hours(settings, 24)
     sms_backend(TimingOutSms)
     notification = queued[SMS]
 
-    notification = send_until_settled(notification.pk)
+    # Each backoff, ten hours of the budget go by: tried at 0, 10 and 20 hours, given up at 30.
+    notification = send_until_settled(notification.pk, hours_each_wait=10)
 
-    assert notification.status == Status.FAILED
-    assert notification.attempts == max_retries + 1
-    assert notification.last_error == (
-        f"gave up after {max_retries + 1} attempts: provider timed out"
-    )
+    assert (notification.status, notification.attempts) == (Status.FAILED, 4)
+    assert notification.last_error == "gave up after 24 h of provider errors: provider timed out"
+    assert notification.failed_transiently
     assert outbox_files(outbox) == []
+
+
+def test_with_no_retry_budget_a_transient_error_fails_at_once(
+    queued, outbox, sms_backend, settings
+):
+    retry_for_hours(settings, 0)
+    sms_backend(TimingOutSms)
+
+    notification = send_until_settled(queued[SMS].pk)
+
+    assert (notification.status, notification.attempts) == (Status.FAILED, 1)
+    assert notification.last_error == "gave up after 0 h of provider errors: provider timed out"
 
 
 def test_the_backoff_doubles_with_each_attempt_up_to_its_cap_with_jitter(settings):
@@ -468,14 +478,14 @@ def test_the_backoff_doubles_with_each_attempt_up_to_its_cap_with_jitter(setting
     settings.REMINDER_RETRY_BACKOFF_MAX_SECONDS = 3600
 
     for attempts, backoff in [(1, 300), (2, 600), (3, 1200), (4, 2400), (5, 3600), (6, 3600)]:
-        waits = {dispatch.retry_backoff(attempts) for _ in range(200)}
+        waits = {retries.retry_backoff(attempts) for _ in range(200)}
         assert backoff // 2 <= min(waits)
         assert max(waits) <= backoff
         assert len(waits) > 1  # spread out, not all at once
 
 
 def test_a_notification_given_up_on_is_not_enqueued_again(queued, outbox, sms_backend, settings):
-    settings.REMINDER_SEND_MAX_RETRIES = 0
+    retry_for_hours(settings, 0)
     sms_backend(TimingOutSms)
     notification = queued[SMS]
     assert dispatch.send(notification.pk).status == Status.FAILED
@@ -500,8 +510,7 @@ def test_permanent_error_fails_at_once(queued, outbox, sms_backend):
     assert outbox_files(outbox) == []
 
 
-def test_a_permanent_error_is_not_retried(queued, outbox, sms_backend, settings):
-    settings.REMINDER_SEND_MAX_RETRIES = 5
+def test_a_permanent_error_is_not_retried(queued, outbox, sms_backend):
     sms_backend(RejectingSms)
     notification = queued[SMS]
 

@@ -14,6 +14,7 @@ from notifications.models import Channel, MessageTemplate, Notification, Reminde
 from notifications.tasks import fan_out, release_reminders, send_batch
 from policies.models import Customer, Policy
 from tests.factories import make_agent, make_customer, make_policy, make_rule
+from tests.notifications.conftest import retry_for_hours
 
 pytestmark = pytest.mark.django_db
 
@@ -176,8 +177,8 @@ def test_a_transient_error_in_a_batch_waits_its_backoff_then_goes_with_the_relea
     assert sum(providers.accepted.values()) == 6
 
 
-def test_a_transient_error_out_of_retries_fails(providers, queued, settings):
-    settings.REMINDER_SEND_MAX_RETRIES = 0
+def test_a_transient_error_with_no_retry_budget_fails(providers, queued, settings):
+    retry_for_hours(settings, 0)
     providers.script(phone(2), ["503"])
     notification = queued[(SMS, 2)]
 
@@ -186,7 +187,8 @@ def test_a_transient_error_out_of_retries_fails(providers, queued, settings):
     notification = reload(notification)
     assert outcome.status == Status.FAILED
     assert notification.status == Status.FAILED
-    assert notification.last_error.startswith("gave up after 1 attempts: ")
+    assert notification.last_error.startswith("gave up after 0 h of provider errors: ")
+    assert notification.failed_transiently
 
 
 @pytest.mark.usefixtures("eager_tasks")

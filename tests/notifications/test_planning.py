@@ -9,6 +9,7 @@ import pytest
 from django.db import connection
 from django.db.models import Count
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from notifications import dispatch, lifecycle, planning
 from notifications.models import Channel, Notification, ReminderRun
@@ -228,18 +229,19 @@ def test_renewal_cancels_waiting_reminders_of_the_old_expiry_and_keeps_sent_ones
     rules(14, EMAIL)
     rules(7, EMAIL)
     rules(7, SMS)
-    old_expiry = RUN + days(7)
+    today = timezone.localdate()  # a reminder is sent only about an expiry still to come
+    old_expiry = today + days(7)
     policy = policy_expiring("R-1", old_expiry, agent)
-    fourteen = plan(RUN, days=-7).notifications.get()  # email 14 days
+    fourteen = plan(today, days=-7).notifications.get()  # email 14 days
     send_through_outbox(fourteen.pk)
-    seven = plan(RUN)  # email and SMS 7 days
+    seven = plan(today)  # email and SMS 7 days
     email_7 = seven.notifications.get(channel=EMAIL)
     assert lifecycle.move(email_7.pk, QUEUED) == 1
 
     new_expiry = old_expiry + days(365)
     policy.start_date, policy.expiry_date = old_expiry, new_expiry
     policy.save()
-    run = plan(RUN, days=1)
+    run = plan(today, days=1)
 
     assert statuses(expiry_date=old_expiry) == {
         (EMAIL, 14): SENT,

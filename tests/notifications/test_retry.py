@@ -59,8 +59,9 @@ def test_a_retried_notice_goes_out_through_the_send_task(
 def test_a_retry_by_hand_starts_a_fresh_budget_of_automatic_retries(
     failed_sms, outbox, settings, monkeypatch, django_capture_on_commit_callbacks
 ):
-    settings.REMINDER_SEND_MAX_RETRIES = 2
-    Notification.objects.filter(pk=failed_sms.pk).update(attempts=3)  # it gave up before
+    Notification.objects.filter(pk=failed_sms.pk).update(  # it gave up before
+        attempts=3, failing_since=timezone.now() - timedelta(hours=30), failed_transiently=True
+    )
 
     def provider_down(channel, message):
         raise TransientSendError("provider timed out")
@@ -74,6 +75,8 @@ def test_a_retry_by_hand_starts_a_fresh_budget_of_automatic_retries(
     failed_sms.refresh_from_db()
     assert failed_sms.attempts == 1
     assert failed_sms.last_error == "attempt 1 failed: provider timed out"
+    assert timezone.now() - failed_sms.failing_since < timedelta(minutes=1)
+    assert not failed_sms.failed_transiently
 
 
 def test_a_failed_sms_whose_email_went_in_its_place_is_not_retried(failed_sms):

@@ -113,7 +113,7 @@ def test_readyz_follows_the_worker_stopping_and_coming_back(
         status, body = readyz(client)
         assert body["status"] == "ready"
         assert body["failing"] == []
-        assert set(body["checks"]) == {"database", "broker", "workers", "daily_scan"}
+        assert set(body["checks"]) == {"database", "broker", "workers", "daily_scan", "providers"}
         assert all(check["latency_ms"] >= 0 for check in body["checks"].values())
 
     status, body = readyz(client)
@@ -262,6 +262,7 @@ def test_readyz_tells_an_unauthorized_caller_only_which_checks_pass(
     assert body == {
         "status": "not ready",
         "failing": ["daily_scan"],
+        "degraded": [],
         "checks": {"database": {"ok": True}, "daily_scan": {"ok": False}},
     }
 
