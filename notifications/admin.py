@@ -303,7 +303,7 @@ class CircuitBreakerAdmin(ReadOnlyAdmin):
         self.message_user(
             request,
             f"{len(resumed)} resumed; what waited goes with the next release of waiting "
-            "reminders (every 5 minutes).",
+            "reminders (every minute).",
             messages.SUCCESS,
         )
 

@@ -109,7 +109,7 @@ class StateCollector:
         )
         for channel, breaker in circuit.breakers().items():
             for state in CircuitBreaker.State.values:
-                breakers.add_metric([channel, breaker.provider, state], breaker.state == state)
+                breakers.add_metric([channel, breaker.provider, state], int(breaker.state == state))
         yield breakers
 
         depth = GaugeMetricFamily(

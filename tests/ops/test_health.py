@@ -11,7 +11,7 @@ from celery import Celery
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule
 
-from notifications.models import ReminderRun
+from notifications.models import CircuitBreaker, ReminderRun
 from notifications.schedule import daily_scan_task
 from ops import health
 from ops import urls as probe_urls
@@ -242,6 +242,48 @@ def test_a_missed_scan_makes_readyz_name_it(client, daily_at_8_madrid, monkeypat
     assert status == 503
     assert body["failing"] == ["daily_scan"]
     assert body["checks"]["daily_scan"]["detail"].startswith("no scan finished since")
+
+
+@pytest.fixture
+def database_and_providers_only(monkeypatch):
+    checks = {name: health.CHECKS[name] for name in ("database", "providers")}
+    monkeypatch.setattr(health, "CHECKS", checks)  # no broker asked
+
+
+def test_readyz_says_every_provider_is_sending(client, database_and_providers_only):
+    status, body = readyz(client)
+
+    assert (status, body["status"], body["degraded"]) == (200, "ready", [])
+    assert body["checks"]["providers"]["detail"] == "every provider is sending"
+
+
+@pytest.mark.parametrize("token", [METRICS_TOKEN, None])
+def test_a_paused_provider_leaves_the_site_ready_and_is_reported_degraded(
+    client, settings, database_and_providers_only, token
+):
+    settings.SMS_BACKEND = "twilio"
+    opened = datetime(2026, 3, 10, 9, 15, tzinfo=UTC)
+    CircuitBreaker.objects.create(
+        channel="sms",
+        provider="twilio",
+        state=CircuitBreaker.State.OPEN,
+        consecutive_failures=20,
+        opened_at=opened,
+        next_probe_at=opened + timedelta(minutes=10),
+    )
+
+    status, body = readyz(client, token=token)
+
+    # Its reminders wait in the database: nothing a restart or a load balancer would fix.
+    assert (status, body["status"], body["failing"]) == (200, "ready", [])
+    assert body["degraded"] == ["providers"]
+    if token:
+        assert body["checks"]["providers"]["detail"] == (
+            "sms (twilio) paused since 2026-03-10T09:15:00+00:00 after provider errors; "
+            "next probe at 2026-03-10T09:25:00+00:00"
+        )
+    else:
+        assert body["checks"]["providers"] == {"ok": True}
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ TOKEN = "metrics-test-token"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 PHONE = "+14155550100"
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+TWILIO = {"channel": "sms", "provider": "twilio"}
 
 
 @pytest.fixture(autouse=True)
@@ -120,6 +121,22 @@ def test_a_provider_error_is_counted_by_its_kind(client, providers, queued):
     assert dispatch.send(queued["sms"].pk).status == "deferred"  # to be retried
 
     assert value(scrape(client), "renewly_provider_sends_total", **transient) == before + 1
+
+
+def test_a_provider_paused_after_its_errors_shows_as_an_open_breaker(
+    client, providers, queued, settings
+):
+    settings.PROVIDER_BREAKER_FAILURES = 1
+    providers.script(PHONE, ["503"])
+    assert value(scrape(client), "renewly_provider_circuit_state", **TWILIO, state="closed") == 1
+
+    dispatch.send(queued["sms"].pk)
+
+    samples = scrape(client)
+    assert value(samples, "renewly_provider_circuit_state", **TWILIO, state="open") == 1
+    assert value(samples, "renewly_provider_circuit_state", **TWILIO, state="closed") == 0
+    postmark = {"channel": "email", "provider": "postmark"}
+    assert value(samples, "renewly_provider_circuit_state", **postmark, state="closed") == 1
 
 
 # --- Webhooks ----------------------------------------------------------------------------------
