@@ -138,6 +138,19 @@ def test_a_run_of_errors_broken_by_a_success_keeps_the_channel_sending(providers
     assert "503" in breaker().last_error
 
 
+def test_a_provider_that_stops_answering_in_time_is_paused_too(providers, planned, settings):
+    settings.PROVIDER_BREAKER_FAILURES = 1
+    settings.TWILIO_TIMEOUT_SECONDS = 1
+    providers.hang_seconds = 2
+    providers.script(planned[0].customer.phone, ["timeout"])
+
+    dispatch.send_many(planning.claim_for_enqueue(limit=1, stalled_after=timedelta(hours=1)))
+
+    assert breaker().state == State.OPEN
+    # The send may have reached the provider: recovery asks it before any other try.
+    assert Notification.objects.get(pk=planned[0].pk).status == Status.SENDING
+
+
 def test_a_provider_that_answers_never_writes_its_breaker(providers, planned):
     dispatch.send_many(planning.claim_for_enqueue(limit=100, stalled_after=timedelta(hours=1)))
 
