@@ -25,7 +25,7 @@ import time
 from collections import Counter, defaultdict
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -55,6 +55,7 @@ django.setup()
 from django.conf import settings
 from django.db import OperationalError, connection
 from django.test import override_settings
+from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from benchmarks.seeding import copy_rows
@@ -66,7 +67,8 @@ from policies.models import Customer, Policy
 from policies.services import ensure_agent
 from tests.workers import worker_environment
 
-RUN_DATE = date(2026, 6, 1)
+# Today: a reminder about an expiry that has passed is not sent (notifications.retries).
+RUN_DATE = timezone.localdate()
 LEAD_DAYS = 7  # one email rule and one SMS rule, both 7 days ahead
 FROM_NUMBER = "+15005550006"
 # Batched sending (send_batch over REMINDER_SEND_THREADS send threads per process): on 2 cores
