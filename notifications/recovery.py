@@ -21,7 +21,7 @@ from django.db.models import Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from notifications import dispatch, leases, lifecycle
+from notifications import dispatch, leases, lifecycle, retries
 from notifications.channels import (
     FoundMessage,
     OutgoingMessage,
@@ -191,7 +191,8 @@ def _settle(notification: Notification, answer, lease_id: int) -> str:
         )
         return FOUND
     if answer is None or answer == RESENT_UNVERIFIED:
-        lifecycle.move(notification.pk, Status.DEFERRED, held_by=lease_id, send_after=now)
+        if _resend(notification, lease_id, now) == GAVE_UP:
+            return GAVE_UP
         if answer is None:
             _tell_timeline(notification, "", "the provider does not have it: sent again")
             return NOT_FOUND
@@ -220,6 +221,27 @@ def _settle(notification: Notification, answer, lease_id: int) -> str:
         f"sent without an answer, and the provider cannot say yet whether it has it: {answer}",
     )
     return UNAVAILABLE
+
+
+def _resend(notification: Notification, lease_id: int, now: datetime) -> str:
+    """Put back to be sent again what the provider does not have: at once after a worker's
+    death; after the usual backoff when the send got no answer (a provider error, whose retry
+    budget then applies: spent, the notification fails)."""
+    if notification.failing_since is None:
+        lifecycle.move(notification.pk, Status.DEFERRED, held_by=lease_id, send_after=now)
+        return NOT_FOUND
+    if retries.out_of_time(notification, now):
+        lifecycle.move(
+            notification.pk,
+            Status.FAILED,
+            held_by=lease_id,
+            last_error=retries.gave_up(notification, notification.last_error),
+            failed_transiently=True,
+        )
+        return GAVE_UP
+    wait = timedelta(seconds=retries.retry_backoff(notification.attempts))
+    lifecycle.move(notification.pk, Status.DEFERRED, held_by=lease_id, send_after=now + wait)
+    return NOT_FOUND
 
 
 def _release(notification: Notification, lease_id: int, until: datetime, why: str) -> None:

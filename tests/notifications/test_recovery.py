@@ -17,7 +17,7 @@ from notifications.signals import reconciled
 from notifications.tasks import release_reminders
 from tests.factories import queue_an_email_and_an_sms
 from tests.fake_provider import ALL
-from tests.notifications.conftest import run_at_once
+from tests.notifications.conftest import retry_for_hours, run_at_once, send_until_settled
 
 Status = Notification.Status
 PHONE = "+14155550100"
@@ -365,3 +365,20 @@ def test_a_recovery_that_fails_does_not_stop_the_release(queued, settings, monke
 
     assert release_reminders.apply().get() == 1
     assert published == [[queued["sms"].pk]]
+
+
+def test_sends_that_never_get_an_answer_give_up_once_the_retry_budget_is_spent(
+    providers, queued, settings
+):
+    """Each reset may have reached the provider: reconciled (not found), then sent again after
+    the usual backoff, until the channel's retry budget is spent."""
+    retry_for_hours(settings, 6)
+    providers.always(PHONE, "reset")
+
+    notification = send_until_settled(queued["sms"].pk, hours_each_wait=2)
+
+    assert notification.status == Status.FAILED
+    assert notification.failed_transiently
+    assert notification.last_error.startswith("gave up after 6 h of provider errors")
+    assert providers.accepted[PHONE] == 0
+    assert 2 <= providers.attempts[PHONE] <= 5
