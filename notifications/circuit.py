@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from notifications import leases
 from notifications.channels import provider_of
 from notifications.models import Channel, CircuitBreaker, Notification
 
@@ -67,9 +68,11 @@ def claim_probes(waiting: QuerySet[Notification], channels: Iterable[str]) -> li
     now = timezone.now()
     probes = []
     for channel, breaker in breakers(channels).items():
+        # The freshest first: one that waited out a long outage may no longer be worth sending
+        # (its policy expired, a sooner reminder is due), and would give its turn back unsent.
         candidate = (
-            waiting.filter(channel=channel)
-            .order_by("id")
+            waiting.filter(channel=channel, expiry_date__gte=timezone.localdate())
+            .order_by("-due_on", "id")
             .select_for_update(skip_locked=True)
             .values_list("id", flat=True)
             .first()
@@ -81,10 +84,11 @@ def claim_probes(waiting: QuerySet[Notification], channels: Iterable[str]) -> li
 
 def _claim_probe(breaker: CircuitBreaker, notification_id: int, now: datetime) -> bool:
     """Make this notification's send the probe of its paused provider, if a probe is due (or
-    the last one never reported: its worker or task was lost) and nobody claimed it first."""
+    the last one never reported within two worker leases: its worker died, its task was lost,
+    or its notification was cancelled before it went) and nobody claimed it first."""
     if breaker.pk is None:
         return False
-    abandoned = now - timedelta(minutes=settings.REMINDER_REQUEUE_AFTER_MINUTES)
+    abandoned = now - 2 * leases.lease_duration()
     due = Q(state=State.OPEN, next_probe_at__lte=now) | Q(
         state=State.PROBING, probe_started_at__lt=abandoned
     )

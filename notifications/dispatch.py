@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from notifications import circuit, leases, lifecycle, retries, tracking
 from notifications.channels import (
+    NotTried,
     OutgoingMessage,
     PermanentSendError,
     TransientSendError,
@@ -35,6 +36,8 @@ from policies.models import Policy
 
 logger = logging.getLogger(__name__)
 Status = Notification.Status
+# How long a message that never went to the provider (NotTried) waits before it goes again.
+NOT_TRIED_WAIT = timedelta(seconds=30)
 # What checking and rendering a notification read, loaded with it.
 SEND_RELATED = ("policy__agent__user", "customer")
 
@@ -148,7 +151,7 @@ def _quiet_hours_end(notification: Notification, now: datetime) -> datetime | No
     return next_sms_window(now, notification.customer.timezone)
 
 
-class ClaimLapsed(Exception):
+class ClaimLapsed(NotTried):
     """Not sent: this process's lease on the notification lapsed or will before a send could
     be sure to finish (the database was out of reach to renew it)."""
 
@@ -188,7 +191,7 @@ def _send_held(sender, message: OutgoingMessage, lease_id: int) -> str:
     """Send, once the channel's rate limit allows, if the lease still holds by then."""
     sender.wait_turn()
     if not leases.current().holds(lease_id):
-        raise ClaimLapsed()
+        raise ClaimLapsed("not sent: this worker's lease lapsed (the database out of reach)")
     return sender.send_now(message)
 
 
@@ -232,28 +235,28 @@ class _BatchRecord:
         self.failed: dict[Notification, PermanentSendError] = {}
         self.transient: dict[Notification, TransientSendError] = {}
         self.unconfirmed: dict[int, str] = {}
-        self.unsent: list[int] = []
+        self.unsent: dict[int, str] = {}  # never handed to the provider, and why
         self.broken: dict[int, str] = {}
         self.answers: defaultdict[str, circuit.Answers] = defaultdict(circuit.Answers)
 
     def add(self, notification: Notification, result: Future) -> None:
         """File a send's result by what the provider (or our own code) said."""
-        answers = self.answers[notification.channel]
         try:
             self.sent[notification.pk] = result.result()
-            answers.answered += 1
+            self.answers[notification.channel].answered += 1
         except PermanentSendError as error:
             self.failed[notification] = error
-            answers.answered += 1
+            self.answers[notification.channel].answered += 1
         except TransientSendError as error:
             if error.maybe_sent:
                 self.unconfirmed[notification.pk] = f"attempt {notification.attempts}: {error}"
             else:
                 self.transient[notification] = error
+            answers = self.answers[notification.channel]
             answers.unanswered += 1  # no answer in time counts as none, for the breaker
             answers.last_error = str(error)
-        except ClaimLapsed:
-            self.unsent.append(notification.pk)
+        except NotTried as error:
+            self.unsent[notification.pk] = str(error)
         except Exception as error:  # a bug or a misconfiguration: failed, for a person to retry
             logger.error("notification %s not sent", notification.pk, exc_info=error)
             self.broken[notification.pk] = f"unexpected error: {error!r}"
@@ -264,11 +267,15 @@ class _BatchRecord:
 
     def save(self) -> dict[int, Outcome]:
         outcomes = {}
-        if self.unsent:  # never handed to the provider: sent again by the next release
+        if self.unsent:  # never handed to the provider: sent again by a release soon
             self._move(
-                self.unsent, Status.DEFERRED, send_after=timezone.now(), attempts=F("attempts") - 1
+                self.unsent,
+                Status.DEFERRED,
+                send_after=timezone.now() + NOT_TRIED_WAIT,
+                attempts=F("attempts") - 1,
+                last_error=_each(self.unsent, "last_error"),
             )
-            outcomes |= {pk: Outcome(Status.DEFERRED, ClaimLapsed.__doc__) for pk in self.unsent}
+            outcomes |= {pk: Outcome(Status.DEFERRED, why) for pk, why in self.unsent.items()}
         if self.unconfirmed:
             leave_for_recovery(self.unconfirmed, held_by=self.lease_id)
             outcomes |= {
@@ -384,6 +391,7 @@ def leave_for_recovery(reasons: dict[int, str], *, held_by: int) -> int:
         pk__in=reasons, status=Status.SENDING, lease_id=held_by
     ).update(
         lease=None,
+        no_answer=True,
         recover_after=timezone.now() + leases.lease_duration(),
         last_error=_each(reasons, "last_error"),
         # A send with no answer is a provider error too: the retry budget runs from it.

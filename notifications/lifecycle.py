@@ -95,7 +95,7 @@ def move_returning_ids(
 def _with_status(to: str, fields: dict) -> dict:
     """The fields a move sets. Only a sending notification holds a worker's lease."""
     if to != Status.SENDING:
-        fields = {"lease": None, "recover_after": None, **fields}
+        fields = {"lease": None, "recover_after": None, "no_answer": False, **fields}
     return {"status": to, "status_changed_at": timezone.now(), **fields}
 
 

@@ -253,6 +253,12 @@ class Notification(models.Model):
         related_name="held_notifications",
         help_text="Sending: the worker that claimed it. Cleared when it leaves sending.",
     )
+    no_answer = models.BooleanField(
+        default=False,
+        db_default=False,  # planning inserts its rows in bulk, past the ORM
+        help_text="Sending: its send got no answer (a timeout, a reset). Recovery asks the "
+        "provider; a send again counts against the retry budget, unlike one after a worker died.",
+    )
     recover_after = models.DateTimeField(
         null=True,
         blank=True,

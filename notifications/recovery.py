@@ -227,7 +227,7 @@ def _resend(notification: Notification, lease_id: int, now: datetime) -> str:
     """Put back to be sent again what the provider does not have: at once after a worker's
     death; after the usual backoff when the send got no answer (a provider error, whose retry
     budget then applies: spent, the notification fails)."""
-    if notification.failing_since is None:
+    if not notification.no_answer:
         lifecycle.move(notification.pk, Status.DEFERRED, held_by=lease_id, send_after=now)
         return NOT_FOUND
     if retries.out_of_time(notification, now):

@@ -12,6 +12,7 @@ from django.utils.module_loading import import_string
 from notifications import rate_limit
 from notifications.channels.base import (
     FoundMessage,
+    NotTried,
     OutgoingMessage,
     PermanentSendError,
     SendError,
@@ -28,6 +29,7 @@ SMS_BACKENDS = {
 
 __all__ = [
     "FoundMessage",
+    "NotTried",
     "OutgoingMessage",
     "PermanentSendError",
     "SendError",
@@ -130,7 +132,7 @@ class RateLimitedSender:
         try:
             rate_limit.acquire(self._channel)
         except redis.RedisError as error:  # the count is out of reach: try again later
-            raise TransientSendError(f"the send rate limit cannot be counted: {error}") from error
+            raise NotTried(f"the send rate limit cannot be counted: {error}") from error
 
     def send_now(self, message):
         """Send without waiting for the rate limit: after `wait_turn()`."""

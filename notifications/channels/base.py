@@ -65,6 +65,12 @@ def may_have_reached_provider(error: BaseException) -> bool:
     return True
 
 
+class NotTried(Exception):
+    """The message never went to the provider (the rate limit could not be counted, the
+    worker's lease could not be kept): it goes again soon, costing neither a try, nor the
+    retry budget, nor the provider's circuit breaker anything."""
+
+
 class PermanentSendError(SendError):
     """Trying again will not help: an invalid address or number, a rejected recipient."""
 

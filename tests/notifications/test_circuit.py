@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from notifications import circuit, dispatch, lifecycle, planning
+from notifications import circuit, dispatch, leases, lifecycle, planning
 from notifications.models import Channel, CircuitBreaker, Notification
 from notifications.tasks import release_reminders
 from policies.models import Policy
@@ -310,3 +310,47 @@ def test_support_sees_the_breakers_but_cannot_resume_one(providers, planned, cli
     client.post(url, {"action": "resume", "_selected_action": [breaker().pk]})
 
     assert breaker().state == State.OPEN
+
+
+def test_the_probe_is_a_reminder_still_worth_sending(providers, planned):
+    """After a long outage the oldest waiting reminders may be stale (their policy expired):
+    they would give the probe's turn back unsent, one release at a time."""
+    paused("twilio", next_probe_at=timezone.now())
+    today = timezone.localdate()
+    stale = [n.pk for n in planned[:5]]
+    Notification.objects.filter(pk__in=stale).update(
+        expiry_date=today - timedelta(days=1), due_on=today - timedelta(days=8)
+    )
+
+    (probe,) = planning.claim_for_enqueue(limit=100, stalled_after=timedelta(hours=1))
+
+    assert probe not in stale
+
+
+def test_a_probe_that_never_reported_is_claimed_again_after_two_leases(providers, planned):
+    lost = planned[0]
+    started = timezone.now() - 2 * leases.lease_duration() - timedelta(seconds=1)
+    paused("twilio", state=State.PROBING, probe_notification=lost, probe_started_at=started)
+    lifecycle.move(lost.pk, Status.CANCELLED)  # cancelled while queued: it never went
+
+    ids = planning.claim_for_enqueue(limit=100, stalled_after=timedelta(hours=1))
+
+    assert len(ids) == 1
+    assert breaker().probe_notification_id == ids[0] != lost.pk
+
+
+def test_a_rate_limit_that_cannot_be_counted_costs_neither_breaker_nor_budget(
+    providers, planned, settings
+):
+    settings.SEND_RATE_LIMITS = {"email": 0, "sms": 5}
+    settings.REDIS_URL = "redis://127.0.0.1:9/0"  # nothing listens on the discard port
+    batch = [n.pk for n in planned[: THRESHOLD + 2]]
+    lifecycle.move(batch, Status.QUEUED)
+
+    outcomes = dispatch.send_many(batch)
+
+    assert {outcome.status for outcome in outcomes.values()} == {Status.DEFERRED}
+    assert breaker().state == State.CLOSED
+    assert breaker().consecutive_failures == 0
+    assert {(n.attempts, n.failing_since) for n in reload(planned[: THRESHOLD + 2])} == {(0, None)}
+    assert provider_requests(providers) == 0

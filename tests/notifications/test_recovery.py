@@ -382,3 +382,19 @@ def test_sends_that_never_get_an_answer_give_up_once_the_retry_budget_is_spent(
     assert notification.last_error.startswith("gave up after 6 h of provider errors")
     assert providers.accepted[PHONE] == 0
     assert 2 <= providers.attempts[PHONE] <= 5
+
+
+def test_a_worker_that_died_after_an_earlier_outage_does_not_spend_the_retry_budget(
+    providers, queued, settings
+):
+    """failing_since stays from yesterday's outage; this send's worker died, which is no
+    provider error: the reminder goes again at once, whatever is left of its budget."""
+    retry_for_hours(settings, 24)
+    notification = died_while_sending(queued["sms"], reached_provider=False)
+    yesterday = timezone.now() - timedelta(hours=25)
+    Notification.objects.filter(pk=notification.pk).update(failing_since=yesterday)
+
+    assert recovery.recover_abandoned() == {recovery.NOT_FOUND: 1}
+    notification.refresh_from_db()
+    assert notification.status == Status.DEFERRED
+    assert notification.send_after <= timezone.now()
