@@ -1,6 +1,6 @@
 import os
 
-from celery import Celery
+from celery import Celery, signals
 from kombu.transport import TRANSPORT_ALIASES
 
 # filesystem:// means the embedded broker's transport, in every connection of every process
@@ -13,3 +13,15 @@ app = Celery("renewly")
 # Every Celery setting is a CELERY_* Django setting, read from the environment in settings.py.
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def close_broken_database_connections(**_signal_arguments) -> None:
+    """Each task starts, and ends, on database connections that work: one the database dropped
+    (a restart, a failover) is closed, to be opened again on first use, as Django does around
+    every request. Celery's own fixup closes them only every CELERY_DB_REUSE_MAX tasks, and a
+    worker thread would otherwise fail every task on its dead connection."""
+    from django.db import close_old_connections
+
+    close_old_connections()
