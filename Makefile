@@ -8,10 +8,11 @@ BIN := $(VENV)/bin
 # The suite runs on the machine's real PostgreSQL unless DATABASE_URL says otherwise.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/renewly
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/renewly_bench
+FAULTS_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/renewly_faults
 DEMO_ENV := DEBUG=1
 
 .PHONY: help setup system-deps demo web test test-sqlite lint format bench bench-import \
-	bench-planning bench-dispatch bench-workspace bench-upload bench-smoke clean
+	bench-planning bench-dispatch bench-workspace bench-upload bench-smoke faults clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -67,6 +68,9 @@ bench-workspace: setup ## time the agents' workspace pages with 100,000 notifica
 bench-upload: setup ## upload 100,000 rows, then 100 MB, through the upload view to a worker
 	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_upload.py --rows 100000
 	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_upload.py --megabytes 100 --timeout 1200
+
+faults: setup ## every fault (workers killed, broker, PostgreSQL, Beat, provider) on Redis and RabbitMQ
+	DATABASE_URL=$${FAULTS_DATABASE_URL:-$(FAULTS_DATABASE_URL)} $(BIN)/python benchmarks/faults.py
 
 clean: ## remove the virtualenv and everything under var/
 	rm -rf $(VENV) var

@@ -15,7 +15,6 @@ pools, e.g. `--configs threads:2x20,threads:1x32,prefork:1x8` (pool:processes x 
 
 import argparse
 import logging
-import multiprocessing
 import os
 import re
 import signal
@@ -23,11 +22,10 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -53,106 +51,29 @@ import django
 django.setup()
 
 from django.conf import settings
-from django.db import OperationalError, connection
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from benchmarks.seeding import copy_rows
-from benchmarks.workers import WorkerConfig, Workers
+from benchmarks.provider_process import FakeProviderProcess
+from benchmarks.seeding import copy_policyholders, drop_database, make_agents, replace_rules
+from benchmarks.workers import DOCUMENTED_CONFIG, WorkerConfig, Workers
 from notifications import dispatch, planning
-from notifications.models import MessageTemplate, Notification, ReminderRule, ReminderRun
+from notifications.models import Notification, ReminderRun
 from notifications.tasks import fan_out
-from policies.models import Customer, Policy
-from policies.services import ensure_agent
 from tests.workers import worker_environment
 
 # Today: a reminder about an expiry that has passed is not sent (notifications.retries).
 RUN_DATE = timezone.localdate()
 LEAD_DAYS = 7  # one email rule and one SMS rule, both 7 days ahead
 FROM_NUMBER = "+15005550006"
-# Batched sending (send_batch over REMINDER_SEND_THREADS send threads per process): on 2 cores
-# two threads-pool workers running two batches each (one process per core, a batch's database
-# work overlapping the other's sends) were among the fastest; 2x1 and 1x4 left the CPU idle
-# between batches, 2x3, 3x2 and prefork 1x4 sent no more for more memory.
-DEFAULT_CONFIGS = "threads:2x2"
+DEFAULT_CONFIGS = DOCUMENTED_CONFIG
 VAR_DIR = Path(settings.BASE_DIR) / "var" / "bench-dispatch"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Not sent yet, nor given up on: what the trial waits for.
 UNSETTLED = ("planned", "queued", "sending", "deferred")
-
-
-# --- The fake provider, in a process of its own ------------------------------------------------
-
-
-def serve_fake_provider(conn, parent_conn, latency: float) -> None:
-    """Child process: serve a FakeProvider until told to stop (or the parent goes away). On
-    "collect" send back what it accepted (each message with its acceptance time) and reset."""
-    from tests.fake_provider import FakeProvider
-
-    parent_conn.close()  # the parent's end, inherited: else its death would not close the pipe
-
-    class TimedFakeProvider(FakeProvider):
-        def _record(self, sent) -> None:
-            sent.accepted_at = time.time()  # when the fake accepted it, before it answers
-            super()._record(sent)
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops it, even on Ctrl-C
-    fake = TimedFakeProvider(latency=latency, status_callbacks=False).start()
-    try:
-        conn.send(fake.django_settings())
-        while True:
-            try:
-                command = conn.recv()
-            except EOFError:  # the parent died
-                return
-            if command == "collect":
-                conn.send(_fake_report(fake))
-                fake.reset()
-            else:
-                return
-    finally:
-        fake.stop()
-
-
-def _fake_report(fake) -> dict:
-    messages = []
-    for sent in fake.messages:
-        if sent.channel == "email":
-            notification_id = sent.metadata.get("notification_id", "")
-        else:  # the SMS channel names its notification in the status callback URL
-            query = parse_qs(urlsplit(sent.data.get("StatusCallback", "")).query)
-            notification_id = query.get("notification", [""])[0]
-        messages.append((sent.channel, sent.recipient, notification_id, sent.accepted_at))
-    return {"accepted": fake.accepted, "attempts": fake.attempts, "messages": messages}
-
-
-class FakeProviderProcess:
-    def __init__(self, latency: float):
-        context = multiprocessing.get_context("fork")  # before any thread or DB connection
-        self.conn, child_conn = context.Pipe()
-        self.process = context.Process(
-            target=serve_fake_provider, args=(child_conn, self.conn, latency), daemon=True
-        )
-        self.process.start()
-        child_conn.close()
-        if not self.conn.poll(30):
-            raise RuntimeError("the fake provider did not start")
-        self.django_settings = self.conn.recv()
-
-    def collect(self) -> dict:
-        self.conn.send("collect")
-        return self.conn.recv()
-
-    def stop(self) -> None:
-        with suppress(OSError):
-            self.conn.send("stop")
-        self.process.join(10)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(5)
-        self.conn.close()
 
 
 # --- Celery workers --------------------------------------------------------------------------
@@ -272,44 +193,13 @@ def seed(main_customers: int, baseline_customers: int) -> None:
     """One policy per customer, each customer with an email address and a phone number. The
     first `main_customers` expire LEAD_DAYS after RUN_DATE (due on RUN_DATE by email and SMS);
     the rest a day later (due on the next day: the baseline's fresh reminders)."""
-    agent_ids = [
-        ensure_agent(username=f"agent{n}", email=f"agent{n}@agency.example").pk for n in range(20)
-    ]
-    ReminderRule.objects.all().delete()
-    for channel in ("email", "sms"):
-        template = MessageTemplate.objects.filter(channel=channel).first()  # the default ones
-        if template is None:
-            raise RuntimeError(f"no {channel} template: the migrations seed one per channel")
-        ReminderRule.objects.create(lead_days=LEAD_DAYS, channel=channel, template=template)
-    total = main_customers + baseline_customers
-    copy_rows(
-        Customer,
-        (
-            {
-                "id": n,
-                "name": f"Customer {n}",
-                "email": f"c{n}@mail.example",
-                "phone": f"+1415{5550000 + n:07d}",  # one number each: the fake counts by it
-                "timezone": "UTC",
-            }
-            for n in range(1, total + 1)
-        ),
-    )
-    copy_rows(
-        Policy,
-        (
-            {
-                "id": n,
-                "policy_number": f"D-{n:08d}",
-                "product_line": ("auto", "home", "life", "travel")[n % 4],
-                "customer_id": n,
-                "agent_id": agent_ids[n % len(agent_ids)],
-                "start_date": expiry - timedelta(days=365),
-                "expiry_date": expiry,
-            }
-            for n in range(1, total + 1)
-            for expiry in [RUN_DATE + timedelta(days=LEAD_DAYS + (n > main_customers))]
-        ),
+    agent_ids = make_agents(20)
+    replace_rules([LEAD_DAYS])
+    main = range(1, main_customers + 1)
+    copy_policyholders(main, expiry_date=RUN_DATE + timedelta(days=LEAD_DAYS), agent_ids=agent_ids)
+    baseline = range(main.stop, main.stop + baseline_customers)
+    copy_policyholders(
+        baseline, expiry_date=RUN_DATE + timedelta(days=LEAD_DAYS + 1), agent_ids=agent_ids
     )
 
 
@@ -571,17 +461,6 @@ def print_report(best: Trial, base: Baseline | None, reminders: int, latency: fl
 # --- Main ----------------------------------------------------------------------------------------
 
 
-def drop_database(name: str) -> None:
-    for attempt in range(10):  # workers' connections close as their processes exit
-        try:
-            connection.creation.destroy_test_db(name, verbosity=0)
-            return
-        except OperationalError:
-            if attempt == 9:
-                raise
-            time.sleep(1)
-
-
 def clean_redis() -> None:
     """Remove this run's queue and its messages still unacknowledged (after a failure) from the
     bench's Redis database, and those of earlier runs whose process is gone (killed)."""
@@ -635,14 +514,12 @@ def main() -> None:
         fake = FakeProviderProcess(args.latency)  # forked before any DB connection or thread
         stack.callback(fake.stop)
         provider = fake.django_settings
-        # The SMS settings, the same for this process (the baseline) and the workers' environment.
+        # The same provider settings for this process (the baseline) and the workers.
+        provider_environment = fake.worker_environment(FROM_NUMBER)
         sms = {
-            "SMS_BACKEND": "twilio",
-            "TWILIO_ACCOUNT_SID": provider["TWILIO_ACCOUNT_SID"],
-            "TWILIO_AUTH_TOKEN": provider["TWILIO_AUTH_TOKEN"],
-            "TWILIO_API_BASE_URL": provider["TWILIO_API_BASE_URL"],
-            "TWILIO_FROM_NUMBER": FROM_NUMBER,
-            "TWILIO_MESSAGING_SERVICE_SID": "",
+            name: value
+            for name, value in provider_environment.items()
+            if name.startswith(("SMS_", "TWILIO_"))
         }
         stack.enter_context(
             override_settings(  # for the baseline, in this process
@@ -660,10 +537,7 @@ def main() -> None:
             var_dir=VAR_DIR,
             DEBUG=os.environ["DEBUG"],
             CELERY_TASK_DEFAULT_QUEUE=QUEUE,
-            EMAIL_BACKEND=provider["EMAIL_BACKEND"],
-            POSTMARK_SERVER_TOKEN=provider["ANYMAIL"]["POSTMARK_SERVER_TOKEN"],
-            POSTMARK_API_URL=provider["ANYMAIL"]["POSTMARK_API_URL"],
-            **sms,
+            **provider_environment,
         )
 
         started = time.perf_counter()

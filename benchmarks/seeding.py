@@ -3,13 +3,16 @@ now. A row names the fields a benchmark cares about; every other column takes it
 default (now, for auto_now fields), so a column added with a default never breaks a benchmark,
 and one without is an error that names it."""
 
+import time
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
-from django.db import connection, models
+from django.db import OperationalError, connection, models
 from django.utils import timezone
 
-from policies.models import Customer
+from notifications.models import MessageTemplate, ReminderRule
+from policies.models import Customer, Policy
+from policies.services import ensure_agent
 
 # Fields whose Python values COPY writes as they are (exactly these classes, not subclasses such
 # as a time zone field); the others go through the field's own conversion for the database.
@@ -71,6 +74,78 @@ def copy_customers(count: int) -> int:
                 "timezone": "UTC",
             }
             for n in range(1, count + 1)
+        ),
+    )
+
+
+def drop_database(name: str) -> None:
+    """Drop a benchmark's database, waiting for its workers' connections to close as their
+    processes exit."""
+    for attempt in range(10):
+        try:
+            connection.creation.destroy_test_db(name, verbosity=0)
+            return
+        except OperationalError:
+            if attempt == 9:
+                raise
+            time.sleep(1)
+
+
+def make_agents(count: int) -> list[int]:
+    """The ids of agents agent0..agent<count-1>, made if missing."""
+    return [
+        ensure_agent(username=f"agent{n}", email=f"agent{n}@agency.example").pk
+        for n in range(count)
+    ]
+
+
+def replace_rules(lead_days: Iterable[int]) -> None:
+    """Replace every reminder rule with one email and one SMS rule per lead time, on the
+    default templates the migrations seed."""
+    ReminderRule.objects.all().delete()
+    for channel in ("email", "sms"):
+        template = MessageTemplate.objects.filter(channel=channel).first()
+        if template is None:
+            raise RuntimeError(f"no {channel} template: the migrations seed one per channel")
+        for lead in lead_days:
+            ReminderRule.objects.create(lead_days=lead, channel=channel, template=template)
+
+
+def copy_policyholders(
+    ids: range, *, expiry_date: date, agent_ids: list[int], changed_at: datetime | None = None
+) -> None:
+    """Customers with these ids, each with an email address and a phone number of their own (the
+    fake provider counts by recipient), consenting to both channels, and one active policy each
+    (the same id), expiring on `expiry_date`, last changed at `changed_at` (default: now)."""
+    if not ids:
+        return
+    copy_rows(
+        Customer,
+        (
+            {
+                "id": n,
+                "name": f"Customer {n}",
+                "email": f"c{n}@mail.example",
+                "phone": f"+1415{5550000 + n:07d}",
+                "timezone": "UTC",
+            }
+            for n in ids
+        ),
+    )
+    copy_rows(
+        Policy,
+        (
+            {
+                "id": n,
+                "policy_number": f"D-{n:08d}",
+                "product_line": ("auto", "home", "life", "travel")[n % 4],
+                "customer_id": n,
+                "agent_id": agent_ids[n % len(agent_ids)],
+                "start_date": expiry_date - timedelta(days=365),
+                "expiry_date": expiry_date,
+                **({"updated_at": changed_at} if changed_at else {}),
+            }
+            for n in ids
         ),
     )
 

@@ -69,6 +69,7 @@ import json
 import secrets
 import socket
 import struct
+import sys
 import threading
 import time
 import traceback
@@ -340,6 +341,7 @@ class FakeProvider:
         self._changed = threading.Condition(self._lock)
         self._stopping = threading.Event()
         self._server: _Server | None = None
+        self._port = 0  # chosen at the first start; a start after stop() listens there again
         self._executor: ThreadPoolExecutor | None = None
         self._opener = build_opener(ProxyHandler({}))  # callbacks never go through a proxy
         self.reset()
@@ -347,8 +349,11 @@ class FakeProvider:
     # --- Life cycle ------------------------------------------------------------------------
 
     def start(self) -> "FakeProvider":
+        """Listen (again, after stop(): on the same port, with what it counted kept, as a
+        provider back from an outage)."""
         self._stopping.clear()
-        self._server = _Server(self)
+        self._server = _Server(self, self._port)
+        self._port = self._server.server_address[1]
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fake-callbacks")
         threading.Thread(
             target=self._server.serve_forever,
@@ -912,9 +917,15 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # benchmarks open many connections at once
 
-    def __init__(self, provider: FakeProvider):
+    def __init__(self, provider: FakeProvider, port: int = 0):
         self.provider = provider
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", port), _Handler)
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that went away mid-request (killed, or it gave up) is none of the fake's
+        errors."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
