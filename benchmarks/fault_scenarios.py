@@ -166,6 +166,7 @@ class Case:
     fault_at: float | None = None
     fault_seconds: float = 0.0
     beats_started_at: float | None = None
+    settled: bool = False
     started: float = field(default_factory=time.time)
 
     # --- Telling ---------------------------------------------------------------------------
@@ -303,6 +304,7 @@ class Case:
                 time.sleep(0.5)
                 continue
             if scanned and left == 0:
+                self.settled = True
                 self.log("settled")
                 time.sleep(GRACE_SECONDS)
                 return
@@ -331,7 +333,7 @@ class Case:
         last_change = Notification.objects.exclude(status=Status.SKIPPED).aggregate(
             last=Max("status_changed_at")
         )["last"]
-        if last_change and self.fault_at:
+        if last_change and self.fault_at and self.settled:
             row.recover_seconds = round(last_change.timestamp() - self.fault_at, 1)
         statuses = Counter(Notification.objects.values_list("status", flat=True))
         row.notes.append("statuses " + ", ".join(f"{s} {n}" for s, n in sorted(statuses.items())))

@@ -158,7 +158,8 @@ def summary(row: dict) -> str:
     recover = row.get("recover_seconds")
     return (
         f"{row['accepted']:,} accepted of {row['planned']:,}, {row['duplicates']} duplicates, "
-        f"{row['lost']} lost, recovered in {recover if recover is not None else '?'} s"
+        f"{row['lost']} lost, "
+        + (f"recovered in {recover} s" if recover is not None else "not recovered")
     )
 
 
@@ -177,7 +178,7 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {row['fault']} | {row['broker']} | {row['planned']:,} | {row['accepted']:,} | "
             f"{row['duplicates']} | {row['lost']} | "
-            f"{f'{recover:.1f} s' if recover is not None else '?'} | {notes} |"
+            f"{f'{recover:.1f} s' if recover is not None else 'not recovered'} | {notes} |"
         )
     return "\n".join(lines)
 
