@@ -531,4 +531,5 @@ def _delete_queue(broker_url: str, queue: str) -> None:
     with suppress(Exception), kombu.Connection(broker_url, connect_timeout=5) as broker:
         channel = broker.channel()
         channel.queue_delete(queue)
-        channel.exchange_delete(queue)
+        for exchange in (queue, f"{queue}.pidbox"):  # its own, and its remote control's
+            channel.exchange_delete(exchange)
