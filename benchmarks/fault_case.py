@@ -27,12 +27,16 @@ os.environ["SMS_WINDOW_END_HOUR"] = "24"
 os.environ["EMAIL_RATE_LIMIT_PER_SECOND"] = "0"
 os.environ["SMS_RATE_LIMIT_PER_SECOND"] = "0"
 # Minutes where production has hours, so that a case recovers in a minute or two: a stalled
-# notification is sent again after 1 minute (30 by default); a worker's claim lives 10 s
-# without a heartbeat; a transient provider error backs off 2 s, doubling to at most 30 s, for
-# up to 30 tries (the default's 5 tries from 5 minutes to an hour outlast an outage of hours;
-# these, one of a few minutes). This process (its fan-out) and the workers read the same.
+# notification is sent again after 1 minute (30 by default); a worker's lease lives 10 s without
+# a heartbeat (60), which the settings allow only with provider timeouts under 3.75 s (they must
+# outlast twice the longest: 3 s here, 20 and 10 by default); a transient provider error backs
+# off 2 s, doubling to at most 30 s, for up to 30 tries (the default's 5 tries from 5 minutes to
+# an hour outlast an outage of hours; these, one of a few minutes). This process (its fan-out)
+# and the workers read the same.
 os.environ["REMINDER_REQUEUE_AFTER_MINUTES"] = "1"
 os.environ["REMINDER_WORKER_LEASE_SECONDS"] = "10"
+os.environ["EMAIL_TIMEOUT_SECONDS"] = "3"
+os.environ["TWILIO_TIMEOUT_SECONDS"] = "3"
 os.environ["REMINDER_RETRY_BACKOFF_SECONDS"] = "2"
 os.environ["REMINDER_RETRY_BACKOFF_MAX_SECONDS"] = "30"
 os.environ["REMINDER_SEND_MAX_RETRIES"] = "30"

@@ -23,6 +23,7 @@ own, 50 ms per call), not by the code under test:
 - time to recover: from the fault to the last reminder settled (its last status change).
 """
 
+import ast
 import os
 import re
 import signal
@@ -53,9 +54,9 @@ from tests.workers import worker_environment
 
 Status = Notification.Status
 LATENCY = 0.05  # seconds per provider call
-# A "timeout" outcome answers this late: after both clients gave up (Twilio's 10 s, anymail's
-# 30 s), on a message the provider accepted all the same, as real providers do.
-HANG_SECONDS = 35
+# A "timeout" outcome answers this late: after both clients gave up (3 s each, fault_case.py),
+# on a message the provider accepted all the same, as real providers do.
+HANG_SECONDS = 10
 FROM_NUMBER = "+15005550006"
 LEAD_DAYS = 7
 MID_DISPATCH = 0.25  # the share of the reminders accepted when the fault strikes
@@ -67,6 +68,7 @@ GRACE_SECONDS = 2  # after settling: a late duplicate would arrive by then
 UNSETTLED = (Status.PLANNED, Status.QUEUED, Status.SENDING, Status.DEFERRED)
 RIGHTLY_NOT_SENT = (Status.CANCELLED, Status.SKIPPED)
 DATABASE_ERRORS = (OperationalError, InterfaceError)
+RECOVERED = re.compile(r"recovered \d+ abandoned sends: (\{[^}]*\})")
 RECEIVED = re.compile(r"send_batch\[[0-9a-f-]+\] received")
 
 
@@ -310,6 +312,14 @@ class Case:
                 return
             time.sleep(0.25)
         self.note(f"not settled after {timeout:.0f} s: {left} reminders still to send")
+        with suppress(*DATABASE_ERRORS):
+            why = Counter(
+                Notification.objects.filter(status__in=UNSETTLED).values_list(
+                    "status", "last_error"
+                )
+            )
+            for (status, error), count in why.most_common(3):
+                self.note(f"{count} {status}: {error[:120] or 'no error recorded'}")
 
     def tally(self) -> None:
         report = self.fake.collect()
@@ -340,11 +350,24 @@ class Case:
         scans = ReminderRun.objects.filter(run_date=timezone.localdate()).count()
         if scans != 1:
             row.notes.append(f"{scans} scans today")
+        if reconciled := self.reconciled():
+            row.notes.append(
+                "reconciled with the provider: "
+                + ", ".join(f"{outcome} {n}" for outcome, n in sorted(reconciled.items()))
+            )
         if self.supervisor and self.supervisor.restarts:
             row.notes.append(
                 "restarted: "
                 + ", ".join(f"{name} x{n}" for name, n in sorted(self.supervisor.restarts.items()))
             )
+
+    def reconciled(self) -> Counter:
+        """What the workers' recovery of abandoned sends found, as their logs tell it."""
+        outcomes = Counter()
+        for log in self.workers.logs if self.workers else []:
+            for found in RECOVERED.findall(log.read_text(errors="replace")):
+                outcomes.update(ast.literal_eval(found))
+        return outcomes
 
 
 # --- The faults ------------------------------------------------------------------------------

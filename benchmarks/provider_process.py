@@ -9,26 +9,17 @@ later answers again on the same address."""
 
 import multiprocessing
 import signal
-import time
 from contextlib import suppress
 from urllib.parse import parse_qs, urlsplit
 
 from tests.fake_provider import ALL, FakeProvider
 
 
-class _TimedFakeProvider(FakeProvider):
-    def _record(self, sent) -> None:
-        sent.accepted_at = time.time()  # when the fake accepted it, before it answers
-        super()._record(sent)
-
-
 def serve_fake_provider(conn, parent_conn, latency: float, hang_seconds: float) -> None:
     """Child process: serve a FakeProvider until told to stop (or the parent goes away)."""
     parent_conn.close()  # the parent's end, inherited: else its death would not close the pipe
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops it, even on Ctrl-C
-    fake = _TimedFakeProvider(
-        latency=latency, hang_seconds=hang_seconds, status_callbacks=False
-    ).start()
+    fake = FakeProvider(latency=latency, hang_seconds=hang_seconds, status_callbacks=False).start()
     try:
         conn.send(fake.django_settings())
         while True:
@@ -48,10 +39,12 @@ def serve_fake_provider(conn, parent_conn, latency: float, hang_seconds: float) 
                 case "down":
                     # Open keep-alive connections are hung up on; new ones are refused.
                     fake.always(ALL, "reset")
+                    fake.always_lookups("reset")
                     fake.stop()
                     conn.send(None)
                 case "up":
                     fake.always(ALL, "ok")
+                    fake.always_lookups("ok")
                     fake.start()
                     conn.send(None)
                 case _:
@@ -68,7 +61,8 @@ def _fake_report(fake) -> dict:
         else:  # the SMS channel names its notification in the status callback URL
             query = parse_qs(urlsplit(sent.data.get("StatusCallback", "")).query)
             notification_id = query.get("notification", [""])[0]
-        messages.append((sent.channel, sent.recipient, notification_id, sent.accepted_at))
+        accepted_at = sent.accepted_at.timestamp()  # the fake's clock, when it accepted it
+        messages.append((sent.channel, sent.recipient, notification_id, accepted_at))
     return {"accepted": fake.accepted, "attempts": fake.attempts, "messages": messages}
 
 
