@@ -5,7 +5,7 @@ each) so that exactly `reminders` reminders fall due today, half email, half SMS
 real `celery worker` processes (the documented threads pool, benchmarks/workers.py) and a real
 `celery beat` (django-celery-beat's DatabaseScheduler, as deployed) that runs the release task
 (`notifications.tasks.release_reminders`: deferred, stalled and reconciled notifications sent
-again) every 2 seconds instead of 5 minutes; sends today's reminders the way the daily scan does
+again) every 2 seconds instead of every minute; sends today's reminders the way the daily scan does
 (or lets Beat fire the scan); does its harm "mid-dispatch", once the fake provider has accepted
 a quarter of them; and waits until every reminder has settled. A supervisor thread starts again,
 a second later, any worker or Beat that exited, as a container's restart policy would.
