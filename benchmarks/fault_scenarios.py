@@ -102,6 +102,8 @@ class Supervisor:
         self._thread.start()
 
     def stop(self) -> None:
+        """(What it started gets SIGTERM as its thread ends: PR_SET_PDEATHSIG follows the
+        thread that forked. The case is over by then.)"""
         self._stop.set()
         self._thread.join()
 

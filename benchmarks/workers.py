@@ -1,7 +1,6 @@
 """Celery workers and Beat for the benchmarks and the fault suite: started as docker-compose.yml
 runs them, each process in a group of its own that dies with the benchmark, stopped warm; a
-worker can also be killed (its whole group) or stopped warm alone, and started again, as a
-supervisor would."""
+worker can also be killed (its whole group) and started again, as a supervisor would."""
 
 import signal
 import subprocess
@@ -18,6 +17,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 # work overlapping the other's sends) were among the fastest; 2x1 and 1x4 left the CPU idle
 # between batches, 2x3, 3x2 and prefork 1x4 sent no more for more memory.
 DOCUMENTED_CONFIG = "threads:2x2"
+RESTART_MARK = "--- restarted by the benchmark ---"  # in a worker's log, at each restart
 
 
 @dataclass(frozen=True)
@@ -124,9 +124,6 @@ class Workers:
         machine would end it."""
         kill_group(self.processes[n])
 
-    def stop_one(self, n: int) -> None:
-        stop_warm(self.processes[n])
-
     def restart(self, n: int) -> None:
         """Start worker n again (it must have exited), logging on in the same file."""
         if self.processes[n].poll() is None:
@@ -144,9 +141,6 @@ class Workers:
 
     def log_counts(self, needle: str) -> int:
         return sum(log.read_text(errors="replace").count(needle) for log in self.logs)
-
-
-RESTART_MARK = "--- restarted by the benchmark ---"
 
 
 def start_beat(env: dict[str, str], var_dir: Path, name: str = "beat") -> subprocess.Popen:
