@@ -428,7 +428,8 @@ class WeeklyReport(models.Model):
     chart_name = models.CharField(max_length=255, help_text="The SVG's path under REPORTS_DIR.")
     created_at = models.DateTimeField(auto_now_add=True)
     # Set by the run that claims the sending, before it sends: a second run sends nothing. A
-    # claim never confirmed by emailed_at (its worker died) expires, like a stalled reminder.
+    # claim never confirmed by emailed_at (its worker died, its send got no answer) is
+    # reconciled with the email provider by the next run before anything is sent again.
     email_claimed_at = models.DateTimeField(null=True, blank=True)
     email_lease = models.ForeignKey(
         WorkerLease,
