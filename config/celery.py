@@ -17,11 +17,12 @@ app.autodiscover_tasks()
 
 @signals.task_prerun.connect
 @signals.task_postrun.connect
-def close_broken_database_connections(**_signal_arguments) -> None:
+def close_broken_database_connections(sender=None, **_signal_arguments) -> None:
     """Each task starts, and ends, on database connections that work: one the database dropped
     (a restart, a failover) is closed, to be opened again on first use, as Django does around
     every request. Celery's own fixup closes them only every CELERY_DB_REUSE_MAX tasks, and a
     worker thread would otherwise fail every task on its dead connection."""
     from django.db import close_old_connections
 
-    close_old_connections()
+    if not getattr(sender.request, "is_eager", False):  # run in place: the caller's connection
+        close_old_connections()
