@@ -62,7 +62,8 @@ class NotClaimed:
 def send_many(notification_ids: Iterable[int]) -> dict[int, Outcome | NotClaimed]:
     """Send a batch with a few queries for the whole of it: one conditional UPDATE claims it,
     one query loads it, the messages go out concurrently on the process's send threads over
-    connections kept open for the batch, and one UPDATE per kind of outcome records them. A
+    connections kept open for the batch, and one UPDATE per kind of outcome records each round
+    of sends as it comes back. A
     notification another process claimed is skipped. A transient error defers its notification
     by `retries.retry_backoff`, or fails it once its retry budget is spent; one whose send may
     have reached the provider without an answer is left for recovery to ask the provider about;

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
-from anymail.backends.postmark import EmailBackend as PostmarkBackend
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
@@ -28,8 +27,12 @@ from django.utils import timezone
 
 from notifications import charts, leases
 from notifications.channels import FoundMessage, TransientSendError
-from notifications.channels.email import classify_email_error, find_in_postmark
-from notifications.channels.outbox import REPORT_HEADER
+from notifications.channels.email import (
+    classify_email_error,
+    email_backend_looks_up,
+    find_emails,
+)
+from notifications.channels.outbox import REPORT_HEADER, REPORT_METADATA
 from notifications.files import write_atomically
 from notifications.models import ConsentChange, Notification, WeeklyReport
 from policies.models import Agent, Policy
@@ -38,7 +41,6 @@ from policies.spreadsheets import spreadsheet_safe
 Status = Notification.Status
 EXPIRING_WITHIN_DAYS = 30
 UNSENT_REPORTS_RETRIED_FOR_WEEKS = 4
-REPORT_METADATA = "weekly_report"  # the report's id, in its email's metadata
 FIGURES = ("planned", "sent", "delivered", "failed", "opted_out", "expiring_undelivered")
 LABELS = {
     "planned": "Reminders planned",
@@ -334,19 +336,16 @@ def _claim(report: WeeklyReport, lease_id: int) -> tuple[bool, datetime | None]:
 def _already_emailed(report: WeeklyReport, claimed_at: datetime) -> FoundMessage | None:
     """The email an earlier claim sent, as the provider has it; None when it has none, or has
     no lookup and the claim is old enough to send again (until then, as if it could not say)."""
+    if not email_backend_looks_up():
+        if timezone.now() - claimed_at < timedelta(minutes=settings.REPORT_EMAIL_CLAIM_MINUTES):
+            raise TransientSendError("the email backend cannot say whether it sent the report")
+        return None
     connection = get_connection()
-    if isinstance(connection, PostmarkBackend):
-        connection.open()
-        try:
-            found = find_in_postmark(connection, REPORT_METADATA, report.pk)
-        finally:
-            connection.close()
-    elif hasattr(connection, "find_report"):
-        found = connection.find_report(report.pk)
-    elif timezone.now() - claimed_at < timedelta(minutes=settings.REPORT_EMAIL_CLAIM_MINUTES):
-        raise TransientSendError("the email backend cannot say whether it sent the report")
-    else:
-        found = []
+    connection.open()
+    try:
+        found = find_emails(connection, REPORT_METADATA, report.pk)
+    finally:
+        connection.close()
     return found[0] if found else None
 
 

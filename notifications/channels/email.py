@@ -35,7 +35,15 @@ def email_backend_looks_up() -> bool:
     Postmark, by its outbound message search, and the local outbox; not SMTP, nor ESPs
     without a search by metadata."""
     backend = import_string(settings.EMAIL_BACKEND)
-    return issubclass(backend, PostmarkBackend) or hasattr(backend, "find_sent")
+    return issubclass(backend, PostmarkBackend) or hasattr(backend, "find_by_metadata")
+
+
+def find_emails(connection, metadata_key: str, value: object) -> list[FoundMessage]:
+    """The emails an email backend that can be asked (email_backend_looks_up) accepted with
+    this metadata value: Postmark's by its search, the outbox's by its files."""
+    if isinstance(connection, PostmarkBackend):
+        return find_in_postmark(connection, metadata_key, value)
+    return connection.find_by_metadata(metadata_key, value)
 
 
 # An HTTP ESP's backend per thread, kept across batches: its requests session reconnects by
@@ -131,10 +139,7 @@ class EmailChannel:
         tells them apart by time and id). Raises TransientSendError when the provider cannot
         answer now. Every email carries its notification's id as metadata, which is what
         Postmark's search filters by."""
-        connection = self._connection()
-        if isinstance(connection, PostmarkBackend):
-            return find_in_postmark(connection, "notification_id", message.notification_id)
-        return connection.find_sent(message.notification_id)
+        return find_emails(self._connection(), "notification_id", message.notification_id)
 
 
 def find_in_postmark(

@@ -27,16 +27,17 @@ class EmailBackend(BaseEmailBackend):
             write_atomically(_email_path(message.extra_headers), message.message().as_bytes())
         return len(email_messages)
 
-    def find_sent(self, notification_id: int) -> list[FoundMessage]:
-        """The outbox's answer to "was it sent?": its file is there (written whole, or not),
-        with its Message-ID (new at each attempt) and time."""
-        return _found_email(_email_path({NOTIFICATION_HEADER: notification_id}))
-
-    def find_report(self, report_id: int) -> list[FoundMessage]:
-        return _found_email(_email_path({REPORT_HEADER: report_id}))
+    def find_by_metadata(self, metadata_key: str, value: object) -> list[FoundMessage]:
+        """The outbox's answer to "was it sent?": the file of the email whose metadata says
+        this (a notification's id, a weekly report's) is there, written whole, with its
+        Message-ID (new at each attempt) and time."""
+        return _found_email(_email_path({NAMING_HEADERS[metadata_key]: value}))
 
 
 REPORT_HEADER = "X-Renewly-Report"
+REPORT_METADATA = "weekly_report"  # a weekly report's id, in its email's metadata
+# The metadata that names an email, and the header its outbox file is named by.
+NAMING_HEADERS = {"notification_id": NOTIFICATION_HEADER, REPORT_METADATA: REPORT_HEADER}
 
 
 def _email_path(headers: dict) -> Path:
