@@ -37,10 +37,16 @@ INSTALLED_APPS = [
     "anymail",
     "axes",
     "csp",
+    "rest_framework",
+    "rest_framework_api_key",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "policies",
     "notifications",
     "workspace",
     "ops",
+    "api",
+    "events",
 ]
 
 MIDDLEWARE = [
@@ -385,6 +391,12 @@ METRICS_DIR = Path(env_str("METRICS_DIR", str(VAR_DIR / "metrics")))
 PROMETHEUS_MULTIPROC_DIR = METRICS_DIR / socket.gethostname()
 PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
+
+# --- Integration API (api/; README: "Integration API") --------------------------------------
+
+# --- Events out (events/; README: "Events to other systems") --------------------------------
+
+# --- Policy feeds (policies/feeds.py; README: "Scheduled feeds") ----------------------------
 
 # Every environment variable read above, for a process Renewly starts outside its own
 # environment (cron mode's crontab entry) to be handed the same configuration. Keep this last.

@@ -8,13 +8,15 @@ from pathlib import Path
 import pytest
 
 BASE_DIR = Path(__file__).resolve().parents[2]
-APPS = ["policies", "notifications", "workspace", "ops"]
+APPS = ["policies", "notifications", "workspace", "ops", "api", "events"]
 # What each app must not import.
 FORBIDDEN = {
-    "policies": {"config", "notifications", "workspace", "ops"},
-    "notifications": {"config", "workspace", "ops"},
-    "workspace": {"config", "ops"},
-    "ops": {"config", "workspace"},
+    "policies": {"config", "notifications", "workspace", "ops", "api", "events"},
+    "notifications": {"config", "workspace", "ops", "api", "events"},
+    "workspace": {"config", "ops", "api", "events"},
+    "ops": {"config", "workspace", "api"},
+    "api": {"config", "workspace", "ops", "events"},
+    "events": {"config", "workspace", "ops", "api"},
 }
 
 
