@@ -360,6 +360,13 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 UPLOADS_DIR = Path(env_str("UPLOADS_DIR", str(MEDIA_ROOT / "uploads")))
 REPORTS_DIR = Path(env_str("REPORTS_DIR", str(MEDIA_ROOT / "reports")))
 IMPORT_UPLOAD_MAX_MB = env_int("IMPORT_UPLOAD_MAX_MB", 100)
+# A policy row (CSV or API) naming an agent Renewly does not know: "reject" the row, or
+# "create" the agent, with a login that has no usable password until an admin invites them.
+IMPORT_UNKNOWN_AGENTS = env_str("IMPORT_UNKNOWN_AGENTS", "reject")
+if IMPORT_UNKNOWN_AGENTS not in {"reject", "create"}:
+    raise ImproperlyConfigured(
+        f'IMPORT_UNKNOWN_AGENTS must be "reject" or "create", not {IMPORT_UNKNOWN_AGENTS!r}.'
+    )
 # A running import that reported no progress for this long lost its worker: it shows as
 # interrupted, and can be run again.
 IMPORT_STALLED_AFTER_MINUTES = env_int("IMPORT_STALLED_AFTER_MINUTES", 10)

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import zoneinfo
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -25,10 +25,10 @@ from typing import IO
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import DataError, IntegrityError, transaction
+from django.db import DataError, IntegrityError, models, transaction
 from django.utils import timezone
 
-from policies import phones
+from policies import phones, services
 from policies.models import Agent, Customer, Policy
 
 COLUMNS = (
@@ -94,6 +94,21 @@ class RejectedRow:
     policy_number: str = ""
 
 
+class RowOutcome(models.TextChoices):
+    CREATED = "created", "Created"
+    UPDATED = "updated", "Updated"
+    UNCHANGED = "unchanged", "Unchanged"
+    REJECTED = "rejected", "Rejected"
+
+
+class UnknownAgents(models.TextChoices):
+    """What a row naming an agent Renewly does not know does (IMPORT_UNKNOWN_AGENTS, or the
+    importer's caller): never a silent guess either way."""
+
+    REJECT = "reject", "Reject the row: create the agent first"
+    CREATE = "create", "Create the agent, with no usable password until an admin invites them"
+
+
 @dataclass
 class ImportSummary:
     total: int = 0
@@ -101,6 +116,10 @@ class ImportSummary:
     updated: int = 0
     unchanged: int = 0
     rejected: list[RejectedRow] = field(default_factory=list)
+    # line -> created / updated / unchanged, for a caller that answers row by row (the API);
+    # None: only the counts, as a file of a million rows wants.
+    row_outcomes: dict[int, str] | None = None
+    agents_created: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -118,12 +137,14 @@ def import_policies(
     chunk_size: int = 5000,
     progress: ProgressCallback | None = None,
     only_agent_id: int | None = None,
+    unknown_agents: str | None = None,
 ) -> ImportSummary:
     """Upsert the policies (and their customers) of a CSV file. Re-importing a file changes
     nothing; a changed row updates its policy. Raises ImportFileError for an unusable file.
     With only_agent_id (an agent importing their own book), a row naming another agent, a
     policy number another agent holds, or a customer another agent's policies belong to is
-    rejected.
+    rejected. A row naming an unknown agent is rejected, or the agent created, as
+    `unknown_agents` says (default: the IMPORT_UNKNOWN_AGENTS setting).
 
     The file is streamed twice, never held whole: a first pass checks it is UTF-8 CSV with the
     right header and notes a 64-bit hash per row of its policy number and customer email (16
@@ -140,7 +161,34 @@ def import_policies(
             chunk_size=chunk_size,
             progress=progress,
             only_agent_id=only_agent_id,
+            unknown_agents=unknown_agents,
         )
+
+
+def import_rows(
+    rows: Sequence[Mapping[str, str]],
+    *,
+    only_agent_id: int | None = None,
+    unknown_agents: str | None = None,
+) -> ImportSummary:
+    """Upsert policies given as rows of the CSV's columns (the integration API's), with the
+    CSV importer's checks, words and rules, answering row by row: `row_outcomes` and
+    `rejected` are keyed by each row's index in `rows`."""
+    scan = FileScan(start=0, total=len(rows))
+    for raw in rows:
+        scan.number_hashes.append(hash(str(raw.get("policy_number") or "").strip()))
+        scan.email_hashes.append(hash(str(raw.get("customer_email") or "").strip().lower()))
+    summary = _import_rows(
+        enumerate(rows),
+        scan,
+        chunk_size=max(len(rows), 1),
+        progress=None,
+        only_agent_id=only_agent_id,
+        unknown_agents=unknown_agents,
+        row_outcomes={},
+        where="row {} of this request".format,
+    )
+    return summary
 
 
 @dataclass
@@ -177,9 +225,15 @@ def _import_rows(
     chunk_size: int,
     progress: ProgressCallback | None,
     only_agent_id: int | None,
+    unknown_agents: str | None,
+    row_outcomes: dict[int, str] | None = None,
+    where: Callable[[int], str] = "line {} of this file".format,
 ) -> ImportSummary:
-    summary = ImportSummary(total=scan.total)
-    agent_ids = dict(Agent.objects.values_list("email", "id"))
+    summary = ImportSummary(total=scan.total, row_outcomes=row_outcomes)
+    agent_ids = AgentDirectory(
+        create_unknown=(unknown_agents or settings.IMPORT_UNKNOWN_AGENTS) == UnknownAgents.CREATE,
+        summary=summary,
+    )
     repeated = scan.repeated_numbers()
     goes_on = scan.customer_goes_on()
     del scan.number_hashes, scan.email_hashes
@@ -197,8 +251,7 @@ def _import_rows(
                 first_line = first_line_of.setdefault(row.policy_number, line)
                 if first_line != line:
                     raise RowError(
-                        f"policy_number {row.policy_number!r} repeats line {first_line} of this "
-                        "file"
+                        f"policy_number {row.policy_number!r} repeats {where(first_line)}"
                     )
         except RowError as error:
             number = (raw.get("policy_number") or "").strip()
@@ -247,9 +300,9 @@ def _import_chunk(
 
 def parse_row(
     line: int,
-    raw: dict[str, str | None],
+    raw: Mapping[str, str | None],
     *,
-    agent_ids: dict[str, int],
+    agent_ids: "AgentDirectory",
     only_agent_id: int | None = None,
 ) -> PolicyRow:
     """Validate and normalise one CSV row, or raise RowError naming the field at fault."""
@@ -266,13 +319,7 @@ def parse_row(
     except ValidationError:
         raise RowError(f"invalid customer_email {values['customer_email']!r}") from None
 
-    agent_email = values["agent_email"].lower()
-    if agent_email not in agent_ids:
-        raise RowError(f"unknown agent_email {agent_email!r}: create the agent first")
-    if only_agent_id is not None and agent_ids[agent_email] != only_agent_id:
-        raise RowError(
-            f"agent_email {agent_email!r} names another agent: import only your own book"
-        )
+    agent_id = agent_ids.id_of(values["agent_email"].lower(), only_agent_id=only_agent_id)
 
     start = _parse_date("start_date", values["start_date"])
     expiry = _parse_date("expiry_date", values["expiry_date"])
@@ -298,11 +345,38 @@ def parse_row(
         customer_phone=normalise_phone(values["customer_phone"]),
         customer_timezone=timezone_name,
         customer_language=_parse_language(values["customer_language"]),
-        agent_id=agent_ids[agent_email],
+        agent_id=agent_id,
         start_date=start,
         expiry_date=expiry,
         status=status,
     )
+
+
+class AgentDirectory:
+    """The agents rows name, by email: the one place that decides what a row naming an unknown
+    agent does (UnknownAgents), for the CSV importer and the API alike."""
+
+    def __init__(self, *, create_unknown: bool, summary: ImportSummary | None = None):
+        self._ids = dict(Agent.objects.values_list("email", "id"))
+        self._create_unknown = create_unknown
+        self._summary = summary
+
+    def id_of(self, email: str, *, only_agent_id: int | None = None) -> int:
+        agent_id = self._ids.get(email)
+        if agent_id is None:
+            # An agent importing their own book never creates another agent.
+            if not self._create_unknown or only_agent_id is not None:
+                raise RowError(f"unknown agent_email {email!r}: create the agent first")
+            try:
+                validate_email(email)
+            except ValidationError:
+                raise RowError(f"invalid agent_email {email!r}") from None
+            agent_id = self._ids[email] = services.register_agent(email=email).pk
+            if self._summary is not None:
+                self._summary.agents_created.append(email)
+        if only_agent_id is not None and agent_id != only_agent_id:
+            raise RowError(f"agent_email {email!r} names another agent: import only your own book")
+        return agent_id
 
 
 @lru_cache(maxsize=65536)  # a customer's number repeats on each of their policies
@@ -493,6 +567,7 @@ def _upsert(rows: list[PolicyRow], customers: CustomerPlan, summary: ImportSumma
     )
     to_write = []
     created = updated = unchanged = 0
+    outcomes: dict[int, str] = {}
     for row in rows:
         values = (
             row.product_line,
@@ -504,12 +579,17 @@ def _upsert(rows: list[PolicyRow], customers: CustomerPlan, summary: ImportSumma
         )
         current = existing.get(row.policy_number)
         if current == values:
+            outcome = RowOutcome.UNCHANGED
             unchanged += 1
-            continue
-        if current is None:
+        elif current is None:
+            outcome = RowOutcome.CREATED
             created += 1
         else:
+            outcome = RowOutcome.UPDATED
             updated += 1
+        outcomes[row.line] = outcome
+        if outcome == RowOutcome.UNCHANGED:
+            continue
         to_write.append(
             Policy(policy_number=row.policy_number, **dict(zip(POLICY_FIELDS, values, strict=True)))
         )
@@ -522,6 +602,8 @@ def _upsert(rows: list[PolicyRow], customers: CustomerPlan, summary: ImportSumma
     summary.created += created
     summary.updated += updated
     summary.unchanged += unchanged
+    if summary.row_outcomes is not None:
+        summary.row_outcomes.update(outcomes)
 
 
 def _upsert_customers(wanted: CustomerPlan) -> dict[str, int]:

@@ -29,6 +29,34 @@ def ensure_agent(
     return agent
 
 
+@transaction.atomic
+def register_agent(
+    *, email: str, first_name: str = "", last_name: str = "", phone: str = "", active=None
+) -> Agent:
+    """Create the agent named by `email` (a login of that name with no usable password, until
+    an admin invites them) or bring their details up to date. `active` False deactivates their
+    login and keeps their book; None leaves it as it is."""
+    email = email.strip().lower()
+    agent = Agent.objects.select_related("user").select_for_update().filter(email=email).first()
+    if agent is None:
+        user = get_user_model()(username=email, email=email)
+        user.set_unusable_password()
+        user.first_name, user.last_name = first_name, last_name
+        if active is not None:
+            user.is_active = active
+        user.save()
+        return Agent.objects.create(user=user, email=email, phone=phone)
+    user = agent.user
+    user.first_name, user.last_name = first_name, last_name
+    if active is not None:
+        user.is_active = active
+    user.save(update_fields=["first_name", "last_name", "is_active"])
+    if agent.phone != phone:
+        agent.phone = phone
+        agent.save(update_fields=["phone"])
+    return agent
+
+
 class RenewalError(Exception):
     """A renewal the policy cannot take; the message says why, for the agent."""
 

@@ -727,3 +727,68 @@ def test_progress_with_one_chunk_is_reported_once_at_the_total(agent, write_csv)
         write_csv(many_rows(3)), progress=lambda done, total: calls.append((done, total))
     )
     assert calls == [(3, 3)]
+
+
+# --- Unknown agents --------------------------------------------------------------------------
+
+
+def test_an_unknown_agent_rejects_the_row_by_default(agent, write_csv):
+    path = write_csv([row("P-1"), row("P-2", agent_email="new@agency.example")])
+
+    out, err = run_import(path)
+
+    assert out.strip() == summary_line(2, created=1, rejected=1)
+    assert "unknown agent_email 'new@agency.example': create the agent first" in err
+    assert not Policy.objects.filter(policy_number="P-2").exists()
+
+
+def test_unknown_agents_create_makes_an_agent_with_no_usable_password(agent, write_csv):
+    path = write_csv(
+        [
+            row("P-1", agent_email="New@Agency.example"),
+            row("P-2", agent_email="new@agency.example", customer_email="lee@mail.example"),
+        ]
+    )
+
+    out, _ = run_import(path, "--unknown-agents", "create")
+
+    assert "created agent new@agency.example (no usable password until invited)" in out
+    assert summary_line(2, created=2) in out
+    new = Policy.objects.get(policy_number="P-1").agent
+    assert new.email == "new@agency.example"
+    assert Policy.objects.get(policy_number="P-2").agent == new
+    assert not new.user.has_usable_password()
+    assert new.user.is_active
+
+
+def test_the_setting_decides_for_the_command_without_the_flag(agent, write_csv, settings):
+    settings.IMPORT_UNKNOWN_AGENTS = "create"
+
+    summary = import_policies(write_csv([row("P-1", agent_email="new@agency.example")]))
+
+    assert summary.created == 1
+    assert summary.agents_created == ["new@agency.example"]
+
+
+def test_an_agents_own_import_never_creates_another_agent(agent, write_csv):
+    path = write_csv([row("P-1", agent_email="new@agency.example")])
+
+    summary = import_policies(path, only_agent_id=agent.pk, unknown_agents="create")
+
+    assert [r.reason for r in summary.rejected] == [
+        "unknown agent_email 'new@agency.example': create the agent first"
+    ]
+    assert summary.agents_created == []
+
+
+def test_an_invalid_unknown_agent_email_is_rejected_not_created(agent, write_csv):
+    summary = import_policies(
+        write_csv([row("P-1", agent_email="not-an-address")]), unknown_agents="create"
+    )
+
+    assert [r.reason for r in summary.rejected] == ["invalid agent_email 'not-an-address'"]
+
+
+def test_a_bad_unknown_agents_argument_is_refused_by_the_command(agent, write_csv):
+    with pytest.raises(CommandError, match="invalid choice: 'maybe'"):
+        run_import(write_csv([row("P-1")]), "--unknown-agents", "maybe")

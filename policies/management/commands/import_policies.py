@@ -3,7 +3,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from policies.importers import COLUMNS, ImportFileError, import_policies
+from policies.importers import COLUMNS, ImportFileError, UnknownAgents, import_policies
 from policies.management.arguments import positive_int
 
 
@@ -19,8 +19,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--chunk-size", type=positive_int, default=5000, help="rows per transaction (5000)"
         )
+        parser.add_argument(
+            "--unknown-agents",
+            choices=UnknownAgents.values,
+            help="a row naming an agent Renewly does not know: reject the row, or create the "
+            "agent (with no usable password until an admin invites them); default: the "
+            "IMPORT_UNKNOWN_AGENTS setting",
+        )
 
-    def handle(self, *args, path, chunk_size, **options):
+    def handle(self, *args, path, chunk_size, unknown_agents, **options):
         with tqdm(total=0, unit="rows", desc="Importing", disable=not sys.stderr.isatty()) as bar:
 
             def show_progress(done: int, total: int) -> None:
@@ -28,7 +35,12 @@ class Command(BaseCommand):
                 bar.update(done - bar.n)
 
             try:
-                summary = import_policies(path, chunk_size=chunk_size, progress=show_progress)
+                summary = import_policies(
+                    path,
+                    chunk_size=chunk_size,
+                    progress=show_progress,
+                    unknown_agents=unknown_agents,
+                )
             except FileNotFoundError:
                 raise CommandError(f"{path}: no such file") from None
             except IsADirectoryError:
@@ -38,6 +50,8 @@ class Command(BaseCommand):
             except ImportFileError as error:
                 raise CommandError(f"{path}: {error}; nothing was imported") from None
 
+        for email in summary.agents_created:
+            self.stdout.write(f"created agent {email} (no usable password until invited)")
         for rejected in summary.rejected:
             self.stderr.write(f"line {rejected.line}: {rejected.reason}")
         counts = summary.as_dict()
