@@ -231,6 +231,19 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_CONTROL_EXCHANGE = CELERY_TASK_DEFAULT_QUEUE
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Django's cache: the API's rate limits count here. Each process counts alone in memory (the
+# demo's default); production names Redis so that every web process counts together.
+CACHE_URL = env_str("CACHE_URL", "locmem://")
+if CACHE_URL.startswith(("redis://", "rediss://")):
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    }
+elif CACHE_URL == "locmem://":
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    raise ImproperlyConfigured(
+        f'CACHE_URL must be "locmem://" or a redis:// URL, not {CACHE_URL!r}.'
+    )
 
 # --- Email and SMS --------------------------------------------------------------------------
 OUTBOX_DIR = Path(env_str("OUTBOX_DIR", str(VAR_DIR / "outbox")))
@@ -400,6 +413,45 @@ PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
 
 # --- Integration API (api/; README: "Integration API") --------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api.access.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.access.KeyPermission"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.access.PerKeyThrottle"],
+    "DEFAULT_PARSER_CLASSES": ["api.problems.LimitedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "api.problems.problem_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Renewly integration API",
+    "DESCRIPTION": "Feed Renewly policies and agents, change policies and consent, and read "
+    "reminders and their delivery. Authenticate with `Authorization: Api-Key <key>`.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The docs' scripts and styles come from our own static files (drf-spectacular-sidecar).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "PolicyStatusEnum": "policies.models.PolicyStatus",
+        "NotificationStatusEnum": "notifications.models.NotificationStatus",
+        "ChannelEnum": "notifications.models.Channel",
+    },
+}
+# Requests each API key may make per minute, across all web processes when CACHE_URL names
+# Redis (0: no limit); more answer 429 with Retry-After.
+API_RATE_LIMIT_PER_MINUTE = env_int("API_RATE_LIMIT_PER_MINUTE", 600)
+# The largest request body the API reads; a bulk upsert of 5,000 rows fits in about 2 MB.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 4 * 1024 * 1024)
+API_BULK_MAX_ROWS = env_int("API_BULK_MAX_ROWS", 5000)
+# How long a POST's Idempotency-Key answers with its stored response; housekeeping purges it.
+IDEMPOTENCY_KEY_HOURS = env_int("IDEMPOTENCY_KEY_HOURS", 24)
+# A request that held its key this long died with its process: the key may be used again.
+IDEMPOTENCY_LOCK_SECONDS = env_int("IDEMPOTENCY_LOCK_SECONDS", 300)
 
 # --- Events out (events/; README: "Events to other systems") --------------------------------
 

@@ -11,6 +11,7 @@ admin.site.index_title = "Policies, reminders and schedules"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", include("api.urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("unsubscribe/<str:token>/", views.one_click_unsubscribe, name="one-click-unsubscribe"),

@@ -494,11 +494,15 @@ class ConsentChange(models.Model):
         COMPLAINT = "complaint", "Marked a reminder as spam"
         EMAIL_PROVIDER = "email_provider", "Unsubscribed through the email provider"
         ADMIN = "admin", "Changed by staff in the admin (at the customer's request)"
+        API = "api", "Changed by another system through the integration API"
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="consent_changes")
     channel = models.CharField(max_length=8, choices=Channel.choices)
     accepted = models.BooleanField(help_text="Whether the customer accepts the channel from now.")
     source = models.CharField(max_length=32, choices=Source.choices)
+    changed_by = models.CharField(
+        max_length=200, blank=True, help_text="Who, where the source says: the API key's name."
+    )
     changed_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -71,16 +71,21 @@ def cancel_outdated(*, policy_id: int | None = None) -> int:
     """Cancel reminders not yet sent whose policy was renewed, cancelled or lapsed, or whose
     expiry date changed: the reminder is about an expiry that no longer stands. With
     `policy_id`, only that policy's reminders are examined (an agent's renewal)."""
+    return len(cancelled_outdated(policy_id=policy_id))
+
+
+def cancelled_outdated(*, policy_id: int | None = None) -> list[int]:
+    """`cancel_outdated`, returning the ids of the reminders it cancelled."""
     waiting = Notification.objects.filter(status__in=lifecycle.WAITING)
     if policy_id is not None:
         waiting = waiting.filter(policy_id=policy_id)
     inactive = waiting.exclude(policy__status=Policy.Status.ACTIVE)
     moved = waiting.exclude(expiry_date=F("policy__expiry_date"))
-    return lifecycle.move(
+    return lifecycle.move_returning_ids(
         inactive.values_list("id", flat=True),
         Status.CANCELLED,
         last_error="policy no longer active",
-    ) + lifecycle.move(
+    ) + lifecycle.move_returning_ids(
         moved.values_list("id", flat=True),
         Status.CANCELLED,
         last_error="policy expiry date changed",

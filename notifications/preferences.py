@@ -71,19 +71,39 @@ def unsubscribe_from_email(customer: Customer) -> None:
 CONSENT_FIELDS = {Channel.EMAIL: "email_consent", Channel.SMS: "sms_consent"}
 
 
-def set_channels(customer: Customer, *, email: bool, sms: bool, source: str) -> None:
-    """Record which channels the customer accepts, and when and how each choice changed.
-    Planning and dispatch read these flags, so a channel turned off gets nothing from the next
-    scan, nor from reminders already queued."""
+def set_channels(
+    customer: Customer,
+    *,
+    email: bool | None,
+    sms: bool | None,
+    source: str,
+    changed_by: str = "",
+) -> None:
+    """Record which channels the customer accepts (None: that channel as it is), and when, how
+    and by whom each choice changed. Planning and dispatch read these flags, so a channel turned
+    off gets nothing from the next scan, nor from reminders already queued."""
     customers = Customer.objects.filter(pk=customer.pk)
     with transaction.atomic():
-        change_consent(customers, channel=Channel.EMAIL, accepted=email, source=source)
-        change_consent(customers, channel=Channel.SMS, accepted=sms, source=source)
-    customer.email_consent, customer.sms_consent = email, sms
+        for channel, accepted in ((Channel.EMAIL, email), (Channel.SMS, sms)):
+            if accepted is not None:
+                change_consent(
+                    customers,
+                    channel=channel,
+                    accepted=accepted,
+                    source=source,
+                    changed_by=changed_by,
+                )
+                setattr(customer, CONSENT_FIELDS[channel], accepted)
 
 
 def change_consent(
-    customers, *, channel: str, accepted: bool, source: str, as_of: datetime | None = None
+    customers,
+    *,
+    channel: str,
+    accepted: bool,
+    source: str,
+    changed_by: str = "",
+    as_of: datetime | None = None,
 ) -> int:
     """Set one channel's consent for `customers` (a queryset) and record each real change,
     so that the history shows when and how every customer's consent changed. With `as_of`
@@ -101,7 +121,13 @@ def change_consent(
             ids = sorted(set(ids) - set(newer))
         Customer.objects.filter(pk__in=ids).update(**{field: accepted}, updated_at=timezone.now())
         ConsentChange.objects.bulk_create(
-            ConsentChange(customer_id=pk, channel=channel, accepted=accepted, source=source)
+            ConsentChange(
+                customer_id=pk,
+                channel=channel,
+                accepted=accepted,
+                source=source,
+                changed_by=changed_by,
+            )
             for pk in ids
         )
     return len(ids)

@@ -15,7 +15,7 @@ from notifications import dispatch, lifecycle, planning, retries
 from notifications.models import Notification
 from notifications.tasks import send_batch
 from policies.models import Policy
-from policies.services import mark_renewed
+from policies.services import mark_cancelled, mark_lapsed, mark_renewed
 
 Status = Notification.Status
 
@@ -147,5 +147,26 @@ def renew_policy(*, policy: Policy, new_expiry_date: date) -> int:
     renewal the policy cannot take), and the reminders about the old expiry that were not sent
     yet are cancelled by planning's own rule; the next daily scan plans the new term's. Returns
     how many reminders were cancelled."""
-    renewed = mark_renewed(policy=policy, new_expiry_date=new_expiry_date)
-    return planning.cancel_outdated(policy_id=renewed.pk)
+    return len(change_policy(policy=policy, to="renewed", new_expiry_date=new_expiry_date))
+
+
+# A change of a policy's term or status, by what the agent or another system calls it.
+POLICY_CHANGES = {
+    "renewed": lambda policy, new_expiry_date: mark_renewed(
+        policy=policy, new_expiry_date=new_expiry_date
+    ),
+    "cancelled": lambda policy, new_expiry_date: mark_cancelled(policy=policy),
+    "lapsed": lambda policy, new_expiry_date: mark_lapsed(policy=policy),
+}
+
+
+@transaction.atomic
+def change_policy(
+    *, policy: Policy, to: str, new_expiry_date: date | None = None
+) -> list[Notification]:
+    """Renew, cancel or lapse the policy (policies.services, which raises PolicyChangeError
+    for a change it cannot take) and cancel, in the same transaction, the reminders it makes
+    outdated (planning's own rule). Returns those reminders, cancelled."""
+    changed = POLICY_CHANGES[to](policy, new_expiry_date)
+    cancelled = planning.cancelled_outdated(policy_id=changed.pk)
+    return list(Notification.objects.filter(pk__in=cancelled).order_by("due_on", "pk"))

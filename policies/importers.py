@@ -166,20 +166,20 @@ def import_policies(
 
 
 def import_rows(
-    rows: Sequence[Mapping[str, str]],
+    rows: Sequence[tuple[int, Mapping[str, str]]],
     *,
     only_agent_id: int | None = None,
     unknown_agents: str | None = None,
 ) -> ImportSummary:
-    """Upsert policies given as rows of the CSV's columns (the integration API's), with the
-    CSV importer's checks, words and rules, answering row by row: `row_outcomes` and
-    `rejected` are keyed by each row's index in `rows`."""
+    """Upsert policies given as numbered rows of the CSV's columns (the integration API's,
+    numbered by their place in its request), with the CSV importer's checks, words and rules,
+    answering row by row: `row_outcomes` and `rejected` are keyed by those numbers."""
     scan = FileScan(start=0, total=len(rows))
-    for raw in rows:
+    for _number, raw in rows:
         scan.number_hashes.append(hash(str(raw.get("policy_number") or "").strip()))
         scan.email_hashes.append(hash(str(raw.get("customer_email") or "").strip().lower()))
-    summary = _import_rows(
-        enumerate(rows),
+    return _import_rows(
+        iter(rows),
         scan,
         chunk_size=max(len(rows), 1),
         progress=None,
@@ -188,7 +188,6 @@ def import_rows(
         row_outcomes={},
         where="row {} of this request".format,
     )
-    return summary
 
 
 @dataclass

@@ -57,7 +57,11 @@ def register_agent(
     return agent
 
 
-class RenewalError(Exception):
+class PolicyChangeError(Exception):
+    """A change of status the policy cannot take; the message says why, for a person."""
+
+
+class RenewalError(PolicyChangeError):
     """A renewal the policy cannot take; the message says why, for the agent."""
 
 
@@ -77,4 +81,30 @@ def mark_renewed(*, policy: Policy, new_expiry_date: date) -> Policy:
     # A lapsed policy renewed late is back in force; "renewed" would stop its future reminders.
     policy.status = Policy.Status.ACTIVE
     policy.save(update_fields=["expiry_date", "status", "updated_at"])
+    return policy
+
+
+@transaction.atomic
+def mark_cancelled(*, policy: Policy) -> Policy:
+    """The insurer cancelled the policy: it will not be renewed, so nothing reminds about it.
+    Its reminders are the engine's to cancel (notifications.services.change_policy)."""
+    policy = Policy.objects.select_for_update().get(pk=policy.pk)
+    if policy.status == Policy.Status.CANCELLED:
+        raise PolicyChangeError("The policy is already cancelled.")
+    policy.status = Policy.Status.CANCELLED
+    policy.save(update_fields=["status", "updated_at"])
+    return policy
+
+
+@transaction.atomic
+def mark_lapsed(*, policy: Policy) -> Policy:
+    """The policy ran out without a renewal. Only an active policy lapses: a renewed one runs
+    on, a cancelled one ended otherwise."""
+    policy = Policy.objects.select_for_update().get(pk=policy.pk)
+    if policy.status != Policy.Status.ACTIVE:
+        raise PolicyChangeError(
+            f"Only an active policy can lapse; this one is {policy.get_status_display().lower()}."
+        )
+    policy.status = Policy.Status.LAPSED
+    policy.save(update_fields=["status", "updated_at"])
     return policy
