@@ -149,9 +149,12 @@ class FeedForm(forms.ModelForm):
         cleaned = super().clean()
         if cleaned.get("cron") and cleaned.get("every_minutes"):
             raise forms.ValidationError("Give either every N minutes or a cron expression.")
-        auth = cleaned.get("auth")
+        authenticated = cleaned.get("kind") == Feed.Kind.HTTPS and cleaned.get("auth") not in (
+            None,
+            Feed.Auth.NONE,
+        )
         kept = self.instance.has_secret and not cleaned.get("clear_secret")
-        if auth and auth != Feed.Auth.NONE and not (cleaned.get("secret") or kept):
+        if authenticated and not (cleaned.get("secret") or kept):
             self.add_error("secret", "This authentication needs its password, token or value.")
         return cleaned
 
@@ -210,9 +213,17 @@ class FeedAdmin(admin.ModelAdmin):
         ("Where", {"fields": ["url", "path", "pattern"]}),
         (
             "Authentication (HTTPS)",
-            {"fields": ["auth", "username", "header_name", "secret_status", "secret"]},
+            {
+                "fields": [
+                    "auth",
+                    "username",
+                    "header_name",
+                    "secret_status",
+                    "secret",
+                    "clear_secret",
+                ]
+            },
         ),
-        (None, {"fields": ["clear_secret"]}),
         ("Schedule", {"fields": ["every_minutes", "cron", "schedule_link"]}),
         (
             "Fetches",

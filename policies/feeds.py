@@ -418,10 +418,16 @@ def _failure(error: requests.RequestException, feed: Feed) -> str:
         return f"{host} did not answer within {timeout} s."
     if isinstance(error, requests.TooManyRedirects):
         return f"{host} redirected the feed too many times."
-    reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
     if isinstance(error, requests.ConnectionError):
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
         return f"Could not fetch from {host}: {reason}."
-    return f"The request to {host} failed ({type(error).__name__}): {reason}."
+    if isinstance(error, requests.exceptions.InvalidHeader):
+        # Its own message quotes the header's value, which is the secret (perhaps escaped).
+        return (
+            "The feed's secret cannot be sent in an HTTP header (a line break, or a space at "
+            "its start): enter it again."
+        )
+    return f"The request to {host} failed ({type(error).__name__})."
 
 
 def _root_cause(error: BaseException) -> BaseException:
@@ -535,7 +541,10 @@ def _fail(feed: Feed, run: FeedRun, reason: str) -> None:
 
 
 def failing_feeds() -> QuerySet[Feed]:
-    """Active feeds whose last FEEDS_READYZ_MISSED_RUNS runs (at least) all failed."""
+    """Active feeds whose last FEEDS_READYZ_MISSED_RUNS runs (at least) all failed; none
+    when it is 0 (not reported)."""
+    if settings.FEEDS_READYZ_MISSED_RUNS < 1:
+        return Feed.objects.none()
     return Feed.objects.filter(
         active=True, consecutive_failures__gte=settings.FEEDS_READYZ_MISSED_RUNS
     ).order_by("name")

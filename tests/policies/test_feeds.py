@@ -237,6 +237,22 @@ def test_an_unreachable_server_fails_the_run_without_the_addresss_token(settings
     assert "tok-1234secret" not in run.error
 
 
+def test_a_secret_that_cannot_go_in_a_header_fails_the_run_without_quoting_it(extract_server):
+    feed = make_feed(
+        url=extract_server.url,
+        auth=Feed.Auth.HEADER,
+        header_name="X-API-Key",
+        secret="tok-5150\nX-Injected: 1",
+    )
+
+    run = fetch(feed)
+
+    assert run.outcome == Outcome.FAILED
+    assert run.error.startswith("The feed's secret cannot be sent in an HTTP header")
+    assert "tok-5150" not in run.error
+    assert extract_server.requests == []
+
+
 def test_a_secret_in_a_message_is_masked_and_addresses_lose_their_userinfo_and_query():
     text = "GET https://bob:hunter2@pas.example/x.csv?key=abc failed; header value 'tkn-77'"
 
