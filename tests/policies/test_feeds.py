@@ -9,6 +9,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -40,7 +42,8 @@ class ExtractServer:
         self.last_modified = ""
         self.version, self.modified = 0, 0.0
         self.honours_conditional_requests = True
-        self.credentials = ("renewly", PASSWORD)
+        self.credentials: tuple[str, str] | None = ("renewly", PASSWORD)
+        self.redirect_to = ""
         self.requests: list[dict[str, str]] = []
         self.url = ""
 
@@ -54,13 +57,21 @@ class ExtractServer:
         self.last_modified = formatdate(self.modified, usegmt=True)
 
 
+def basic(credentials: tuple[str, str]) -> str:
+    return "Basic " + base64.b64encode(":".join(credentials).encode()).decode()
+
+
 class ExtractHandler(BaseHTTPRequestHandler):
     def do_GET(self):
         extract: ExtractServer = self.server.extract
         extract.requests.append(dict(self.headers))
-        user, password = extract.credentials
-        expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-        if self.headers.get("Authorization") != expected:
+        if extract.redirect_to:
+            self.send_response(302)
+            self.send_header("Location", extract.redirect_to)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if extract.credentials and self.headers.get("Authorization") != basic(extract.credentials):
             self.send_response(401)
             self.send_header("WWW-Authenticate", 'Basic realm="extracts"')
             self.send_header("Content-Length", "0")
@@ -87,17 +98,25 @@ class ExtractHandler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def extract_server():
+@contextmanager
+def serving() -> Iterator[ExtractServer]:
     extract = ExtractServer()
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), ExtractHandler)
     httpd.extract = extract
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     extract.url = f"http://127.0.0.1:{httpd.server_port}/exports/policies.csv"
-    yield extract
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield extract
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def extract_server():
+    with serving() as extract:
+        yield extract
 
 
 @pytest.fixture(autouse=True)
@@ -253,6 +272,22 @@ def test_a_secret_that_cannot_go_in_a_header_fails_the_run_without_quoting_it(ex
     assert extract_server.requests == []
 
 
+def test_a_redirect_to_another_address_drops_the_feeds_credentials(extract_server):
+    with serving() as elsewhere:
+        elsewhere.credentials = None
+        elsewhere.serve(policy_file([policy_row("F-1", AGENT)]))
+        extract_server.redirect_to = elsewhere.url
+        feed = make_feed(
+            url=extract_server.url, auth=Feed.Auth.HEADER, header_name="X-API-Key", secret="k-1"
+        )
+
+        run = fetch(feed)
+
+    assert run.outcome == Outcome.IMPORTED
+    assert extract_server.requests[0]["X-API-Key"] == "k-1"
+    assert "X-API-Key" not in elsewhere.requests[0]
+
+
 def test_a_secret_in_a_message_is_masked_and_addresses_lose_their_userinfo_and_query():
     text = "GET https://bob:hunter2@pas.example/x.csv?key=abc failed; header value 'tkn-77'"
 
@@ -405,6 +440,7 @@ def admin_client(client):
 def test_the_admin_never_shows_the_saved_secret_and_keeps_it_when_left_empty(
     admin_client, http_feed, extract_server
 ):
+    assert admin_client.get(reverse("admin:policies_feed_add")).status_code == 200
     change = reverse("admin:policies_feed_change", args=[http_feed.pk])
     stored = http_feed.secret_encrypted
 
