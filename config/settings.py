@@ -456,6 +456,24 @@ IDEMPOTENCY_LOCK_SECONDS = env_int("IDEMPOTENCY_LOCK_SECONDS", 300)
 # --- Events out (events/; README: "Events to other systems") --------------------------------
 
 # --- Policy feeds (policies/feeds.py; README: "Scheduled feeds") ----------------------------
+# A feed's server that stops answering must not hold a worker: bounds each step (connecting,
+# each read of the download).
+FEEDS_FETCH_TIMEOUT_SECONDS = env_int("FEEDS_FETCH_TIMEOUT_SECONDS", 30)
+# A larger extract is refused as it streams, before it fills a worker's temporary disk.
+FEEDS_MAX_MB = env_int("FEEDS_MAX_MB", 100)
+# /readyz reports a feed after this many failed runs in a row: one failure may be a blip.
+FEEDS_READYZ_MISSED_RUNS = env_int("FEEDS_READYZ_MISSED_RUNS", 3)
+# Plain http:// would carry the credentials and the policies in clear: for local tests only.
+FEEDS_ALLOW_HTTP = env_bool("FEEDS_ALLOW_HTTP", default=False)
+# Folder feeds read only inside this folder (on several machines, a volume the workers share),
+# so that a feed cannot be pointed at any file a worker can read.
+FEEDS_FOLDER_ROOT = Path(env_str("FEEDS_FOLDER_ROOT", str(VAR_DIR / "feeds")))
+# A file modified this recently may still be being written: a folder feed leaves it for later.
+FEEDS_FILE_QUIET_SECONDS = env_int("FEEDS_FILE_QUIET_SECONDS", 60)
+# Feeds' passwords and tokens are encrypted with a key derived from this (SECRET_KEY when
+# empty); the fallbacks still decrypt what older keys encrypted, so a key can be rotated.
+FEEDS_SECRET_KEY = env_str("FEEDS_SECRET_KEY") or SECRET_KEY
+FEEDS_SECRET_KEY_FALLBACKS = env_list("FEEDS_SECRET_KEY_FALLBACKS", [])
 
 # Every environment variable read above, for a process Renewly starts outside its own
 # environment (cron mode's crontab entry) to be handed the same configuration. Keep this last.

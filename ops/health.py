@@ -1,5 +1,6 @@
 """What /readyz checks: the database, the broker, a worker answering and the daily scan keeping
-to its schedule; and, without failing readiness, whether a provider is paused. Each check says ok
+to its schedule; and, without failing readiness, whether a provider is paused or a policy feed
+keeps failing. Each check says ok
 or not, how long it took and, in words that name no host and no secret, why; the full error goes
 to the log."""
 
@@ -22,6 +23,7 @@ from django_celery_beat.models import PeriodicTask
 from notifications import circuit
 from notifications.models import CircuitBreaker, ReminderRun
 from notifications.schedule import DAILY_SCAN_NAME
+from policies import feeds
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +90,25 @@ def providers() -> tuple[bool, str]:
     return True, Degraded("; ".join(circuit.describe(breaker) for breaker in paused))
 
 
+def policy_feeds() -> tuple[bool, str]:
+    """Always ok, like a paused provider: a policy extract that cannot be fetched leaves the
+    policies as they were, and taking this process out of service would only stop the admin
+    where the feed is put right. The detail names each active feed whose last
+    FEEDS_READYZ_MISSED_RUNS runs failed (not why: the reason may name its host), and marks
+    the check degraded."""
+    failing = list(feeds.failing_feeds())
+    if not failing:
+        return True, "no feed is failing"
+    return True, Degraded("; ".join(_describe_failing(feed) for feed in failing))
+
+
+def _describe_failing(feed) -> str:
+    last = feed.last_success_at
+    since = last.isoformat(timespec="seconds") if last else "never"
+    runs = feed.consecutive_failures
+    return f"feed {feed.name!r}: {runs} failed runs in a row (last success: {since})"
+
+
 # --- The daily scan: Beat (or cron mode) finishes one after each time the schedule names -----
 
 
@@ -151,6 +172,7 @@ CHECKS: dict[str, tuple[Callable[[], tuple[bool, str]], str | None]] = {
     "workers": (WorkerPing.check, "broker"),
     "daily_scan": (daily_scan_on_time, "database"),
     "providers": (providers, "database"),
+    "feeds": (policy_feeds, "database"),
 }
 
 

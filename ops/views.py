@@ -22,8 +22,8 @@ def healthz(request):
 @require_safe
 def readyz(request):
     """Anyone may ask whether each check passes (and which passes but is degraded: a paused
-    provider); only a caller bearing METRICS_TOKEN reads how long each took and why (the last
-    scan's time, say)."""
+    provider, a failing policy feed); only a caller bearing METRICS_TOKEN reads how long each
+    took and why (the last scan's time, say)."""
     checks = health.run_checks()
     failing = [name for name, result in checks.items() if not result["ok"]]
     degraded = [name for name, result in checks.items() if result["degraded"]]

@@ -1,7 +1,12 @@
+from pathlib import Path
+from urllib.parse import urlsplit
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
+from django.utils import timezone
 from timezone_field import TimeZoneField
 
 from policies.phones import PhoneField
@@ -214,3 +219,199 @@ class ImportJob(models.Model):
     @property
     def finished(self) -> bool:
         return self.status in (ImportJobStatus.SUCCEEDED, ImportJobStatus.FAILED)
+
+
+class FeedKind(models.TextChoices):
+    HTTPS = "https", "HTTPS URL"
+    FOLDER = "folder", "Shared folder"
+
+
+class FeedAuth(models.TextChoices):
+    NONE = "none", "None"
+    BASIC = "basic", "Basic (username and password)"
+    BEARER = "bearer", "Bearer token"
+    HEADER = "header", "Custom header"
+
+
+def validate_feed_url(url: str) -> None:
+    """Only HTTPS (plain HTTP where FEEDS_ALLOW_HTTP says so), and no credentials in the URL:
+    they belong in the feed's write-only secret, where they stay out of logs and run logs."""
+    parts = urlsplit(url)
+    allowed = ("https", "http") if settings.FEEDS_ALLOW_HTTP else ("https",)
+    if parts.scheme not in allowed:
+        raise ValidationError("Only https:// addresses are accepted.")
+    if parts.username or parts.password:
+        raise ValidationError(
+            "Put credentials in the feed's authentication fields, not in the address."
+        )
+
+
+def validate_file_pattern(pattern: str) -> None:
+    if "/" in pattern or "\\" in pattern or pattern in {".", ".."}:
+        raise ValidationError("A file name pattern, e.g. *.csv, without a folder.")
+
+
+class Feed(models.Model):
+    """A policy extract a policy administration system drops, fetched on its own schedule
+    (policies.feeds): an HTTPS URL or a folder the workers share. It is imported through the CSV
+    importer only when its content changed; each fetch is a FeedRun."""
+
+    Kind = FeedKind
+    Auth = FeedAuth
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=8, choices=FeedKind.choices, default=FeedKind.HTTPS)
+    url = models.URLField(
+        max_length=2000,
+        blank=True,
+        validators=[validate_feed_url],
+        help_text="HTTPS feeds: the extract's address, without credentials.",
+    )
+    path = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Folder feeds: a folder inside FEEDS_FOLDER_ROOT (absolute, or relative to it).",
+    )
+    pattern = models.CharField(
+        max_length=100,
+        default="*.csv",
+        validators=[validate_file_pattern],
+        help_text="Folder feeds: the newest complete file matching this is imported.",
+    )
+    auth = models.CharField(max_length=8, choices=FeedAuth.choices, default=FeedAuth.NONE)
+    username = models.CharField(max_length=200, blank=True, help_text="Basic authentication.")
+    header_name = models.CharField(
+        max_length=100, blank=True, help_text="Custom header authentication, e.g. X-API-Key."
+    )
+    # The password, token or header value, Fernet-encrypted (policies.feeds); never shown.
+    secret_encrypted = models.TextField(blank=True, editable=False)
+    active = models.BooleanField(default=True, help_text="Fetched on its schedule.")
+    # The schedule is this PeriodicTask's (one truth, editable here or under Periodic tasks).
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="feed",
+    )
+    # What the last successful fetch saw: sent back as If-None-Match / If-Modified-Since, and the
+    # hash of the content last imported.
+    etag = models.CharField(max_length=500, blank=True, editable=False)
+    last_modified = models.CharField(max_length=100, blank=True, editable=False)
+    content_sha256 = models.CharField(max_length=64, blank=True, editable=False)
+    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
+    last_success_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(kind=FeedKind.HTTPS) & ~Q(url="") & Q(path=""))
+                | (Q(kind=FeedKind.FOLDER) & ~Q(path="") & Q(url="") & Q(auth=FeedAuth.NONE)),
+                name="feed_kind_has_its_location",
+            ),
+            models.CheckConstraint(condition=Q(auth__in=FeedAuth.values), name="feed_auth_valid"),
+            models.CheckConstraint(
+                condition=~Q(auth=FeedAuth.BASIC) | ~Q(username=""),
+                name="feed_basic_auth_has_username",
+            ),
+            models.CheckConstraint(
+                condition=~Q(auth=FeedAuth.HEADER) | ~Q(header_name=""),
+                name="feed_header_auth_has_header_name",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.kind == FeedKind.HTTPS:
+            if not self.url:
+                raise ValidationError({"url": "An HTTPS feed needs its address."})
+            self.path = ""
+        else:
+            if not self.path:
+                raise ValidationError({"path": "A folder feed needs its folder."})
+            self.url, self.auth = "", FeedAuth.NONE
+            try:
+                feed_folder(self.path)
+            except ValueError as error:
+                raise ValidationError({"path": str(error)}) from None
+        if self.auth == FeedAuth.BASIC and not self.username:
+            raise ValidationError({"username": "Basic authentication needs a username."})
+        if self.auth == FeedAuth.HEADER and not self.header_name:
+            raise ValidationError({"header_name": "Name the header that carries the secret."})
+
+    @property
+    def has_secret(self) -> bool:
+        return bool(self.secret_encrypted)
+
+
+def feed_folder(path: str) -> Path:
+    """The folder a folder feed names, resolved; refused (ValueError) outside
+    FEEDS_FOLDER_ROOT, so that a feed reads only what the workers share for feeds."""
+    root = Path(settings.FEEDS_FOLDER_ROOT).resolve()
+    folder = (root / path).resolve()
+    if not folder.is_relative_to(root):
+        raise ValueError(f"The folder must be inside FEEDS_FOLDER_ROOT ({root}).")
+    return folder
+
+
+class FeedRunOutcome(models.TextChoices):
+    RUNNING = "running", "Running"
+    IMPORTED = "imported", "Imported"
+    UNCHANGED = "unchanged", "Unchanged (same content)"
+    NOT_MODIFIED = "not_modified", "Not modified (HTTP 304)"
+    FAILED = "failed", "Failed"
+
+
+class FeedRun(models.Model):
+    """One fetch of a feed: what came, whether it was imported, and the importer's counts."""
+
+    Outcome = FeedRunOutcome
+
+    feed = models.ForeignKey(Feed, on_delete=models.CASCADE, related_name="runs")
+    outcome = models.CharField(
+        max_length=16, choices=FeedRunOutcome.choices, default=FeedRunOutcome.RUNNING
+    )
+    started_at = models.DateTimeField(default=timezone.now)
+    heartbeat_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    file_name = models.CharField(
+        max_length=255, blank=True, help_text="The file a folder feed picked."
+    )
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    content_sha256 = models.CharField(max_length=64, blank=True)
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_created = models.PositiveIntegerField(default=0)
+    rows_updated = models.PositiveIntegerField(default=0)
+    rows_unchanged = models.PositiveIntegerField(default=0)
+    rows_rejected = models.PositiveIntegerField(default=0)
+    rejected_rows = models.JSONField(
+        default=list, blank=True, help_text="The first rejected: [{line, policy_number, reason}]"
+    )
+    error = models.TextField(blank=True, help_text="Why the run failed.")
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(outcome__in=FeedRunOutcome.values), name="feed_run_outcome_valid"
+            ),
+            # Beat's run and an admin's "Fetch now" never import the same feed at once.
+            models.UniqueConstraint(
+                fields=["feed"],
+                condition=Q(outcome=FeedRunOutcome.RUNNING),
+                name="feed_run_one_running",
+            ),
+        ]
+        indexes = [
+            # A feed's run log, newest first (the admin, the last run's status).
+            models.Index(fields=["feed", "-started_at"], name="feed_run_feed_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.feed} at {self.started_at:%Y-%m-%d %H:%M}: {self.get_outcome_display()}"

@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from policies import import_runs
+from policies import feeds, import_runs
 from policies.importers import import_policies
 
 
@@ -25,3 +25,11 @@ def run_import_job(job_id: int, attempt: int) -> str:
     """Import an uploaded policy CSV, reporting progress on its ImportJob."""
     job = import_runs.run_import(job_id=job_id, attempt=attempt)
     return job.status if job else "superseded"
+
+
+@shared_task(ignore_result=True)
+def fetch_feed(feed_id: int) -> str:
+    """Fetch a policy feed: on its own PeriodicTask ("feed: <name>"), or an admin's "Fetch now".
+    The FeedRun records the outcome; a run already under way makes this one do nothing."""
+    run = feeds.fetch_feed(feed_id=feed_id)
+    return run.outcome if run else "skipped"

@@ -20,8 +20,9 @@ from notifications.models import (
     ReminderRule,
     ReminderRun,
 )
+from policies import feeds
 from policies.importers import COLUMNS
-from policies.models import Agent, Customer, ImportJob, Policy
+from policies.models import Agent, Customer, Feed, ImportJob, Policy
 from policies.services import ensure_agent
 
 PASSWORD = "renewly-test-password"
@@ -251,6 +252,29 @@ def policy_csv(rows: list[dict], name: str = "policies.csv") -> SimpleUploadedFi
     writer.writeheader()
     writer.writerows(rows)
     return SimpleUploadedFile(name, out.getvalue().encode(), content_type="text/csv")
+
+
+def policy_file(rows: list[dict]) -> bytes:
+    """The rows as the bytes of a policy CSV, header first (what a feed serves)."""
+    return policy_csv(rows).read()
+
+
+def make_feed(
+    name: str = "Nightly extract",
+    *,
+    cron: str = "",
+    every_minutes: int | None = None,
+    secret: str | None = None,
+    **fields,
+) -> Feed:
+    """A feed saved as the admin saves one, with its PeriodicTask (nightly unless told)."""
+    defaults = {"kind": Feed.Kind.HTTPS, "url": "https://pas.example/extract.csv"}
+    return feeds.save_feed(
+        Feed(name=name, **{**defaults, **fields}),
+        cron=cron,
+        every_minutes=every_minutes,
+        secret=secret,
+    )
 
 
 def make_import_job(agent: Agent | None = None, **fields) -> ImportJob:

@@ -113,7 +113,14 @@ def test_readyz_follows_the_worker_stopping_and_coming_back(
         status, body = readyz(client)
         assert body["status"] == "ready"
         assert body["failing"] == []
-        assert set(body["checks"]) == {"database", "broker", "workers", "daily_scan", "providers"}
+        assert set(body["checks"]) == {
+            "database",
+            "broker",
+            "workers",
+            "daily_scan",
+            "providers",
+            "feeds",
+        }
         assert all(check["latency_ms"] >= 0 for check in body["checks"].values())
 
     status, body = readyz(client)
