@@ -10,6 +10,9 @@ from notifications.admin import ReadOnlyAdmin
 
 
 class SubscriptionForm(forms.ModelForm):
+    url = forms.URLField(
+        max_length=500, assume_scheme="https", help_text=Subscription.url.field.help_text
+    )
     event_types = forms.MultipleChoiceField(
         choices=EventType.choices, widget=forms.CheckboxSelectMultiple
     )

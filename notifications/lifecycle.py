@@ -5,6 +5,7 @@ listens (events' outbox), the ids that moved are told in the UPDATE's own transa
 
 from collections.abc import Iterable
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connections, router, transaction
 from django.db.models import QuerySet, functions
 from django.db.models.sql import UpdateQuery
@@ -103,7 +104,10 @@ def _update_returning_ids(movable: QuerySet, to: str, fields: dict) -> list[int]
     query.add_update_values(_with_status(to, fields))
     query.clear_select_clause()
     database = router.db_for_write(Notification)
-    update_sql, params = query.get_compiler(database).as_sql()
+    try:
+        update_sql, params = query.get_compiler(database).as_sql()
+    except EmptyResultSet:  # no status may move to `to`
+        return []
     primary_key = connections[database].ops.quote_name(Notification._meta.pk.column)
     with connections[database].cursor() as cursor:
         cursor.execute(f"{update_sql} RETURNING {primary_key}", params)
