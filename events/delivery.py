@@ -192,16 +192,13 @@ def _record(claim, deliveries: list[Delivery], answers: list[Answer | None]) -> 
         disabled = _count_for_subscriptions(tried, now)
     for subscription in disabled:
         tell_admins(subscription)
-    return dict(
-        Counter(
-            {
-                "delivered": len(delivered),
-                "retrying": len(retry_at),
-                "failed": len(gave_up),
-                "not_tried": len(not_tried),
-            }
-        )
-    )
+    outcomes = {
+        "delivered": len(delivered),
+        "retrying": len(retry_at),
+        "failed": len(gave_up),
+        "not_tried": len(not_tried),
+    }
+    return {outcome: count for outcome, count in outcomes.items() if count}
 
 
 def _count_for_subscriptions(tried: list[tuple[Delivery, Answer]], now) -> list[Subscription]:

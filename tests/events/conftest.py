@@ -4,12 +4,20 @@ standardwebhooks library, subscriptions to it, and reminders whose moves make th
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from events import delivery
-from events.models import Delivery, Event, new_secret
+from events.models import Delivery, Event, Subscription, new_secret
 from notifications.models import Notification
-from tests.factories import make_agent, make_customer, make_notification, make_policy
+from tests.factories import (
+    make_agent,
+    make_customer,
+    make_notification,
+    make_policy,
+    make_subscription,
+)
+from tests.notifications.conftest import eager_tasks  # noqa: F401
 from tests.webhook_receiver import WebhookReceiver
 
 Status = Notification.Status
@@ -42,6 +50,22 @@ def reminder(db) -> Notification:
     return make_notification(
         policy, status=Status.SENT, provider_message_id="pm-1", sent_at=timezone.now()
     )
+
+
+class Boom(Exception):
+    pass
+
+
+def rolled_back(change) -> None:
+    """Make the change in a transaction that then fails."""
+    with transaction.atomic():
+        change()
+        raise Boom
+
+
+def subscribe(receiver: WebhookReceiver, *event_types: str, **fields) -> Subscription:
+    """A subscription of the receiver to these event types, with the receiver's secret."""
+    return make_subscription(receiver.url, *event_types, **{"secret": receiver.secret, **fields})
 
 
 def sent_reminders(count: int) -> list[Notification]:

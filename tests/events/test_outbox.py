@@ -13,26 +13,15 @@ from events.models import Delivery, Event, EventType
 from notifications import lifecycle, preferences, tracking
 from notifications.models import Channel, ConsentChange, DeliveryEvent, Notification
 from policies.models import Customer, Policy
-from tests.events.conftest import sent_reminders
-from tests.factories import make_agent, make_customer, make_policy, make_subscription
+from tests.events.conftest import Boom, rolled_back, sent_reminders, subscribe
+from tests.factories import make_agent, make_customer, make_policy
 
 Status = Notification.Status
 Source = ConsentChange.Source
 
 
-class Boom(Exception):
-    pass
-
-
-def rolled_back(change) -> None:
-    """Make the change in a transaction that then fails."""
-    with transaction.atomic():
-        change()
-        raise Boom
-
-
 def test_a_reminder_delivered_writes_one_event_with_plain_values(reminder, receiver):
-    make_subscription(receiver.url, EventType.NOTIFICATION_DELIVERED)
+    subscribe(receiver, EventType.NOTIFICATION_DELIVERED)
 
     assert lifecycle.move(reminder.pk, Status.DELIVERED) == 1
 
@@ -64,7 +53,7 @@ def test_a_reminder_delivered_writes_one_event_with_plain_values(reminder, recei
 
 
 def test_a_move_that_rolls_back_leaves_no_event(reminder, receiver):
-    make_subscription(receiver.url, EventType.NOTIFICATION_DELIVERED)
+    subscribe(receiver, EventType.NOTIFICATION_DELIVERED)
 
     with pytest.raises(Boom):
         rolled_back(lambda: lifecycle.move(reminder.pk, Status.DELIVERED))
@@ -75,7 +64,7 @@ def test_a_move_that_rolls_back_leaves_no_event(reminder, receiver):
 
 def test_a_receiver_that_fails_rolls_the_move_back(reminder, receiver, monkeypatch):
     """Signal.send, not send_robust: the move must not commit without its event."""
-    make_subscription(receiver.url, EventType.NOTIFICATION_DELIVERED)
+    subscribe(receiver, EventType.NOTIFICATION_DELIVERED)
 
     def broken(*args, **kwargs):
         raise Boom
@@ -90,7 +79,7 @@ def test_a_receiver_that_fails_rolls_the_move_back(reminder, receiver, monkeypat
 
 
 def test_a_move_nobody_subscribed_to_stays_one_query_and_writes_nothing(reminder, receiver):
-    make_subscription(receiver.url, EventType.NOTIFICATION_DELIVERED)
+    subscribe(receiver, EventType.NOTIFICATION_DELIVERED)
     outbox.subscribers(EventType.NOTIFICATION_DELIVERED)  # read once, as a running process has
 
     with CaptureQueriesContext(connection) as queries:
@@ -101,7 +90,7 @@ def test_a_move_nobody_subscribed_to_stays_one_query_and_writes_nothing(reminder
 
 
 def test_an_inactive_subscription_gets_no_events(reminder, receiver):
-    make_subscription(receiver.url, EventType.NOTIFICATION_DELIVERED, active=False)
+    subscribe(receiver, EventType.NOTIFICATION_DELIVERED, active=False)
 
     lifecycle.move(reminder.pk, Status.DELIVERED)
 
@@ -109,7 +98,7 @@ def test_an_inactive_subscription_gets_no_events(reminder, receiver):
 
 
 def test_a_move_that_moved_nothing_writes_nothing(reminder, receiver):
-    make_subscription(receiver.url, EventType.NOTIFICATION_DELIVERED)
+    subscribe(receiver, EventType.NOTIFICATION_DELIVERED)
     lifecycle.move(reminder.pk, Status.DELIVERED)
 
     assert lifecycle.move(reminder.pk, Status.DELIVERED) == 0  # a replayed callback
@@ -118,9 +107,9 @@ def test_a_move_that_moved_nothing_writes_nothing(reminder, receiver):
 
 
 def test_each_subscription_that_wants_an_event_gets_its_delivery(reminder, receiver):
-    first = make_subscription(receiver.url, EventType.NOTIFICATION_DELIVERED)
-    second = make_subscription(receiver.url, *EventType.values)
-    make_subscription(receiver.url, EventType.NOTIFICATION_FAILED)
+    first = subscribe(receiver, EventType.NOTIFICATION_DELIVERED)
+    second = subscribe(receiver, *EventType.values)
+    subscribe(receiver, EventType.NOTIFICATION_FAILED)
 
     lifecycle.move(reminder.pk, Status.DELIVERED)
 
@@ -129,7 +118,7 @@ def test_each_subscription_that_wants_an_event_gets_its_delivery(reminder, recei
 
 
 def test_a_batch_move_writes_one_event_per_notification_in_order(db, receiver):
-    make_subscription(receiver.url, EventType.NOTIFICATION_SENT)
+    subscribe(receiver, EventType.NOTIFICATION_SENT)
     reminders = sent_reminders(3)
     Notification.objects.update(status=Status.SENDING)
 
@@ -141,7 +130,7 @@ def test_a_batch_move_writes_one_event_per_notification_in_order(db, receiver):
 
 
 def test_a_customer_opting_out_and_back_in_is_told(db, receiver):
-    make_subscription(receiver.url, EventType.CUSTOMER_OPTED_OUT, EventType.CUSTOMER_OPTED_IN)
+    subscribe(receiver, EventType.CUSTOMER_OPTED_OUT, EventType.CUSTOMER_OPTED_IN)
     customer = make_customer()
     customers = Customer.objects.filter(pk=customer.pk)
 
@@ -160,7 +149,7 @@ def test_a_customer_opting_out_and_back_in_is_told(db, receiver):
 
 
 def test_a_consent_change_that_rolls_back_leaves_no_event(db, receiver):
-    make_subscription(receiver.url, EventType.CUSTOMER_OPTED_OUT)
+    subscribe(receiver, EventType.CUSTOMER_OPTED_OUT)
     customer = make_customer()
 
     with pytest.raises(Boom):
@@ -192,7 +181,7 @@ def opt_out_of_email(customer: Customer, accepted: bool = False) -> None:
 
 
 def test_a_customer_losing_their_last_channel_makes_their_policy_unreachable_once(db, receiver):
-    make_subscription(receiver.url, EventType.POLICY_UNREACHABLE)
+    subscribe(receiver, EventType.POLICY_UNREACHABLE)
     policy = email_only_policy()
 
     opt_out_of_email(policy.customer)
@@ -206,7 +195,7 @@ def test_a_customer_losing_their_last_channel_makes_their_policy_unreachable_onc
 
 
 def test_a_customer_with_a_channel_left_is_not_unreachable(db, receiver):
-    make_subscription(receiver.url, EventType.POLICY_UNREACHABLE)
+    subscribe(receiver, EventType.POLICY_UNREACHABLE)
     policy = email_only_policy()
     Customer.objects.filter(pk=policy.customer_id).update(phone="+14155550199")
 
@@ -216,7 +205,7 @@ def test_a_customer_with_a_channel_left_is_not_unreachable(db, receiver):
 
 
 def test_an_expired_or_renewed_policy_is_not_unreachable(db, receiver):
-    make_subscription(receiver.url, EventType.POLICY_UNREACHABLE)
+    subscribe(receiver, EventType.POLICY_UNREACHABLE)
     expired = email_only_policy("U-OLD", days=-1)
     renewed = email_only_policy("U-RENEWED")
     Policy.objects.filter(pk=renewed.pk).update(status=Policy.Status.RENEWED)
@@ -228,7 +217,7 @@ def test_an_expired_or_renewed_policy_is_not_unreachable(db, receiver):
 
 
 def test_a_bounce_that_leaves_no_channel_makes_the_policy_unreachable(db, receiver):
-    make_subscription(receiver.url, EventType.POLICY_UNREACHABLE)
+    subscribe(receiver, EventType.POLICY_UNREACHABLE)
     policy = email_only_policy()
 
     tracking.apply_to_customer(policy.customer_id, DeliveryEvent.Type.BOUNCED)
