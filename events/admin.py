@@ -5,7 +5,14 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from events import services
-from events.models import Delivery, DeliveryAttempt, Event, EventType, Subscription
+from events.models import (
+    Delivery,
+    DeliveryAttempt,
+    Event,
+    EventType,
+    Subscription,
+    new_secret,
+)
 from notifications.admin import ReadOnlyAdmin
 
 
@@ -52,6 +59,9 @@ class SubscriptionAdmin(admin.ModelAdmin):
         if obj is None:
             return ["name", "url", "event_types", "active", "secret"]
         return ["name", "url", "event_types", "active", *self.readonly_fields]
+
+    def get_changeform_initial_data(self, request):
+        return {**super().get_changeform_initial_data(request), "secret": new_secret()}
 
     def get_readonly_fields(self, request, obj=None):
         return self.readonly_fields if obj else []

@@ -10,11 +10,11 @@ from django.utils import timezone
 
 from events import outbox
 from events.models import Delivery, Event, EventType
-from notifications import lifecycle, preferences, tracking
+from notifications import dispatch, lifecycle, preferences, tracking
 from notifications.models import Channel, ConsentChange, DeliveryEvent, Notification
 from policies.models import Customer, Policy
 from tests.events.conftest import Boom, rolled_back, sent_reminders, subscribe
-from tests.factories import make_agent, make_customer, make_policy
+from tests.factories import make_agent, make_customer, make_policy, queue_an_email_and_an_sms
 
 Status = Notification.Status
 Source = ConsentChange.Source
@@ -225,3 +225,26 @@ def test_a_bounce_that_leaves_no_channel_makes_the_policy_unreachable(db, receiv
 
     assert Event.objects.get().data["policy_id"] == policy.pk
     assert Customer.objects.get(pk=policy.customer_id).email_undeliverable
+
+
+def test_reminders_sent_through_the_real_send_path_are_told(db, receiver, settings, tmp_path):
+    subscribe(receiver, EventType.NOTIFICATION_SENT, EventType.NOTIFICATION_DELIVERED)
+    settings.OUTBOX_DIR = tmp_path / "outbox"
+    settings.EMAIL_BACKEND = "notifications.channels.outbox.EmailBackend"
+    settings.SMS_BACKEND = "outbox"
+    queued = queue_an_email_and_an_sms("sam@mail.example", "+14155550111")
+
+    dispatch.send_many([n.pk for n in queued.values()])
+    tracking.apply(
+        tracking.TrackingEvent(
+            provider="postmark",
+            event_type=DeliveryEvent.Type.DELIVERED,
+            event_id="pm-event-1",
+            occurred_at=timezone.now(),
+            notification_id=queued["email"].pk,
+        )
+    )
+
+    told = list(Event.objects.order_by("pk").values_list("type", "data__channel"))
+    assert sorted(told[:2]) == [("notification.sent", "email"), ("notification.sent", "sms")]
+    assert told[2:] == [("notification.delivered", "email")]
