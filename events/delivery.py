@@ -119,6 +119,9 @@ def _post(delivery: Delivery, last_start: float) -> Answer | None:
             excerpt = _excerpt(response)
     except requests.RequestException as error:
         return Answer(None, _since(started), error=f"{type(error).__name__}: {error}"[:1000])
+    except Exception as error:  # a bug or a misconfiguration: a failed attempt, not a lost batch
+        logger.error("event delivery %s not sent", delivery.pk, exc_info=error)
+        return Answer(None, _since(started), error=f"unexpected error: {error!r}"[:1000])
     return Answer(response.status_code, _since(started), excerpt=excerpt)
 
 

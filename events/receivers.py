@@ -11,6 +11,9 @@ from notifications.models import Notification
 from notifications.selectors import unreachable_customers
 from policies.models import Policy
 
+NOTIFICATION_TYPES = frozenset(
+    name for name in EventType.values if name.startswith("notification.")
+)
 # What a notification event says, read in the move's transaction: as it was at the move.
 NOTIFICATION_FIELDS = {
     "notification_id": "id",
@@ -30,7 +33,7 @@ NOTIFICATION_FIELDS = {
 def notifications_moved(sender, *, ids: list[int], to: str, **_signal_arguments) -> None:
     """A notification's move to status x is the event "notification.x", if that type exists."""
     event_type = f"notification.{to}"
-    if event_type not in EventType.values or not outbox.subscribers(event_type):
+    if event_type not in NOTIFICATION_TYPES or not outbox.subscribers(event_type):
         return
     rows = (
         Notification.objects.filter(pk__in=ids)
