@@ -94,9 +94,23 @@ def body_of(delivery: Delivery) -> bytes:
 
 
 def _post(delivery: Delivery, last_start: float) -> Answer | None:
-    """POST the delivery's event, signed; None when its claim is too near its end to start."""
+    """POST the delivery's event; None when its claim is too near its end to start."""
     if time.monotonic() > last_start:
         return None
+    started = time.monotonic()
+    try:
+        status_code, excerpt = _send_signed(delivery)
+    except requests.RequestException as error:
+        return Answer(None, _since(started), error=f"{type(error).__name__}: {error}"[:1000])
+    except Exception as error:  # a bug or a misconfiguration: a failed attempt, not a lost batch
+        logger.error("event delivery %s not sent", delivery.pk, exc_info=error)
+        return Answer(None, _since(started), error=f"unexpected error: {error!r}"[:1000])
+    return Answer(status_code, _since(started), excerpt=excerpt)
+
+
+def _send_signed(delivery: Delivery) -> tuple[int, str]:
+    """POST the event signed per Standard Webhooks: the same webhook-id at every attempt, the
+    timestamp of this one (receivers refuse one five minutes old)."""
     body, webhook_id, now = body_of(delivery), delivery.event.webhook_id, datetime.now(UTC)
     headers = {
         "webhook-id": webhook_id,
@@ -106,23 +120,15 @@ def _post(delivery: Delivery, last_start: float) -> Answer | None:
         "user-agent": USER_AGENT,
     }
     timeout = settings.EVENTS_TIMEOUT_SECONDS
-    started = time.monotonic()
-    try:
-        with _session().post(
-            delivery.subscription.url,
-            data=body,
-            headers=headers,
-            timeout=(timeout, timeout),
-            allow_redirects=False,
-            stream=True,  # read no more of the answer than the excerpt keeps
-        ) as response:
-            excerpt = _excerpt(response)
-    except requests.RequestException as error:
-        return Answer(None, _since(started), error=f"{type(error).__name__}: {error}"[:1000])
-    except Exception as error:  # a bug or a misconfiguration: a failed attempt, not a lost batch
-        logger.error("event delivery %s not sent", delivery.pk, exc_info=error)
-        return Answer(None, _since(started), error=f"unexpected error: {error!r}"[:1000])
-    return Answer(response.status_code, _since(started), excerpt=excerpt)
+    with _session().post(
+        delivery.subscription.url,
+        data=body,
+        headers=headers,
+        timeout=(timeout, timeout),
+        allow_redirects=False,
+        stream=True,  # read no more of the answer than the excerpt keeps
+    ) as response:
+        return response.status_code, _excerpt(response)
 
 
 def _excerpt(response: requests.Response) -> str:
