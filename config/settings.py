@@ -454,6 +454,36 @@ IDEMPOTENCY_KEY_HOURS = env_int("IDEMPOTENCY_KEY_HOURS", 24)
 IDEMPOTENCY_LOCK_SECONDS = env_int("IDEMPOTENCY_LOCK_SECONDS", 300)
 
 # --- Events out (events/; README: "Events to other systems") --------------------------------
+# A receiver that stops answering must not hold a sending thread: each step of a POST
+# (connecting, then each read) may take this long.
+EVENTS_TIMEOUT_SECONDS = env_int("EVENTS_TIMEOUT_SECONDS", 10)
+# A worker's claim on a batch of deliveries; once it lapses (the worker died), another sends
+# them again, same webhook-ids. A POST starts only while the claim outlives its timeouts.
+EVENTS_CLAIM_SECONDS = env_int("EVENTS_CLAIM_SECONDS", 120)
+# Deliveries claimed and recorded together, and the threads per process that POST them at once
+# (they wait for the receivers, not the CPU).
+EVENTS_BATCH_SIZE = env_int("EVENTS_BATCH_SIZE", 100)
+EVENTS_SEND_THREADS = env_int("EVENTS_SEND_THREADS", 20)
+# A failed delivery is tried again for this many hours after its first failure (a receiver's
+# outage over a weekend), waiting the first backoff, doubling with each attempt up to the max.
+EVENTS_RETRY_FOR_HOURS = env_int("EVENTS_RETRY_FOR_HOURS", 72)
+EVENTS_RETRY_BACKOFF_SECONDS = env_int("EVENTS_RETRY_BACKOFF_SECONDS", 30)
+EVENTS_RETRY_BACKOFF_MAX_SECONDS = env_int("EVENTS_RETRY_BACKOFF_MAX_SECONDS", 3600)
+# A subscription whose attempts all failed, this many in a row and for this many hours, is
+# disabled (its events wait) and EVENTS_ADMIN_EMAILS are told: a receiver gone for good.
+EVENTS_DISABLE_AFTER_FAILURES = env_int("EVENTS_DISABLE_AFTER_FAILURES", 10)
+EVENTS_DISABLE_AFTER_HOURS = env_int("EVENTS_DISABLE_AFTER_HOURS", 72)
+EVENTS_ADMIN_EMAILS = env_list("EVENTS_ADMIN_EMAILS", REPORTS_ADMIN_EMAILS)
+# Each process reads which subscriptions want which events again this often (at once after a
+# change in the admin's own process): a change pays no query for it.
+EVENTS_SUBSCRIPTIONS_REFRESH_SECONDS = env_int("EVENTS_SUBSCRIPTIONS_REFRESH_SECONDS", 10)
+# Housekeeping deletes events every subscription got, this many days after they were written.
+EVENTS_RETENTION_DAYS = env_int("EVENTS_RETENTION_DAYS", 30)
+if 2 * EVENTS_TIMEOUT_SECONDS >= EVENTS_CLAIM_SECONDS:
+    raise ImproperlyConfigured(
+        f"EVENTS_CLAIM_SECONDS={EVENTS_CLAIM_SECONDS} must exceed twice EVENTS_TIMEOUT_SECONDS="
+        f"{EVENTS_TIMEOUT_SECONDS}: a POST may take that long."
+    )
 
 # --- Policy feeds (policies/feeds.py; README: "Scheduled feeds") ----------------------------
 # A feed's server that stops answering must not hold a worker: bounds each step (connecting,

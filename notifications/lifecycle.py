@@ -1,15 +1,18 @@
 """The life of a notification, in one table. Every status change goes through `move`, a
 conditional UPDATE: it changes only rows whose current status allows the move, so two workers
-racing for one notification cannot both win, and no status ever moves backwards."""
+racing for one notification cannot both win, and no status ever moves backwards. When someone
+listens (events' outbox), the ids that moved are told in the UPDATE's own transaction."""
 
 from collections.abc import Iterable
 
-from django.db import connections, router
+from django.core.exceptions import EmptyResultSet
+from django.db import connections, router, transaction
 from django.db.models import QuerySet, functions
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from notifications.models import Notification, NotificationStatus
+from notifications.signals import notifications_moved
 
 Status = NotificationStatus
 
@@ -68,7 +71,9 @@ def move(
     movable = _movable(ids, to, held_by)
     if only_from is not None:
         movable = movable.filter(current_status__in=list(only_from))
-    return movable.update(**_with_status(to, fields))
+    if not notifications_moved.has_listeners():
+        return movable.update(**_with_status(to, fields))
+    return len(_move_and_tell(movable, to, fields))
 
 
 def move_returning_ids(
@@ -79,13 +84,30 @@ def move_returning_ids(
     ids = list(notification_ids)
     if not ids:
         return []
-    movable = _movable(ids, to, held_by)
+    return _move_and_tell(_movable(ids, to, held_by), to, fields)
+
+
+def _move_and_tell(movable: QuerySet, to: str, fields: dict) -> list[int]:
+    """The move, and `notifications_moved` for exactly the ids it moved, in one transaction:
+    what a listener writes commits with the move or not at all. No savepoint of its own (a
+    failed listener fails the caller's transaction whole), so the move stays one query."""
+    with transaction.atomic(savepoint=False):
+        moved = _update_returning_ids(movable, to, fields)
+        if moved:
+            notifications_moved.send(Notification, ids=moved, to=to)
+    return moved
+
+
+def _update_returning_ids(movable: QuerySet, to: str, fields: dict) -> list[int]:
     # QuerySet.update() without its row count: Django has no UPDATE ... RETURNING of its own.
     query = movable.query.chain(UpdateQuery)
     query.add_update_values(_with_status(to, fields))
     query.clear_select_clause()
     database = router.db_for_write(Notification)
-    update_sql, params = query.get_compiler(database).as_sql()
+    try:
+        update_sql, params = query.get_compiler(database).as_sql()
+    except EmptyResultSet:  # no status may move to `to`
+        return []
     primary_key = connections[database].ops.quote_name(Notification._meta.pk.column)
     with connections[database].cursor() as cursor:
         cursor.execute(f"{update_sql} RETURNING {primary_key}", params)

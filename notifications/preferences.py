@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from notifications.models import Channel, ConsentChange, InboundMessage
+from notifications.signals import consent_changed
 from policies.models import Customer
 
 SALT = "renewly.preferences"
@@ -130,6 +131,10 @@ def change_consent(
             )
             for pk in ids
         )
+        if ids:  # in the transaction: what a receiver records commits with the change
+            consent_changed.send(
+                Customer, customer_ids=ids, channel=channel, accepted=accepted, source=source
+            )
     return len(ids)
 
 

@@ -1,9 +1,10 @@
 """Read-only questions about notifications."""
 
-from django.db.models import Count
+from django.db.models import Count, Q, QuerySet
 
 from notifications.lifecycle import IN_FLIGHT
 from notifications.models import Channel, Notification, ReminderRun
+from policies.models import Customer
 
 Status = Notification.Status
 # The summary's columns, and the statuses each one counts.
@@ -37,3 +38,16 @@ def run_summary(run: ReminderRun) -> dict[str, dict[str, int]]:
         }
         for channel in Channel.values
     }
+
+
+# Who a reminder can reach on each channel, as a filter on customers: the rule planning's
+# Candidate.reachable_by and dispatch's why_not_send apply row by row.
+REACHABLE_BY = {
+    Channel.EMAIL: Q(email_consent=True, email_undeliverable=False) & ~Q(email=""),
+    Channel.SMS: Q(sms_consent=True) & ~Q(phone=""),
+}
+
+
+def unreachable_customers() -> QuerySet[Customer]:
+    """Customers no channel can reach: no reminder can go to them any more."""
+    return Customer.objects.exclude(REACHABLE_BY[Channel.EMAIL] | REACHABLE_BY[Channel.SMS])

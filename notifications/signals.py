@@ -1,5 +1,5 @@
-"""What the engine tells whoever watches it (ops counts these for /metrics). The engine sends
-them and never depends on who listens."""
+"""What the engine tells whoever watches it: ops counts sends and webhooks for /metrics, events
+records changes in its outbox. The engine sends them and never depends on who listens."""
 
 import logging
 
@@ -20,6 +20,20 @@ reconciled = Signal()
 # A provider's callback was answered: webhook (the URL's name, "twilio-status"...) and outcome
 # ("accepted"; "refused": a missing or wrong signature or credentials; "invalid").
 webhook_received = Signal()
+
+# The three below are sent inside the transaction of the change they announce, with
+# Signal.send, not `tell`: a receiver that fails rolls the change back, so that whatever a
+# receiver records (events' outbox) commits exactly when the change does.
+
+# Notifications moved to a status (lifecycle.move): ids (those that moved, no others) and to.
+notifications_moved = Signal()
+
+# Customers' consent to a channel changed (preferences.change_consent): customer_ids (those
+# whose consent changed), channel, accepted (True: opted in), source (ConsentChange.Source).
+consent_changed = Signal()
+
+# Customers' email address bounced, and is undeliverable from now (tracking): customer_ids.
+email_undeliverable = Signal()
 
 
 def tell(signal: Signal, sender, **facts) -> None:

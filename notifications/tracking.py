@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from notifications import lifecycle, preferences
 from notifications.models import Channel, ConsentChange, DeliveryEvent, Notification
+from notifications.signals import email_undeliverable
 from policies.models import Customer
 
 logger = logging.getLogger(__name__)
@@ -89,7 +90,11 @@ def apply_to_customer(customer_id: int, event_type: str, error_code: str = "") -
     customers = Customer.objects.filter(pk=customer_id)
     Source = ConsentChange.Source
     if event_type == Type.BOUNCED:
-        customers.update(email_undeliverable=True, updated_at=timezone.now())
+        with transaction.atomic(savepoint=False):  # the signal's receivers write in it
+            if customers.filter(email_undeliverable=False).update(
+                email_undeliverable=True, updated_at=timezone.now()
+            ):
+                email_undeliverable.send(Customer, customer_ids=[customer_id])
     elif event_type in (Type.COMPLAINED, Type.UNSUBSCRIBED):
         source = Source.COMPLAINT if event_type == Type.COMPLAINED else Source.EMAIL_PROVIDER
         preferences.change_consent(customers, channel=Channel.EMAIL, accepted=False, source=source)

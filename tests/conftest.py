@@ -8,6 +8,7 @@ from django.apps import apps as django_apps
 from django.http import HttpRequest
 from django.test import Client
 
+from events import outbox
 from tests.factories import make_agent
 
 
@@ -81,3 +82,10 @@ def test_client_login_brings_a_request(monkeypatch):
         return login(self, request=HttpRequest(), **credentials)
 
     monkeypatch.setattr(Client, "login", login_with_request)
+
+
+@pytest.fixture(autouse=True)
+def subscriptions_read_afresh():
+    """Each test reads the events' subscriptions from its own database: a process keeps them
+    for EVENTS_SUBSCRIPTIONS_REFRESH_SECONDS, and a flush or a rollback sends no signal."""
+    outbox.forget_subscribers()

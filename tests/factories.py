@@ -11,6 +11,7 @@ from django.contrib.auth.models import Group, Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
+from events.models import Subscription
 from notifications import planning
 from notifications.models import (
     Channel,
@@ -281,3 +282,16 @@ def make_import_job(agent: Agent | None = None, **fields) -> ImportJob:
     """An upload's job row, its file not stored (queued, unless `status` says otherwise)."""
     defaults = {"original_name": "book.csv", "stored_name": "2026/01/x.csv"}
     return ImportJob.objects.create(agent=agent, **{**defaults, **fields})
+
+
+# --- Events out ---------------------------------------------------------------------------------
+
+
+def make_subscription(url: str, *event_types: str, **fields) -> Subscription:
+    """An active subscription of the insurer's system at `url` to these event types."""
+    return Subscription.objects.create(
+        name=fields.pop("name", f"insurer {Subscription.objects.count() + 1}"),
+        url=url,
+        event_types=list(event_types),
+        **fields,
+    )
