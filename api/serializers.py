@@ -47,34 +47,32 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-def _text(
-    max_length: int, help_text: str, *, required: bool = False, fmt: str = ""
-) -> StrictString:
-    field = StrictString(
-        max_length=max_length, required=required, allow_blank=not required, help_text=help_text
-    )
+def _text(help_text: str, *, required: bool = False, fmt: str = "") -> StrictString:
+    """A string field. Its presence is checked here, its value by the domain: an empty or too
+    long value is the importer's to refuse, in its words ("missing customer_name")."""
+    field = StrictString(required=required, allow_blank=True, help_text=help_text)
     return extend_schema_field({"type": "string", "format": fmt})(field) if fmt else field
 
 
 class PolicyFields(StrictSerializer):
     """A policy and its customer: the policy CSV's columns, with its checks."""
 
-    product_line = _text(64, "e.g. auto, home, life (stored lower case)", required=True)
-    customer_name = _text(200, "", required=True)
-    customer_email = _text(254, "Finds the customer: one address, one customer.", required=True)
-    customer_phone = _text(64, "Any format phonenumbers reads; stored E.164. Empty: none.")
-    customer_timezone = _text(64, "An IANA name, e.g. Europe/Madrid. Empty: the site's.")
-    customer_language = _text(16, "e.g. en, es, es-MX. Empty: the site's.")
+    product_line = _text("e.g. auto, home, life (stored lower case)", required=True)
+    customer_name = _text("", required=True)
+    customer_email = _text("Finds the customer: one address, one customer.", required=True)
+    customer_phone = _text("Any format phonenumbers reads; stored E.164. Empty: none.")
+    customer_timezone = _text("An IANA name, e.g. Europe/Madrid. Empty: the site's.")
+    customer_language = _text("e.g. en, es, es-MX. Empty: the site's.")
     agent_email = _text(
-        254, "The agent whose book it is. Optional with a key limited to one agent's book."
+        "The agent whose book it is. Optional with a key limited to one agent's book."
     )
-    start_date = _text(10, "YYYY-MM-DD", required=True)
-    expiry_date = _text(10, "YYYY-MM-DD, after start_date", required=True)
-    status = _text(16, "active (the default), renewed, cancelled or lapsed")
+    start_date = _text("YYYY-MM-DD", required=True)
+    expiry_date = _text("YYYY-MM-DD, after start_date", required=True)
+    status = _text("active (the default), renewed, cancelled or lapsed")
 
 
 class PolicyRowIn(PolicyFields):
-    policy_number = _text(64, "", required=True)
+    policy_number = _text("", required=True)
 
 
 assert {*PolicyRowIn().fields} == set(COLUMNS), "the API's row is the CSV's row"
@@ -202,7 +200,7 @@ class UpsertOut(serializers.Serializer):
 
 
 class RenewalIn(StrictSerializer):
-    expiry_date = _text(10, "The new expiry date, YYYY-MM-DD.", required=True, fmt="date")
+    expiry_date = _text("The new expiry date, YYYY-MM-DD.", required=True, fmt="date")
 
 
 class EmptyIn(StrictSerializer):
@@ -217,9 +215,9 @@ class PolicyChangeOut(serializers.Serializer):
 
 
 class AgentIn(StrictSerializer):
-    first_name = _text(150, "")
-    last_name = _text(150, "")
-    phone = _text(64, "Any format phonenumbers reads; stored E.164. Empty: none.")
+    first_name = StrictString(max_length=150, required=False, allow_blank=True)
+    last_name = StrictString(max_length=150, required=False, allow_blank=True)
+    phone = _text("Any format phonenumbers reads; stored E.164. Empty: none.")
     active = StrictBoolean(
         required=False,
         help_text="false: the agent can no longer log in; their book stays. Default: unchanged "

@@ -395,6 +395,8 @@ class HousekeepingRunAdmin(ReadOnlyAdmin):
         "task_results_deleted",
         "uploads_purged",
         "payloads_cleared",
+        "idempotency_keys_deleted",
+        "events_deleted",
         "error",
     ]
 

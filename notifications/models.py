@@ -472,6 +472,10 @@ class HousekeepingRun(models.Model):
     task_results_deleted = models.PositiveIntegerField(default=0)
     uploads_purged = models.PositiveIntegerField(default=0)
     payloads_cleared = models.PositiveIntegerField(default=0)
+    idempotency_keys_deleted = models.PositiveIntegerField(default=0)
+    events_deleted = models.PositiveIntegerField(
+        default=0, help_text="Events to other systems that every subscriber received."
+    )
     error = models.TextField(blank=True)
 
     class Meta:

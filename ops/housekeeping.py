@@ -2,7 +2,9 @@
 results (RESULTS_RETENTION_DAYS), the files of finished uploads (UPLOADS_RETENTION_DAYS; the
 job's record stays) and the raw provider payloads of old delivery events
 (PROVIDER_PAYLOAD_RETENTION_DAYS; the event stays). A notification's own record and its delivery
-timeline are never removed. Each run is recorded as a HousekeepingRun with what it removed."""
+timeline are never removed. The API's idempotency keys go after IDEMPOTENCY_KEY_HOURS, and the
+events every subscriber received after EVENTS_RETENTION_DAYS. Each run is recorded as a
+HousekeepingRun with what it removed."""
 
 from datetime import datetime, timedelta
 
@@ -10,6 +12,8 @@ from django.conf import settings
 from django.utils import timezone
 from django_celery_results.models import GroupResult, TaskResult
 
+from api import idempotency
+from events import services as events_services
 from notifications.models import DeliveryEvent, HousekeepingRun, WorkerLease
 from policies.import_jobs import purge_uploaded_files
 
@@ -32,6 +36,11 @@ def run_housekeeping(*, now: datetime | None = None) -> HousekeepingRun:
         if cutoff := _cutoff(now, settings.PROVIDER_PAYLOAD_RETENTION_DAYS):
             run.payloads_cleared = clear_provider_payloads(received_before=cutoff)
             run.save(update_fields=["payloads_cleared"])
+        run.idempotency_keys_deleted = idempotency.purge_expired(now=now)
+        run.save(update_fields=["idempotency_keys_deleted"])
+        if cutoff := _cutoff(now, settings.EVENTS_RETENTION_DAYS):
+            run.events_deleted = events_services.purge_delivered(before=cutoff)
+            run.save(update_fields=["events_deleted"])
         delete_lapsed_leases(lapsed_before=now - LAPSED_LEASES_KEPT)
     except Exception as error:
         # Shown in the admin with what was removed before it; raised for the worker's log.

@@ -17,4 +17,6 @@ def run_housekeeping() -> dict:
         "task_results_deleted": run.task_results_deleted,
         "uploads_purged": run.uploads_purged,
         "payloads_cleared": run.payloads_cleared,
+        "idempotency_keys_deleted": run.idempotency_keys_deleted,
+        "events_deleted": run.events_deleted,
     }

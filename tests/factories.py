@@ -11,6 +11,7 @@ from django.contrib.auth.models import Group, Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
+from api.models import ApiKey
 from events.models import Subscription
 from notifications import planning
 from notifications.models import (
@@ -295,3 +296,8 @@ def make_subscription(url: str, *event_types: str, **fields) -> Subscription:
         event_types=list(event_types),
         **fields,
     )
+
+
+def make_api_key(name: str = "policy admin", *, agent: Agent | None = None, read_only=False):
+    """An integration's API key: (the key's row, the secret to send)."""
+    return ApiKey.objects.create_key(name=name, agent=agent, read_only=read_only)
