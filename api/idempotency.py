@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework import exceptions
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from api.models import ApiKey, IdempotencyKey
@@ -123,7 +124,8 @@ def idempotent(handler):
                 IdempotencyKey.objects.filter(pk=record.pk).update(
                     state=State.COMPLETED,
                     response_status=response.status_code,
-                    response_body=response.data,
+                    # As the client read it: dates and times as the renderer writes them.
+                    response_body=json.loads(JSONRenderer().render(response.data)),
                 )
                 return response
         except _NotStored as not_stored:

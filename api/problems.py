@@ -2,12 +2,8 @@
 status, a detail a person can act on, and for invalid input the errors, each with a JSON
 pointer to the field at fault. Nothing the API refuses answers with a traceback."""
 
-import io
-
-from django.conf import settings
 from django.http import JsonResponse
-from rest_framework import exceptions, status
-from rest_framework.parsers import JSONParser
+from rest_framework import exceptions
 from rest_framework.views import exception_handler
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -33,24 +29,6 @@ class Problem(exceptions.APIException):
         self.status_code = status_code
         self.errors = errors or []
         super().__init__(detail)
-
-
-class BodyTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-
-
-class LimitedJSONParser(JSONParser):
-    """JSON, read no further than API_MAX_BODY_BYTES (DRF reads the stream past Django's own
-    DATA_UPLOAD_MAX_MEMORY_SIZE check)."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        limit = settings.API_MAX_BODY_BYTES
-        request = (parser_context or {}).get("request")
-        declared = int(request.META.get("CONTENT_LENGTH") or 0) if request else 0
-        body = stream.read(limit + 1) if stream is not None else b""
-        if declared > limit or len(body) > limit:
-            raise BodyTooLarge(f"The body is larger than {limit} bytes.")
-        return super().parse(io.BytesIO(body), media_type, parser_context)
 
 
 def problem(status_code: int, detail: str, *, errors: list[dict] | None = None, **members):

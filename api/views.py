@@ -97,6 +97,16 @@ def _rejection(reason: str) -> list[dict]:
     return [{"pointer": f"/{field}" if field else "", "detail": reason}]
 
 
+class ApiView(APIView):
+    """The API's views: a path naming what cannot exist (a NUL character, which PostgreSQL
+    cannot even compare) finds nothing."""
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if any(isinstance(value, str) and "\x00" in value for value in kwargs.values()):
+            raise Problem(404, "Nothing here has a NUL character in its name.")
+
+
 # --- Agents ---------------------------------------------------------------------------------
 
 
@@ -120,7 +130,7 @@ def _agent_email(email: str) -> str:
     return email
 
 
-class AgentView(APIView):
+class AgentView(ApiView):
     permission_classes = [access.KeyPermission, access.AllBooksKey]
 
     @extend_schema(responses={200: shapes.AgentOut, **problems(403, 404)}, operation_id="agent")
@@ -161,7 +171,7 @@ class AgentView(APIView):
 # --- Policies -------------------------------------------------------------------------------
 
 
-class PolicyView(APIView):
+class PolicyView(ApiView):
     @extend_schema(responses={200: shapes.PolicyOut, **problems(404)}, operation_id="policy")
     def get(self, request, policy_number: str):
         found = selectors.policy_out(policy_number, access.policies_for(request.auth))
@@ -210,7 +220,7 @@ class PolicyView(APIView):
         return Response(body, status=201 if outcome == RowOutcome.CREATED else 200)
 
 
-class PolicyListView(APIView):
+class PolicyListView(ApiView):
     @extend_schema(
         parameters=[
             OpenApiParameter("updated_since", OpenApiTypes.DATETIME),
@@ -242,7 +252,7 @@ class PolicyListView(APIView):
         )
 
 
-class BulkPolicyView(APIView):
+class BulkPolicyView(ApiView):
     @extend_schema(
         request=shapes.BulkIn,
         parameters=[IDEMPOTENCY_PARAMETER],
@@ -318,7 +328,7 @@ def _shape_errors(errors) -> str:
     return str(errors)
 
 
-class PolicyChangeView(APIView):
+class PolicyChangeView(ApiView):
     """A change of the policy's status, with what it means for its reminders."""
 
     change = ""  # "renewed", "cancelled" or "lapsed" (notifications.services.POLICY_CHANGES)
@@ -396,7 +406,7 @@ class PolicyLapseView(PolicyChangeView):
 # --- Customers' consent ---------------------------------------------------------------------
 
 
-class ConsentView(APIView):
+class ConsentView(ApiView):
     def _customer(self, request, customer_id: int):
         customer = access.customers_for(request.auth).filter(pk=customer_id).first()
         if customer is None:
@@ -451,7 +461,7 @@ class ConsentView(APIView):
 # --- Notifications --------------------------------------------------------------------------
 
 
-class NotificationListView(APIView):
+class NotificationListView(ApiView):
     @extend_schema(
         parameters=[
             OpenApiParameter("status", OpenApiTypes.STR, enum=NotificationStatus.values),

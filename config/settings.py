@@ -417,7 +417,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["api.access.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["api.access.KeyPermission"],
     "DEFAULT_THROTTLE_CLASSES": ["api.access.PerKeyThrottle"],
-    "DEFAULT_PARSER_CLASSES": ["api.problems.LimitedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["api.parsers.LimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "api.problems.problem_exception_handler",
