@@ -2,7 +2,8 @@
 status, a detail a person can act on, and for invalid input the errors, each with a JSON
 pointer to the field at fault. Nothing the API refuses answers with a traceback."""
 
-from django.http import JsonResponse
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions
 from rest_framework.views import exception_handler
 
@@ -45,6 +46,11 @@ def problem(status_code: int, detail: str, *, errors: list[dict] | None = None, 
 
 
 def problem_exception_handler(exc, context):
+    # DRF answers Django's own two as its own; they are described as those.
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
     response = exception_handler(exc, context)
     if response is None:
         return None  # not an API error: Django's own handling (and a 500 for a bug)

@@ -6,7 +6,6 @@ from datetime import date, datetime
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
-from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -135,7 +134,10 @@ class AgentView(ApiView):
 
     @extend_schema(responses={200: shapes.AgentOut, **problems(403, 404)}, operation_id="agent")
     def get(self, request, email: str):
-        agent = get_object_or_404(Agent.objects.select_related("user"), email=_agent_email(email))
+        email = _agent_email(email)
+        agent = Agent.objects.select_related("user").filter(email=email).first()
+        if agent is None:
+            raise Problem(404, f"No agent {email!r}.")
         return Response(_agent_out(agent))
 
     @extend_schema(
