@@ -69,6 +69,8 @@ def staff_roles(db):
     module.create_roles(django_apps, schema_editor=None)
     later = importlib.import_module("notifications.migrations.0014_outage_resilience")
     later.grant_breaker_permissions(django_apps, schema_editor=None)
+    integration = importlib.import_module("api.migrations.0002_integration_roles")
+    integration.grant_integration_permissions(django_apps, schema_editor=None)
     return module.ROLES
 
 

@@ -13,7 +13,13 @@ from django.utils import timezone
 
 from api.models import ApiKey
 from tests.api.conftest import Caller
-from tests.factories import make_api_key, make_customer, make_notification, make_policy
+from tests.factories import (
+    make_api_key,
+    make_customer,
+    make_notification,
+    make_policy,
+    make_staff,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -182,3 +188,20 @@ def test_the_admin_shows_a_new_key_once(admin_client, db):
     secret = message.split("is: ")[1].split(". ")[0]
     assert key.read_only
     assert Caller(Client(), secret).get("policies").status_code == 200
+
+
+def test_renewal_admins_manage_keys_and_support_only_reads_them(client, staff_roles):
+    key, _secret = make_api_key("warehouse")
+    admin = make_staff("admin", roles=["Renewal admins"])
+    support = make_staff("support", roles=["Support (read-only)"])
+
+    client.force_login(admin)
+    admin_add = client.get("/admin/api/apikey/add/").status_code
+    client.force_login(support)
+    support_view = client.get(f"/admin/api/apikey/{key.pk}/change/")
+    support_add = client.get("/admin/api/apikey/add/").status_code
+
+    assert admin_add == 200
+    assert support_view.status_code == 200
+    assert b"warehouse" in support_view.content
+    assert support_add == 403
