@@ -50,7 +50,14 @@ def notifications_moved(sender, *, ids: list[int], to: str, **_signal_arguments)
 
 
 def consent_changed(
-    sender, *, customer_ids: list[int], channel: str, accepted: bool, source: str, **_arguments
+    sender,
+    *,
+    customer_ids: list[int],
+    channel: str,
+    accepted: bool,
+    source: str,
+    changed_by: str = "",
+    **_arguments,
 ) -> None:
     now = timezone.now().isoformat()
     outbox.record(
@@ -58,7 +65,13 @@ def consent_changed(
         [
             Change(
                 customer_id=pk,
-                data={"customer_id": pk, "channel": channel, "source": source, "occurred_at": now},
+                data={
+                    "customer_id": pk,
+                    "channel": channel,
+                    "source": source,
+                    "changed_by": changed_by,
+                    "occurred_at": now,
+                },
             )
             for pk in customer_ids
         ],

@@ -133,7 +133,12 @@ def change_consent(
         )
         if ids:  # in the transaction: what a receiver records commits with the change
             consent_changed.send(
-                Customer, customer_ids=ids, channel=channel, accepted=accepted, source=source
+                Customer,
+                customer_ids=ids,
+                channel=channel,
+                accepted=accepted,
+                source=source,
+                changed_by=changed_by,
             )
     return len(ids)
 

@@ -29,7 +29,8 @@ webhook_received = Signal()
 notifications_moved = Signal()
 
 # Customers' consent to a channel changed (preferences.change_consent): customer_ids (those
-# whose consent changed), channel, accepted (True: opted in), source (ConsentChange.Source).
+# whose consent changed), channel, accepted (True: opted in), source (ConsentChange.Source),
+# changed_by (who, where the source says: an API key's name).
 consent_changed = Signal()
 
 # Customers' email address bounced, and is undeliverable from now (tracking): customer_ids.

@@ -74,6 +74,8 @@ def test_an_integration_feeds_renews_and_hears_back_over_http(api):
         (payload,) = crm.accepted.values()
         assert payload["type"] == "customer.opted_out"
         assert payload["data"]["customer_id"] == customer_id
+        assert payload["data"]["source"] == "api"
+        assert payload["data"]["changed_by"] == "policy admin system"
         assert crm.rejected == 0
 
 

@@ -109,6 +109,8 @@ def test_housekeeping_removes_what_is_past_retention_and_records_it(settings, de
         "task_results_deleted": 1,
         "uploads_purged": 1,
         "payloads_cleared": 1,
+        "idempotency_keys_deleted": 0,
+        "events_deleted": 0,
     }
     assert run.finished_at is not None
     assert run.error == ""
