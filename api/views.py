@@ -277,14 +277,16 @@ class BulkPolicyView(ApiView):
         key = request.auth
         checked, refused = [], {}
         for index, row in enumerate(rows):
-            serializer = shapes.PolicyRowIn(data=row)
-            if serializer.is_valid():
+            if shapes.fits_policy_row(row):
+                cells = row
+            elif (serializer := shapes.PolicyRowIn(data=row)).is_valid():
                 cells = dict(serializer.validated_data)
-                if key.agent_id and not cells.get("agent_email"):
-                    cells["agent_email"] = key.agent.email
-                checked.append((index, cells))
             else:
                 refused[index] = _shape_errors(serializer.errors)
+                continue
+            if key.agent_id and not cells.get("agent_email"):
+                cells = {**cells, "agent_email": key.agent.email}
+            checked.append((index, cells))
         summary = import_rows(
             checked, only_agent_id=key.agent_id, unknown_agents=data.get("unknown_agents")
         )
