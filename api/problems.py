@@ -6,6 +6,7 @@ import io
 
 from django.conf import settings
 from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.parsers import JSONParser
 from rest_framework.views import exception_handler
@@ -108,6 +109,7 @@ def _escape(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
+@csrf_exempt  # like every API view: keys, not cookies; else a PUT here answers CSRF's HTML 403
 def not_found(request, *args, **kwargs):
     """Any /api/ path the API does not have."""
     body = problem(404, f"There is no API endpoint at {request.path}.", instance=request.path)
