@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework import exceptions
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from api.models import ApiKey, IdempotencyKey
@@ -79,6 +80,12 @@ def claim(*, api_key: ApiKey, key: str, request_fingerprint: str) -> Claimed | R
     raise Problem(409, f"This {HEADER} is changing hands; retry.")
 
 
+def as_json(data: object) -> object:
+    """The answer as its client read it (dates and times in the API's own ISO form), so that a
+    replay is the same answer: the JSON column takes no date."""
+    return json.loads(JSONRenderer().render(data))
+
+
 def expired_before(now: datetime) -> datetime:
     return now - timedelta(hours=settings.IDEMPOTENCY_KEY_HOURS)
 
@@ -123,7 +130,7 @@ def idempotent(handler):
                 IdempotencyKey.objects.filter(pk=record.pk).update(
                     state=State.COMPLETED,
                     response_status=response.status_code,
-                    response_body=response.data,
+                    response_body=as_json(response.data),
                 )
                 return response
         except _NotStored as not_stored:
