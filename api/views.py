@@ -51,7 +51,7 @@ PUT_IS_IDEMPOTENT = "Idempotent by nature: sending the same body again changes n
 def _query(request, name: str, parse, *, default=None):
     """A query parameter, parsed, or a 400 naming it."""
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         return parse(raw)
