@@ -182,6 +182,7 @@ class PolicyView(APIView):
         operation_id="put_policy",
     )
     def put(self, request, policy_number: str):
+        policy_number = policy_number.strip()  # as the importer strips it: the answer's policy
         key = request.auth
         # A policy outside the key's book is not there for it, even to be written over.
         if (
