@@ -120,6 +120,14 @@ def _agent_email(email: str) -> str:
     return email
 
 
+def _no_nul(policy_number: str) -> str:
+    """A policy number from the path; one with a NUL character names no policy (PostgreSQL
+    stores no NUL in text, and would refuse the query)."""
+    if "\x00" in policy_number:
+        raise Problem(404, f"No policy {policy_number!r}: a policy number has no NUL character.")
+    return policy_number
+
+
 class AgentView(APIView):
     permission_classes = [access.KeyPermission, access.AllBooksKey]
 
@@ -164,7 +172,7 @@ class AgentView(APIView):
 class PolicyView(APIView):
     @extend_schema(responses={200: shapes.PolicyOut, **problems(404)}, operation_id="policy")
     def get(self, request, policy_number: str):
-        found = selectors.policy_out(policy_number, access.policies_for(request.auth))
+        found = selectors.policy_out(_no_nul(policy_number), access.policies_for(request.auth))
         if found is None:
             raise Problem(404, f"No policy {policy_number!r}.")
         return Response(found)
@@ -182,7 +190,7 @@ class PolicyView(APIView):
         operation_id="put_policy",
     )
     def put(self, request, policy_number: str):
-        policy_number = policy_number.strip()  # as the importer strips it: the answer's policy
+        policy_number = _no_nul(policy_number.strip())  # stripped as the importer strips it
         key = request.auth
         # A policy outside the key's book is not there for it, even to be written over.
         if (
@@ -326,7 +334,7 @@ class PolicyChangeView(APIView):
 
     def apply(self, request, policy_number: str, *, new_expiry_date: date | None = None):
         policies = access.policies_for(request.auth)
-        policy = policies.filter(policy_number=policy_number).first()
+        policy = policies.filter(policy_number=_no_nul(policy_number)).first()
         if policy is None:
             raise Problem(404, f"No policy {policy_number!r}.")
         try:
