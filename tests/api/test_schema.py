@@ -1,16 +1,25 @@
 """The integration API against its own OpenAPI schema: the schema it serves is valid OpenAPI 3 and
 names every endpoint; its docs pages load from our own static files under the site's
 Content-Security-Policy; and schemathesis, fuzzing every operation with valid and invalid input,
-finds no 5xx and no answer the schema does not describe (status, media type and body, problems
-included as application/problem+json).
+finds no 5xx and no answer the schema does not describe (status, media type and body; problems
+are validated as the application/problem+json the schema documents for every 4xx).
 
 How the fuzzer reaches the API: in-process, through Django's WSGI application
 (schemathesis.openapi.from_wsgi), on a `transaction=True` database. A live server would add a
-thread and a socket for nothing; the in-process call is the same middleware, URLconf and
-handlers. The database must be transactional, not the usual per-test transaction: the WSGI
+thread and a socket for nothing; the in-process call runs the same middleware, URLconf and
+views. The database must be transactional, not the usual per-test transaction: the WSGI
 handler, unlike Django's test client, closes a connection left outside autocommit at the end of
 each request, and a database error inside one shared transaction would poison every request
 after it. With autocommit each request commits or rolls back on its own, as in production.
+
+The schema is loaded as the module is collected (its view reads no database), not through
+schemathesis.pytest.from_fixture, whose lazy loader sets `request.node._nodeid`, which pytest 9
+no longer has. Each operation is then a test of its own, with a fresh database and key; the key
+goes with each call because schemathesis builds its coverage-phase cases at collection.
+
+405s for methods an operation lacks, and 415s for other media types, are schemathesis' own
+probes, judged by it (the schema documents neither, as drf-spectacular does not); 429 is
+switched off, so that every request reaches a view.
 """
 
 import json
