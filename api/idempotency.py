@@ -80,6 +80,12 @@ def claim(*, api_key: ApiKey, key: str, request_fingerprint: str) -> Claimed | R
     raise Problem(409, f"This {HEADER} is changing hands; retry.")
 
 
+def as_json(data: object) -> object:
+    """The answer as its client read it (dates and times in the API's own ISO form), so that a
+    replay is the same answer: the JSON column takes no date."""
+    return json.loads(JSONRenderer().render(data))
+
+
 def expired_before(now: datetime) -> datetime:
     return now - timedelta(hours=settings.IDEMPOTENCY_KEY_HOURS)
 
@@ -124,8 +130,7 @@ def idempotent(handler):
                 IdempotencyKey.objects.filter(pk=record.pk).update(
                     state=State.COMPLETED,
                     response_status=response.status_code,
-                    # As the client read it: dates and times as the renderer writes them.
-                    response_body=json.loads(JSONRenderer().render(response.data)),
+                    response_body=as_json(response.data),
                 )
                 return response
         except _NotStored as not_stored:

@@ -4,6 +4,7 @@ pointer to the field at fault. Nothing the API refuses answers with a traceback.
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 from rest_framework.views import exception_handler
 
@@ -92,6 +93,7 @@ def _escape(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
+@csrf_exempt  # like every API view: keys, not cookies; else a PUT here answers CSRF's HTML 403
 def not_found(request, *args, **kwargs):
     """Any /api/ path the API does not have."""
     body = problem(404, f"There is no API endpoint at {request.path}.", instance=request.path)

@@ -50,7 +50,7 @@ PUT_IS_IDEMPOTENT = "Idempotent by nature: sending the same body again changes n
 def _query(request, name: str, parse, *, default=None):
     """A query parameter, parsed, or a 400 naming it."""
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         return parse(raw)
@@ -194,6 +194,7 @@ class PolicyView(ApiView):
         operation_id="put_policy",
     )
     def put(self, request, policy_number: str):
+        policy_number = policy_number.strip()  # as the importer strips it
         key = request.auth
         # A policy outside the key's book is not there for it, even to be written over.
         if (
