@@ -12,7 +12,6 @@ the admins are told (`disable_failing`)."""
 import json
 import logging
 import os
-import random
 import threading
 import time
 from collections import Counter
@@ -21,7 +20,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import requests
-from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
@@ -32,6 +30,7 @@ from standardwebhooks import Webhook
 
 from events import lifecycle
 from events.models import Delivery, DeliveryAttempt, Subscription
+from notifications.retries import jittered_backoff
 
 logger = logging.getLogger(__name__)
 Status = Delivery.Status
@@ -284,15 +283,13 @@ def out_of_time(delivery: Delivery, now: datetime) -> bool:
 
 def retry_backoff(attempts: int) -> int:
     """Seconds a delivery waits after its `attempts`-th attempt failed: EVENTS_RETRY_BACKOFF_
-    SECONDS, doubling with each attempt, at most EVENTS_RETRY_BACKOFF_MAX_SECONDS; the second
-    half of it at random, so that one outage's deliveries do not all come back at once."""
-    backoff = get_exponential_backoff_interval(
-        factor=settings.EVENTS_RETRY_BACKOFF_SECONDS,
-        retries=max(attempts - 1, 0),
-        maximum=settings.EVENTS_RETRY_BACKOFF_MAX_SECONDS,
-        full_jitter=False,
+    SECONDS, doubling with each attempt, at most EVENTS_RETRY_BACKOFF_MAX_SECONDS, jittered as
+    reminders' retries are."""
+    return jittered_backoff(
+        attempts,
+        first=settings.EVENTS_RETRY_BACKOFF_SECONDS,
+        most=settings.EVENTS_RETRY_BACKOFF_MAX_SECONDS,
     )
-    return backoff // 2 + random.randint(0, backoff - backoff // 2)
 
 
 def _each(values: dict[int, object], field_name: str):

@@ -35,15 +35,22 @@ def gave_up(notification: Notification, error: Exception) -> str:
 
 
 def retry_backoff(attempts: int) -> int:
-    """Seconds a notification waits after its `attempts`-th try failed transiently: Celery's
-    exponential backoff (REMINDER_RETRY_BACKOFF_SECONDS, doubling with each try, at most
-    REMINDER_RETRY_BACKOFF_MAX_SECONDS), the second half of it at random, so that the many
-    reminders one provider outage deferred do not all come back in the same release."""
+    """Seconds a notification waits after its `attempts`-th try failed transiently
+    (REMINDER_RETRY_BACKOFF_SECONDS, doubling with each try, at most
+    REMINDER_RETRY_BACKOFF_MAX_SECONDS; see `jittered_backoff`)."""
+    return jittered_backoff(
+        attempts,
+        first=settings.REMINDER_RETRY_BACKOFF_SECONDS,
+        most=settings.REMINDER_RETRY_BACKOFF_MAX_SECONDS,
+    )
+
+
+def jittered_backoff(attempts: int, *, first: int, most: int) -> int:
+    """Seconds to wait after the `attempts`-th failed try: Celery's exponential backoff (`first`,
+    doubling with each try, at most `most`), the second half of it at random, so that the many
+    tries one outage failed do not all come back at once. Reminders and events both wait so."""
     backoff = get_exponential_backoff_interval(
-        factor=settings.REMINDER_RETRY_BACKOFF_SECONDS,
-        retries=max(attempts - 1, 0),
-        maximum=settings.REMINDER_RETRY_BACKOFF_MAX_SECONDS,
-        full_jitter=False,
+        factor=first, retries=max(attempts - 1, 0), maximum=most, full_jitter=False
     )
     return backoff // 2 + random.randint(0, backoff - backoff // 2)
 
