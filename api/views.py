@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers as drf
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -388,24 +388,25 @@ class PolicyRenewalView(PolicyChangeView):
         return self.apply(request, policy_number, new_expiry_date=new_expiry_date)
 
 
-class PolicyCancellationView(PolicyChangeView):
+class PolicyEndView(PolicyChangeView):
+    """A cancellation or a lapse: no field, the path says it all."""
+
+    @idempotent
+    def post(self, request, policy_number: str):
+        _validated(shapes.EmptyIn, request.data or {})
+        return self.apply(request, policy_number)
+
+
+@extend_schema_view(post=change_schema("The policy was cancelled.", shapes.EmptyIn))
+class PolicyCancellationView(PolicyEndView):
     change = "cancelled"
 
-    @change_schema("The policy was cancelled.", shapes.EmptyIn)
-    @idempotent
-    def post(self, request, policy_number: str):
-        _validated(shapes.EmptyIn, request.data or {})
-        return self.apply(request, policy_number)
 
-
-class PolicyLapseView(PolicyChangeView):
+@extend_schema_view(
+    post=change_schema("The policy lapsed: it ran out, not renewed.", shapes.EmptyIn)
+)
+class PolicyLapseView(PolicyEndView):
     change = "lapsed"
-
-    @change_schema("The policy lapsed: it ran out, not renewed.", shapes.EmptyIn)
-    @idempotent
-    def post(self, request, policy_number: str):
-        _validated(shapes.EmptyIn, request.data or {})
-        return self.apply(request, policy_number)
 
 
 # --- Customers' consent ---------------------------------------------------------------------
