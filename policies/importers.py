@@ -256,6 +256,7 @@ def _import_rows(
         create_unknown=(unknown_agents or settings.IMPORT_UNKNOWN_AGENTS) == UnknownAgents.CREATE,
         summary=summary,
     )
+    parser = RowParser(agent_ids=agent_ids, only_agent_id=only_agent_id)
     repeated = scan.repeated_numbers()
     goes_on = scan.customer_goes_on()
     del scan.number_hashes, scan.email_hashes
@@ -268,7 +269,7 @@ def _import_rows(
     done = 0
     for index, (line, cells) in enumerate(rows):
         try:
-            row = parse_row(line, cells, agent_ids=agent_ids, only_agent_id=only_agent_id)
+            row = parser.parse(line, cells)
             if hash(row.policy_number) in repeated:
                 first_line = first_line_of.setdefault(row.policy_number, line)
                 if first_line != line:
@@ -324,85 +325,103 @@ def _import_chunk(
         _write_chunk(rows, customers, summary)
 
 
-def parse_row(
-    line: int,
-    cells: Sequence[str],
-    *,
-    agent_ids: "AgentDirectory",
-    only_agent_id: int | None = None,
-) -> PolicyRow:
-    """Validate and normalise one row, its cells in COLUMNS' order, or raise RowError naming
-    the field at fault. Every file's every row comes through here: its checks stay cheap (no
-    per-row lookups in lazy settings or validators), the costly ones are cached by value."""
-    if len(cells) > len(COLUMNS):
-        raise RowError("has more cells than the header has columns")
-    (
-        policy_number,
-        product_line,
-        customer_name,
-        customer_email,
-        customer_phone,
-        customer_timezone,
-        customer_language,
-        agent_email,
-        start_date,
-        expiry_date,
-        status,
-    ) = values = list(map(str.strip, cells))
-    if "" in values:
-        missing = [
-            name
-            for name, value in zip(COLUMNS, values, strict=True)
-            if not value and name not in OPTIONAL_VALUES
-        ]
-        if missing:
-            raise RowError(f"missing {', '.join(missing)}")
+class RowParser:
+    """Validates and normalises rows (their cells in COLUMNS' order) into PolicyRows, or raises
+    RowError naming the field at fault. One per import: every row of a file comes through
+    `parse`, so what no row changes (the settings it reads, the time zones) is looked up once,
+    and the costly checks are cached by value (phone numbers, dates)."""
 
-    email = _limited("customer_email", customer_email.lower(), 254)
-    if not _is_email(email):
-        raise RowError(f"invalid customer_email {customer_email!r}")
+    def __init__(self, *, agent_ids: "AgentDirectory", only_agent_id: int | None = None):
+        self._agent_ids = agent_ids
+        self._only_agent_id = only_agent_id
+        self._timezones = _known_timezones()
+        self._default_timezone = settings.TIME_ZONE
+        self._default_language = settings.LANGUAGE_CODE
+        self._languages = [code for code, _ in settings.LANGUAGES]
 
-    agent_id = agent_ids.id_of(agent_email.lower(), only_agent_id=only_agent_id)
+    def parse(self, line: int, cells: Sequence[str]) -> PolicyRow:
+        if len(cells) > len(COLUMNS):
+            raise RowError("has more cells than the header has columns")
+        (
+            policy_number,
+            product_line,
+            customer_name,
+            customer_email,
+            customer_phone,
+            customer_timezone,
+            customer_language,
+            agent_email,
+            start_date,
+            expiry_date,
+            status,
+        ) = values = list(map(str.strip, cells))
+        if "" in values:
+            missing = [
+                name
+                for name, value in zip(COLUMNS, values, strict=True)
+                if not value and name not in OPTIONAL_VALUES
+            ]
+            if missing:
+                raise RowError(f"missing {', '.join(missing)}")
 
-    start = _parse_date("start_date", start_date)
-    expiry = _parse_date("expiry_date", expiry_date)
-    if expiry <= start:
-        raise RowError(f"expiry_date {expiry} is not after start_date {start}")
+        email = _limited("customer_email", customer_email.lower(), 254)
+        if not _is_email(email):
+            raise RowError(f"invalid customer_email {customer_email!r}")
 
-    status_value = status.lower() or Policy.Status.ACTIVE
-    if status_value not in POLICY_STATUSES:
-        raise RowError(f"invalid status {status!r} (expected one of: {', '.join(POLICY_STATUSES)})")
+        agent_id = self._agent_ids.id_of(agent_email.lower(), only_agent_id=self._only_agent_id)
 
-    timezone_name = customer_timezone or settings.TIME_ZONE
-    if timezone_name not in _known_timezones():
-        raise RowError(f"unknown customer_timezone {timezone_name!r} (expected an IANA name)")
+        start = _parse_date("start_date", start_date)
+        expiry = _parse_date("expiry_date", expiry_date)
+        if expiry <= start:
+            raise RowError(f"expiry_date {expiry} is not after start_date {start}")
 
-    return PolicyRow(
-        line=line,
-        policy_number=_limited("policy_number", policy_number, 64),
-        product_line=_limited("product_line", product_line.lower(), 64),
-        customer_name=_limited("customer_name", customer_name, 200),
-        customer_email=email,
-        customer_phone=normalise_phone(customer_phone),
-        customer_timezone=timezone_name,
-        customer_language=_parse_language(customer_language),
-        agent_id=agent_id,
-        start_date=start,
-        expiry_date=expiry,
-        status=status_value,
-    )
+        status_value = status.lower() or Policy.Status.ACTIVE
+        if status_value not in POLICY_STATUSES:
+            raise RowError(
+                f"invalid status {status!r} (expected one of: {', '.join(POLICY_STATUSES)})"
+            )
+
+        timezone_name = customer_timezone or self._default_timezone
+        if timezone_name not in self._timezones:
+            raise RowError(f"unknown customer_timezone {timezone_name!r} (expected an IANA name)")
+
+        return PolicyRow(
+            line=line,
+            policy_number=_limited("policy_number", policy_number, 64),
+            product_line=_limited("product_line", product_line.lower(), 64),
+            customer_name=_limited("customer_name", customer_name, 200),
+            customer_email=email,
+            customer_phone=normalise_phone(customer_phone),
+            customer_timezone=timezone_name,
+            customer_language=self._language(customer_language),
+            agent_id=agent_id,
+            start_date=start,
+            expiry_date=expiry,
+            status=status_value,
+        )
+
+    def _language(self, raw: str) -> str:
+        if not raw:
+            return self._default_language
+        code = raw.lower().replace("_", "-").split("-")[0]  # "es-MX" is written in "es"
+        if code not in self._languages:
+            raise RowError(
+                f"unsupported customer_language {raw!r} "
+                f"(expected one of: {', '.join(self._languages)})"
+            )
+        return code
 
 
 # Django's validate_email, with a verdict in one regular expression for the addresses nearly
-# every row has (a dot-atom before the @, a domain name after it, Django's own patterns): a
-# match is an address it accepts; anything else goes to it for its verdict.
+# every row has (a dot-atom before the @, a domain name after it, by Django's own patterns;
+# lower case, as the importer stores addresses): a match is an address it accepts, anything else
+# goes to it for its verdict.
 _PLAIN_EMAIL = re.compile(
-    r"[-!#$%&'*+/=?^_`{}|~0-9A-Z]+(?:\.[-!#$%&'*+/=?^_`{}|~0-9A-Z]+)*@"
+    r"[-!#$%&'*+/=?^_`{}|~0-9a-z]+(?:\.[-!#$%&'*+/=?^_`{}|~0-9a-z]+)*@"
     + EmailValidator.hostname_re
     + EmailValidator.domain_re
     + EmailValidator.tld_no_fqdn_re
-    + r"\Z",
-    re.IGNORECASE,
+    + r"\Z"
 )
 
 
@@ -512,18 +531,18 @@ def _scan(binary: IO[bytes]) -> FileScan:
     try:
         header = _check_header(next(reader, []))
         number_at, email_at = header.index("policy_number"), header.index("customer_email")
+        number_and_email = itemgetter(number_at, email_at)
+        padding = [""] * (max(number_at, email_at) + 1)
         for cells in reader:
             if any(map(str.strip, cells)):
-                scan.number_hashes.append(hash(_cell(cells, number_at).strip()))
-                scan.email_hashes.append(hash(_cell(cells, email_at).strip().lower()))
+                cells += padding[len(cells) :]  # a short row's missing cells are empty
+                number, email = number_and_email(cells)
+                scan.number_hashes.append(hash(number.strip()))
+                scan.email_hashes.append(hash(email.strip().lower()))
     except csv.Error as error:
         raise ImportFileError(f"the file is not valid CSV: {error}") from None
     scan.total = len(scan.number_hashes)
     return scan
-
-
-def _cell(cells: list[str], index: int) -> str:
-    return cells[index] if index < len(cells) else ""
 
 
 def _check_header(cells: list[str]) -> list[str]:
@@ -551,7 +570,7 @@ def _check_header(cells: list[str]) -> list[str]:
     return header
 
 
-def _data_rows(text: IO[str]) -> Iterator[tuple[int, list[str]]]:
+def _data_rows(text: IO[str]) -> Iterator[tuple[int, tuple[str, ...]]]:
     """Yield (line number, cells in COLUMNS' order, then any beyond the header's) for each
     non-blank data row; the number is the row's first line."""
     reader = csv.reader(text)
@@ -563,9 +582,11 @@ def _data_rows(text: IO[str]) -> Iterator[tuple[int, list[str]]]:
     line = reader.line_num + 1
     for cells in reader:
         if any(map(str.strip, cells)):
-            surplus = cells[width:]
-            cells.extend(padding[len(cells) :])
-            yield line, [*in_order(cells), *surplus]
+            if len(cells) > width:
+                yield line, (*in_order(cells), *cells[width:])
+            else:
+                cells += padding[len(cells) :]
+                yield line, in_order(cells)
         line = reader.line_num + 1
 
 
@@ -696,18 +717,6 @@ def _parse_date(name: str, raw: str) -> date:
     if parsed is None:
         raise RowError(f"invalid {name} {raw!r} (expected YYYY-MM-DD)")
     return parsed
-
-
-def _parse_language(raw: str) -> str:
-    if not raw:
-        return settings.LANGUAGE_CODE
-    code = raw.lower().replace("_", "-").split("-")[0]  # "es-MX" is written in "es"
-    supported = [code for code, _ in settings.LANGUAGES]
-    if code not in supported:
-        raise RowError(
-            f"unsupported customer_language {raw!r} (expected one of: {', '.join(supported)})"
-        )
-    return code
 
 
 def _limited(name: str, value: str, max_length: int) -> str:
