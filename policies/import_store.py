@@ -88,13 +88,15 @@ class PostgresStore:
     """PostgreSQL, a statement per chunk with its rows as one JSON parameter."""
 
     def stored(self, model, key, keys, fields) -> Stored:
-        # "<> ''": a key is never empty, and the customers' unique index on email says so.
-        columns = ", ".join(_column(model, name) for name in fields)
+        key_column = _column(model, key)
+        columns = ", ".join(
+            [key_column, _column(model, "pk"), *(_column(model, f) for f in fields)]
+        )
         with connection.cursor() as cursor:
+            # "<> ''": no key is empty, and the customers' unique index on email says so.
             cursor.execute(
-                f"SELECT {_column(model, key)}, {_column(model, 'pk')}, {columns} "
-                f"FROM {_table(model)} WHERE {_column(model, key)} <> '' AND {_column(model, key)} "
-                "= ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))",
+                f"SELECT {columns} FROM {_table(model)} WHERE {key_column} <> '' AND "
+                f"{key_column} = ANY(ARRAY(SELECT jsonb_array_elements_text(%s::jsonb)))",
                 [json.dumps(keys)],
             )
             return {row[0]: (row[1], row[2:]) for row in cursor.fetchall()}

@@ -309,8 +309,9 @@ def _import_chunk(
     summary: ImportSummary,
     only_agent_id: int | None,
 ) -> None:
+    store = import_store.store()
     if only_agent_id is not None:
-        rows = _rows_of_own_book(rows, only_agent_id, summary)
+        rows = _rows_of_own_book(store, rows, only_agent_id, summary)
     # email -> (details, whether they are final): a customer on several rows gets the file's
     # last details, whatever the chunks, and a re-import rewrites no customer back and forth.
     customers: CustomerPlan = {}
@@ -322,7 +323,7 @@ def _import_chunk(
         else:
             pending[email] = values
     if rows:
-        _write_chunk(rows, customers, summary)
+        _write_chunk(store, rows, customers, summary)
 
 
 class RowParser:
@@ -591,22 +592,22 @@ def _data_rows(text: IO[str]) -> Iterator[tuple[int, tuple[str, ...]]]:
 
 
 def _rows_of_own_book(
-    rows: list[PolicyRow], agent_id: int, summary: ImportSummary
+    store: import_store.ImportStore, rows: list[PolicyRow], agent_id: int, summary: ImportSummary
 ) -> list[PolicyRow]:
     """The rows of a chunk an agent's file may write; the others are rejected, saying why.
     This is the one place that limits an agent's import to their own book."""
-    others = Policy.objects.exclude(agent_id=agent_id)
-    numbers_held = set(
-        others.filter(policy_number__in=[row.policy_number for row in rows]).values_list(
-            "policy_number", flat=True
-        )
+    policies = store.stored(
+        Policy, "policy_number", [row.policy_number for row in rows], ("agent_id",)
     )
+    numbers_held = {number for number, (_, (holder,)) in policies.items() if holder != agent_id}
     # Another agent's reminders go to this customer's details: only an admin may change them.
-    customers_held = set(
-        others.filter(customer__email__in=[row.customer_email for row in rows]).values_list(
-            "customer__email", flat=True
-        )
+    customers = store.stored(Customer, "email", [row.customer_email for row in rows], ())
+    held_ids = set(
+        Policy.objects.filter(customer_id__in=[pk for pk, _ in customers.values()])
+        .exclude(agent_id=agent_id)
+        .values_list("customer_id", flat=True)
     )
+    customers_held = {email for email, (pk, _) in customers.items() if pk in held_ids}
     own = []
     for row in rows:
         if row.policy_number in numbers_held:
@@ -627,8 +628,12 @@ def _rows_of_own_book(
 CustomerPlan = dict[str, tuple[tuple, bool]]
 
 
-def _write_chunk(rows: list[PolicyRow], customers: CustomerPlan, summary: ImportSummary) -> None:
-    store = import_store.store()
+def _write_chunk(
+    store: import_store.ImportStore,
+    rows: list[PolicyRow],
+    customers: CustomerPlan,
+    summary: ImportSummary,
+) -> None:
     try:
         with transaction.atomic():
             _upsert(store, rows, customers, summary)
