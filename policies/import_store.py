@@ -43,7 +43,8 @@ class ImportStore(Protocol):
     def update(
         self, model: type[models.Model], fields: Sequence[str], rows: list[tuple], *, now: datetime
     ) -> None:
-        """Set `fields` of each row given as (primary key, *values), and updated_at to now."""
+        """Set `fields` of each row given as (primary key, *values), and its auto_now fields
+        (updated_at) to now."""
 
 
 def store() -> ImportStore:
@@ -138,15 +139,17 @@ def _table(model) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
+def _field(model, name: str) -> models.Field:
+    return model._meta.pk if name == "pk" else model._meta.get_field(name)
+
+
 def _column(model, name: str) -> str:
-    field = model._meta.pk if name == "pk" else model._meta.get_field(name)
-    return connection.ops.quote_name(field.column)
+    return connection.ops.quote_name(_field(model, name).column)
 
 
 def _cell(model, name: str, index: int) -> str:
     """The SQL for a JSON row's cell `index` as field `name`'s column type."""
-    field = model._meta.pk if name == "pk" else model._meta.get_field(name)
-    db_type = field.db_type(connection)
+    db_type = _field(model, name).db_type(connection)
     # Text goes into a character column as it is: a cast to varchar(n) would cut a value that
     # is too long, where the column refuses it.
     if db_type.startswith(("varchar", "text")):
