@@ -3,6 +3,13 @@
 A row that fails validation is rejected with its line number and reason; it never stops or
 touches the good rows. A file that is not a CSV of the expected columns is refused whole,
 before anything is written. The file is streamed, so its size costs a worker little memory.
+
+Why it is fast: a row costs a few microseconds of Python and no model instance. RowParser
+checks it with what no row changes looked up once per import, and caches the costly checks by
+value; then each chunk reads the stored customers and policies it names in one indexed query
+each, compares them with its rows as tuples of column values, and writes only the new and the
+changed ones, a statement for each kind (policies.import_store: on PostgreSQL the chunk travels
+as one JSON parameter). Re-importing unchanged rows writes nothing at all.
 """
 
 import codecs
