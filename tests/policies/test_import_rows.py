@@ -80,6 +80,18 @@ def test_a_customer_on_several_rows_gets_the_last_rows_details(agent):
     )
 
 
+def test_any_text_is_stored_as_given_and_found_unchanged_again(agent):
+    # Quotes, a backslash, percent signs and characters beyond the BMP: the PostgreSQL store
+    # sends rows as JSON.
+    name = 'Zoë "Z" O\'Brien \\ %s %(x)s 😀 ∑'
+    import_rows([row("P-1", customer_name=name)])
+
+    again = import_rows([row("P-1", customer_name=name)])
+
+    assert Customer.objects.get().name == name
+    assert again.unchanged == 1
+
+
 ADDRESSES = [
     "pat@mail.example",
     "pat.doe+renewals@mail.example",
