@@ -1,6 +1,8 @@
 """Benchmark: import N policy rows from CSV into a fresh database, then re-import the same file
-and a file with one row in ten changed. Run with `make bench-import`; it creates and drops its
-own test database (DATABASE_URL names the server), so it never touches real data."""
+and a file with one row in ten changed; then the same three through `import_rows` in batches of
+5,000 rows (`--batch-size`), the integration API's shape, on policies and customers of their
+own. Run with `make bench-import`; it creates and drops its own test database (DATABASE_URL
+names the server), so it never touches real data."""
 
 import argparse
 import csv
@@ -8,6 +10,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -21,52 +24,85 @@ django.setup()
 
 from django.db import connection
 
-from policies.importers import COLUMNS, import_policies
+from policies.importers import COLUMNS, ImportSummary, import_policies, import_rows
 from policies.services import ensure_agent
 
 
-def write_csv(path: Path, rows: int, *, changed_every: int = 0) -> None:
+def bench_rows(count: int, *, changed_every: int = 0, prefix: str = "BENCH") -> Iterator[list]:
+    """The cells of `count` policy rows, two policies per customer; every `changed_every`th
+    row's expiry a year later than in the others' file."""
     today = date(2026, 1, 1)
+    for n in range(count):
+        expiry = today + timedelta(days=n % 365 + 1)
+        if changed_every and n % changed_every == 0:
+            expiry += timedelta(days=365)
+        yield [
+            f"{prefix}-{n:07d}",
+            ("auto", "home", "life", "travel")[n % 4],
+            f"Customer {n}",
+            f"customer{n // 2}@{prefix.lower()}.example",  # two policies per customer
+            f"+1415{5550000 + n % 10000:07d}",
+            ("Europe/Madrid", "America/New_York", "UTC")[n % 3],
+            ("en", "es")[n % 2],
+            f"agent{n % 20}@agency.example",
+            (expiry - timedelta(days=365)).isoformat(),
+            expiry.isoformat(),
+            "active",
+        ]
+
+
+def write_csv(path: Path, rows: int, *, changed_every: int = 0) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(COLUMNS)
-        for n in range(rows):
-            expiry = today + timedelta(days=n % 365 + 1)
-            if changed_every and n % changed_every == 0:
-                expiry += timedelta(days=365)
-            writer.writerow(
-                [
-                    f"BENCH-{n:07d}",
-                    ("auto", "home", "life", "travel")[n % 4],
-                    f"Customer {n}",
-                    f"customer{n // 2}@mail.example",  # two policies per customer
-                    f"+1415{5550000 + n % 10000:07d}",
-                    ("Europe/Madrid", "America/New_York", "UTC")[n % 3],
-                    ("en", "es")[n % 2],
-                    f"agent{n % 20}@agency.example",
-                    (expiry - timedelta(days=365)).isoformat(),
-                    expiry.isoformat(),
-                    "active",
-                ]
-            )
+        writer.writerows(bench_rows(rows, changed_every=changed_every))
 
 
-def timed(label: str, path: Path, rows: int) -> dict:
+def import_in_batches(rows: list[dict], batch_size: int) -> ImportSummary:
+    """import_rows on consecutive batches, as API requests would send them."""
+    total = ImportSummary()
+    for start in range(0, len(rows), batch_size):
+        summary = import_rows(list(enumerate(rows[start : start + batch_size])))
+        total.total += summary.total
+        total.created += summary.created
+        total.updated += summary.updated
+        total.unchanged += summary.unchanged
+        total.rejected.extend(summary.rejected)
+    return total
+
+
+def timed(label: str, run: Callable[[], ImportSummary], rows: int) -> dict:
     started = time.perf_counter()
-    summary = import_policies(path)
+    summary = run()
     seconds = time.perf_counter() - started
     counts = summary.as_dict()
     print(
-        f"{label:<28} {rows:>8} rows {seconds:7.2f} s {rows / seconds:9.0f} rows/s   "
+        f"{label:<41} {rows:>8} rows {seconds:7.2f} s {rows / seconds:9.0f} rows/s   "
         f"created {counts['created']}, updated {counts['updated']}, "
         f"unchanged {counts['unchanged']}, rejected {counts['rejected']}"
     )
     return counts
 
 
+def check_three(
+    label: str,
+    import_all: Callable[[], ImportSummary],
+    import_changed: Callable[[], ImportSummary],
+    rows: int,
+) -> None:
+    """Time all new, all unchanged and one row in ten changed, checking the counts of each."""
+    first_import = timed(f"{label}first import (all new)", import_all, rows)
+    assert first_import["created"] == rows, first_import
+    again = timed(f"{label}same rows again", import_all, rows)
+    assert again["unchanged"] == rows, again
+    one_in_ten = timed(f"{label}one row in ten changed", import_changed, rows)
+    assert one_in_ten["updated"] == len(range(0, rows, 10)), one_in_ten
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--batch-size", type=int, default=5000, help="rows per import_rows call")
     parser.add_argument("--smoke", action="store_true", help="a few thousand rows, seconds")
     args = parser.parse_args()
     if args.smoke:
@@ -82,12 +118,26 @@ def main() -> None:
             write_csv(changed, args.rows, changed_every=10)
             print(f"Importing {args.rows:,} policy rows into {vendor}")
             # Figures of an import that lost or doubled rows would measure a bug.
-            first_import = timed("first import (all new)", first, args.rows)
-            assert first_import["created"] == args.rows, first_import
-            again = timed("same file again", first, args.rows)
-            assert again["unchanged"] == args.rows, again
-            one_in_ten = timed("one row in ten changed", changed, args.rows)
-            assert one_in_ten["updated"] == len(range(0, args.rows, 10)), one_in_ten
+            check_three(
+                "",
+                lambda: import_policies(first),
+                lambda: import_policies(changed),
+                args.rows,
+            )
+        print(f"The same through import_rows, {args.batch_size:,} rows a call (the API's shape)")
+        as_dicts = [
+            dict(zip(COLUMNS, cells, strict=True)) for cells in bench_rows(args.rows, prefix="API")
+        ]
+        changed_dicts = [
+            dict(zip(COLUMNS, cells, strict=True))
+            for cells in bench_rows(args.rows, changed_every=10, prefix="API")
+        ]
+        check_three(
+            "import_rows: ",
+            lambda: import_in_batches(as_dicts, args.batch_size),
+            lambda: import_in_batches(changed_dicts, args.batch_size),
+            args.rows,
+        )
     finally:
         connection.creation.destroy_test_db(connection.settings_dict["NAME"], verbosity=0)
 
