@@ -133,3 +133,7 @@ def notifications_for(key: ApiKey) -> QuerySet[Notification]:
 
 def policies_for_other_books(key: ApiKey) -> QuerySet[Policy]:
     return Policy.objects.exclude(agent_id=key.agent_id)
+
+
+def shared_with_another_book(customer: Customer, key: ApiKey) -> bool:
+    return policies_for_other_books(key).filter(customer=customer).exists()

@@ -89,7 +89,17 @@ def fits_policy_row(row) -> bool:
         and row.keys() <= _ROW_FIELDS
         and row.keys() >= _ROW_REQUIRED
         and all(type(value) is str and "\x00" not in value for value in row.values())
+        and _encodable("".join(row.values()))
     )
+
+
+def _encodable(text: str) -> bool:
+    """No lone surrogate (JSON's "\\ud800"): text PostgreSQL and files can hold."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class BulkIn(StrictSerializer):

@@ -21,9 +21,16 @@ from api.problems import PROBLEM_CONTENT_TYPE, Problem
 from notifications import preferences, services
 from notifications.models import Channel, ConsentChange, NotificationStatus
 from policies import phones
-from policies.importers import COLUMNS, RowOutcome, UnknownAgents, import_rows
+from policies.importers import (
+    COLUMNS,
+    RowError,
+    RowOutcome,
+    UnknownAgents,
+    import_rows,
+    parse_date,
+)
 from policies.models import Agent, PolicyStatus
-from policies.services import PolicyChangeError, register_agent
+from policies.services import AgentError, PolicyChangeError, register_agent
 
 
 def problems(*codes: int) -> dict:
@@ -160,13 +167,16 @@ class AgentView(ApiView):
                 errors=[{"pointer": "/phone", "detail": f"invalid phone: {error}"}],
             ) from None
         existed = Agent.objects.filter(email=email).exists()
-        agent = register_agent(
-            email=email,
-            first_name=data.get("first_name", ""),
-            last_name=data.get("last_name", ""),
-            phone=phone,
-            active=data.get("active"),
-        )
+        try:
+            agent = register_agent(
+                email=email,
+                first_name=data.get("first_name", ""),
+                last_name=data.get("last_name", ""),
+                phone=phone,
+                active=data.get("active"),
+            )
+        except AgentError as error:
+            raise Problem(422, f"Agent {email!r}: {error}.") from None
         return Response(_agent_out(agent), status=200 if existed else 201)
 
 
@@ -378,13 +388,9 @@ class PolicyRenewalView(PolicyChangeView):
     def post(self, request, policy_number: str):
         raw = _validated(shapes.RenewalIn, request.data)["expiry_date"]
         try:
-            new_expiry_date = date.fromisoformat(raw)
-        except ValueError:
-            raise Problem(
-                400,
-                f"invalid expiry_date {raw!r} (expected YYYY-MM-DD)",
-                errors=[{"pointer": "/expiry_date", "detail": "expected YYYY-MM-DD"}],
-            ) from None
+            new_expiry_date = parse_date("expiry_date", raw.strip())
+        except RowError as error:
+            raise Problem(400, str(error), errors=_rejection(str(error))) from None
         return self.apply(request, policy_number, new_expiry_date=new_expiry_date)
 
 
@@ -454,6 +460,13 @@ class ConsentView(ApiView):
     def put(self, request, customer_id: int):
         customer = self._customer(request, customer_id)
         data = _validated(shapes.ConsentIn, request.data)
+        if request.auth.agent_id and access.shared_with_another_book(customer, request.auth):
+            # The importer's rule: another agent's reminders go to this customer too.
+            raise Problem(
+                403,
+                "This customer also has policies in another agent's book: only a key for all "
+                "books may change their consent.",
+            )
         preferences.set_channels(
             customer,
             email=data.get("email"),

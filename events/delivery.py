@@ -31,6 +31,7 @@ from standardwebhooks import Webhook
 from events import lifecycle
 from events.models import Delivery, DeliveryAttempt, Subscription
 from notifications.retries import jittered_backoff
+from policies.feeds import redact
 
 logger = logging.getLogger(__name__)
 Status = Delivery.Status
@@ -100,7 +101,9 @@ def _post(delivery: Delivery, last_start: float) -> Answer | None:
     try:
         status_code, excerpt = _send_signed(delivery)
     except requests.RequestException as error:
-        return Answer(None, _since(started), error=f"{type(error).__name__}: {error}"[:1000])
+        # requests names the URL in its errors: no token of its query goes to the admin.
+        error_text = redact(f"{type(error).__name__}: {error}")
+        return Answer(None, _since(started), error=error_text[:1000])
     except Exception as error:  # a bug or a misconfiguration: a failed attempt, not a lost batch
         logger.error("event delivery %s not sent", delivery.pk, exc_info=error)
         return Answer(None, _since(started), error=f"unexpected error: {error!r}"[:1000])

@@ -60,6 +60,7 @@ POLICY_FIELDS = ("product_line", "customer_id", "agent_id", "start_date", "expir
 CUSTOMER_FIELDS = ("name", "phone", "timezone", "language")
 POLICY_NUMBER = COLUMNS.index("policy_number")
 POLICY_STATUSES = tuple(Policy.Status.values)
+AGENT_AT = POLICY_FIELDS.index("agent_id")
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 ProgressCallback = Callable[[int, int], None]
@@ -329,7 +330,7 @@ def _import_chunk(
         else:
             pending[email] = values
     if rows:
-        _write_chunk(store, rows, customers, summary)
+        _write_chunk(store, rows, customers, summary, only_agent_id)
 
 
 class RowParser:
@@ -375,10 +376,8 @@ class RowParser:
         if not _is_email(email):
             raise RowError(f"invalid customer_email {customer_email!r}")
 
-        agent_id = self._agent_ids.id_of(agent_email.lower(), only_agent_id=self._only_agent_id)
-
-        start = _parse_date("start_date", start_date)
-        expiry = _parse_date("expiry_date", expiry_date)
+        start = parse_date("start_date", start_date)
+        expiry = parse_date("expiry_date", expiry_date)
         if expiry <= start:
             raise RowError(f"expiry_date {expiry} is not after start_date {start}")
 
@@ -392,15 +391,22 @@ class RowParser:
         if timezone_name not in self._timezones:
             raise RowError(f"unknown customer_timezone {timezone_name!r} (expected an IANA name)")
 
+        policy_number = _limited("policy_number", policy_number, 64)
+        product_line = _limited("product_line", product_line.lower(), 64)
+        customer_name = _limited("customer_name", customer_name, 200)
+        customer_phone = normalise_phone(customer_phone)
+        customer_language = self._language(customer_language)
+        # Last: an unknown agent may be created, and only for a row that is good otherwise.
+        agent_id = self._agent_ids.id_of(agent_email.lower(), only_agent_id=self._only_agent_id)
         return PolicyRow(
             line=line,
-            policy_number=_limited("policy_number", policy_number, 64),
-            product_line=_limited("product_line", product_line.lower(), 64),
-            customer_name=_limited("customer_name", customer_name, 200),
+            policy_number=policy_number,
+            product_line=product_line,
+            customer_name=customer_name,
             customer_email=email,
-            customer_phone=normalise_phone(customer_phone),
+            customer_phone=customer_phone,
             customer_timezone=timezone_name,
-            customer_language=self._language(customer_language),
+            customer_language=customer_language,
             agent_id=agent_id,
             start_date=start,
             expiry_date=expiry,
@@ -461,7 +467,10 @@ class AgentDirectory:
                 validate_email(email)
             except ValidationError:
                 raise RowError(f"invalid agent_email {email!r}") from None
-            agent_id = self._ids[email] = services.register_agent(email=email).pk
+            try:
+                agent_id = self._ids[email] = services.register_agent(email=email).pk
+            except services.AgentError as error:
+                raise RowError(f"agent_email {email!r}: {error}") from None
             if self._summary is not None:
                 self._summary.agents_created.append(email)
         if only_agent_id is not None and agent_id != only_agent_id:
@@ -639,17 +648,18 @@ def _write_chunk(
     rows: list[PolicyRow],
     customers: CustomerPlan,
     summary: ImportSummary,
+    only_agent_id: int | None,
 ) -> None:
     try:
         with transaction.atomic():
-            _upsert(store, rows, customers, summary)
+            _upsert(store, rows, customers, summary, only_agent_id)
     except (IntegrityError, DataError):
         # Something the row checks cannot see (a concurrent writer, say): find the row at fault
         # one by one, so that the good rows of this chunk still land.
         for row in rows:
             try:
                 with transaction.atomic():
-                    _upsert(store, [row], customers, summary)
+                    _upsert(store, [row], customers, summary, only_agent_id)
             except (IntegrityError, DataError) as error:
                 summary.rejected.append(
                     RejectedRow(row.line, f"refused by the database: {error}", row.policy_number)
@@ -661,9 +671,12 @@ def _upsert(
     rows: list[PolicyRow],
     customers: CustomerPlan,
     summary: ImportSummary,
+    only_agent_id: int | None,
 ) -> None:
     """Write a chunk's customers and policies. A row is compared with the stored one as a tuple
-    of column values, before anything is written: only new and changed rows are sent back."""
+    of column values, before anything is written: only new and changed rows are sent back. An
+    agent's import never takes over a policy another agent's import created meanwhile (after
+    _rows_of_own_book looked): the stored holder is checked again here, in the write."""
     now = timezone.now()
     customer_ids = _upsert_customers(
         store, {row.customer_email: customers[row.customer_email] for row in rows}, now=now
@@ -671,12 +684,16 @@ def _upsert(
     stored = store.stored(
         Policy, "policy_number", [row.policy_number for row in rows], POLICY_FIELDS
     )
-    new, changed = [], []
+    new, changed, refused = [], [], []
     outcomes: dict[int, str] = {}
     for row in rows:
         values = row.policy_values(customer_ids[row.customer_email])
         current = stored.get(row.policy_number)
-        if current is None:
+        if only_agent_id is not None and current and current[1][AGENT_AT] != only_agent_id:
+            refused.append(
+                RejectedRow(row.line, "policy_number belongs to another agent", row.policy_number)
+            )
+        elif current is None:
             outcomes[row.line] = RowOutcome.CREATED
             new.append((row.policy_number, *values))
         elif current[1] != values:
@@ -687,6 +704,7 @@ def _upsert(
     store.insert(Policy, ("policy_number", *POLICY_FIELDS), new, key="policy_number", now=now)
     store.update(Policy, POLICY_FIELDS, changed, now=now)
     counts = Counter(outcomes.values())
+    summary.rejected += refused
     summary.created += counts[RowOutcome.CREATED]
     summary.updated += counts[RowOutcome.UPDATED]
     summary.unchanged += counts[RowOutcome.UNCHANGED]
@@ -723,7 +741,8 @@ def _iso_date(raw: str) -> date | None:
         return None
 
 
-def _parse_date(name: str, raw: str) -> date:
+def parse_date(name: str, raw: str) -> date:
+    """A YYYY-MM-DD date, or RowError naming the field: the one date rule of rows and the API."""
     parsed = _iso_date(raw)
     if parsed is None:
         raise RowError(f"invalid {name} {raw!r} (expected YYYY-MM-DD)")

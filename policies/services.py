@@ -1,7 +1,7 @@
 from datetime import date
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from policies.models import Agent, Policy
 
@@ -29,24 +29,54 @@ def ensure_agent(
     return agent
 
 
-@transaction.atomic
+class AgentError(Exception):
+    """An agent that cannot be registered or changed so; the message says why."""
+
+
+# The agent's email is their login's username, which Django keeps to this length.
+USERNAME_MAX_LENGTH = 150
+
+
 def register_agent(
     *, email: str, first_name: str = "", last_name: str = "", phone: str = "", active=None
 ) -> Agent:
     """Create the agent named by `email` (a login of that name with no usable password, until
     an admin invites them) or bring their details up to date. `active` False deactivates their
-    login and keeps their book; None leaves it as it is."""
+    login and keeps their book; None leaves it as it is. Raises AgentError for an email no
+    login can have, a login of that name that is not an agent's, or a staff login to
+    deactivate (the admin does that). Two first registrations at once make one agent."""
     email = email.strip().lower()
-    agent = Agent.objects.select_related("user").select_for_update().filter(email=email).first()
+    if len(email) > USERNAME_MAX_LENGTH:
+        raise AgentError(f"an agent's email is at most {USERNAME_MAX_LENGTH} characters")
+    agent = Agent.objects.filter(email=email).first()
     if agent is None:
-        user = get_user_model()(username=email, email=email)
-        user.set_unusable_password()
-        user.first_name, user.last_name = first_name, last_name
-        if active is not None:
-            user.is_active = active
-        user.save()
-        return Agent.objects.create(user=user, email=email, phone=phone)
+        try:
+            with transaction.atomic():
+                user = get_user_model()(
+                    username=email, email=email, first_name=first_name, last_name=last_name
+                )
+                user.set_unusable_password()
+                if active is not None:
+                    user.is_active = active
+                user.save()
+                return Agent.objects.create(user=user, email=email, phone=phone)
+        except IntegrityError:
+            agent = Agent.objects.filter(email=email).first()
+            if agent is None:
+                raise AgentError(
+                    f"a login named {email!r} exists and is not an agent's; an admin decides"
+                ) from None
+    return _update_agent(
+        agent, first_name=first_name, last_name=last_name, phone=phone, active=active
+    )
+
+
+@transaction.atomic
+def _update_agent(agent: Agent, *, first_name: str, last_name: str, phone: str, active) -> Agent:
+    agent = Agent.objects.select_related("user").select_for_update().get(pk=agent.pk)
     user = agent.user
+    if active is False and user.is_staff:
+        raise AgentError("this agent is also staff: deactivate their login in the admin")
     user.first_name, user.last_name = first_name, last_name
     if active is not None:
         user.is_active = active

@@ -147,3 +147,46 @@ def test_notifications_filter_by_status_channel_and_due_date_and_page(integratio
 @pytest.mark.parametrize("query", ["channel=fax", "due_from=soon", "status=lost"])
 def test_a_bad_notification_filter_is_400(integration, query):
     assert integration.get(f"notifications?{query}").status_code == 400
+
+
+def test_an_agent_email_no_login_can_have_is_422_not_a_500(integration):
+    long_email = "a" * 140 + "@agency.example"
+
+    response = integration.put(f"agents/{long_email}", {"first_name": "A"})
+
+    assert response.status_code == 422
+    assert "at most 150 characters" in response.json()["detail"]
+
+
+def test_a_login_that_is_not_an_agents_is_not_taken_over(integration, db):
+    from tests.factories import make_staff
+
+    make_staff("boss@insurer.example")
+
+    response = integration.put("agents/boss@insurer.example", {"first_name": "B"})
+
+    assert response.status_code == 422
+    assert not Agent.objects.exists()
+
+
+def test_a_staff_agent_is_not_deactivated_through_the_api(integration, agent):
+    agent.user.is_staff = True
+    agent.user.save()
+
+    response = integration.put(f"agents/{agent.email}", {"active": False})
+
+    assert response.status_code == 422
+    agent.user.refresh_from_db()
+    assert agent.user.is_active
+
+
+def test_a_book_limited_key_cannot_change_a_customer_another_book_shares(
+    agents_integration, customer, other_agent
+):
+    make_policy("B-1", customer=customer, agent=other_agent, expiry_date=date(2027, 1, 1))
+
+    response = agents_integration.put(f"customers/{customer.pk}/consent", {"sms": False})
+
+    assert response.status_code == 403
+    customer.refresh_from_db()
+    assert customer.sms_consent is True

@@ -413,3 +413,54 @@ def test_customers_are_found_by_email_across_api_writes(integration, agent):
     integration.put("policies/P-2", body("P-2", customer_email="PAT@mail.example"))
 
     assert Customer.objects.count() == 1
+
+
+def test_a_row_rejected_for_another_reason_creates_no_agent(integration, db):
+    response = integration.put(
+        "policies/P-1?unknown_agents=create",
+        body(agent_email="new@agency.example", start_date="2026-13-01"),
+    )
+
+    assert response.status_code == 422
+    assert not Agent.objects.filter(email="new@agency.example").exists()
+
+
+def test_a_lone_surrogate_in_a_bulk_row_rejects_that_row_only(integration, agent):
+    answer = integration.post(
+        "policies/bulk",
+        raw=b'{"rows": [' + json_row("P-1") + b", " + json_row("P-2", "Pat \\ud800") + b"]}",
+    ).json()
+
+    assert [r["outcome"] for r in answer["rows"]] == ["created", "rejected"]
+    assert "Surrogate characters are not allowed" in answer["rows"][1]["reason"]
+
+
+def json_row(number: str, customer_name: str = "Pat") -> bytes:
+    import json
+
+    fields = {**row(number), "customer_name": "NAME"}
+    return json.dumps(fields).replace('"NAME"', f'"{customer_name}"').encode()
+
+
+def test_an_agents_import_never_takes_over_a_policy_another_agent_got_meanwhile(
+    agent, other_agent, monkeypatch
+):
+    from policies import importers
+
+    # Another agent's import commits P-1 after this import's book check looked.
+    make_policy("P-1", customer=make_customer(), agent=other_agent, expiry_date=date(2027, 1, 1))
+    monkeypatch.setattr(importers, "_rows_of_own_book", lambda store, rows, *args: rows)
+
+    summary = importers.import_rows(
+        [(0, {**row("P-1"), "customer_email": "other@mail.example"})], only_agent_id=agent.pk
+    )
+
+    assert [r.reason for r in summary.rejected] == ["policy_number belongs to another agent"]
+    assert Policy.objects.get(policy_number="P-1").agent == other_agent
+
+
+def test_a_renewal_date_follows_the_importers_date_rule(integration, policy_with_reminders):
+    response = integration.post("policies/P-1/renewal", {"expiry_date": "20280101"})
+
+    assert response.status_code == 400
+    assert response.json()["detail"] == "invalid expiry_date '20280101' (expected YYYY-MM-DD)"
