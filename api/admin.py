@@ -16,4 +16,5 @@ class ApiKeyAdmin(APIKeyModelAdmin):
     list_filter = ("revoked", "read_only", "created")
     search_fields = ("name", "prefix", "agent__email")
     autocomplete_fields = ("agent",)
+    list_select_related = ("agent",)
     fields = ("name", "agent", "read_only", "expiry_date", "revoked", "prefix")

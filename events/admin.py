@@ -104,6 +104,9 @@ class DeliveryInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("subscription")
+
     def has_add_permission(self, request, obj=None):
         return False
 

@@ -450,15 +450,20 @@ def _is_email(address: str) -> bool:
 
 class AgentDirectory:
     """The agents rows name, by email: the one place that decides what a row naming an unknown
-    agent does (UnknownAgents), for the CSV importer and the API alike."""
+    agent does (UnknownAgents), for the CSV importer and the API alike. Each email is looked up
+    once, when a row first names it: a book's few agents, not every agent, per import."""
 
     def __init__(self, *, create_unknown: bool, summary: ImportSummary | None = None):
-        self._ids = dict(Agent.objects.values_list("email", "id"))
+        self._ids: dict[str, int | None] = {}
         self._create_unknown = create_unknown
         self._summary = summary
 
     def id_of(self, email: str, *, only_agent_id: int | None = None) -> int:
-        agent_id = self._ids.get(email)
+        if email not in self._ids:
+            self._ids[email] = (
+                Agent.objects.filter(email=email).values_list("pk", flat=True).first()
+            )
+        agent_id = self._ids[email]
         if agent_id is None:
             # An agent importing their own book never creates another agent.
             if not self._create_unknown or only_agent_id is not None:
