@@ -8,7 +8,6 @@ import os
 import sys
 import tempfile
 import time
-from datetime import date, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -21,34 +20,17 @@ django.setup()
 
 from django.db import connection
 
+from benchmarks.seeding import policy_rows
 from policies.importers import COLUMNS, import_policies
 from policies.services import ensure_agent
 
 
 def write_csv(path: Path, rows: int, *, changed_every: int = 0) -> None:
-    today = date(2026, 1, 1)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(COLUMNS)
-        for n in range(rows):
-            expiry = today + timedelta(days=n % 365 + 1)
-            if changed_every and n % changed_every == 0:
-                expiry += timedelta(days=365)
-            writer.writerow(
-                [
-                    f"BENCH-{n:07d}",
-                    ("auto", "home", "life", "travel")[n % 4],
-                    f"Customer {n}",
-                    f"customer{n // 2}@mail.example",  # two policies per customer
-                    f"+1415{5550000 + n % 10000:07d}",
-                    ("Europe/Madrid", "America/New_York", "UTC")[n % 3],
-                    ("en", "es")[n % 2],
-                    f"agent{n % 20}@agency.example",
-                    (expiry - timedelta(days=365)).isoformat(),
-                    expiry.isoformat(),
-                    "active",
-                ]
-            )
+        for row in policy_rows(rows, changed_every=changed_every):
+            writer.writerow([row[name] for name in COLUMNS])
 
 
 def timed(label: str, path: Path, rows: int) -> dict:
