@@ -56,7 +56,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from api.models import ApiKey
-from benchmarks.processes import die_with_parent, stop_warm
+from benchmarks.processes import CLOCK_TICKS, die_with_parent, process_table, stop_warm, tree_cpu
 from benchmarks.receiver_process import WebhookReceiverProcess
 from benchmarks.seeding import copy_rows, drop_database, make_agents, policy_rows, replace_rules
 from benchmarks.servers import free_port
@@ -155,12 +155,67 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
+class CpuMeter:
+    """CPU seconds spent, between two readings, by named process trees (gunicorn, the Celery
+    workers, the receiver), this database's PostgreSQL sessions, this process (the clients) and
+    the whole machine (other engineers' work included: the machine is shared)."""
+
+    def __init__(self, **trees: list[int]):
+        self.trees = trees
+
+    def read(self) -> dict:
+        table = process_table()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            backends = {pid: table[pid].cpu for (pid,) in cursor.fetchall() if pid in table}
+        with open("/proc/stat") as stat:
+            ticks = [int(value) for value in stat.readline().split()[1:]]
+        return {
+            "trees": {
+                name: sum(tree_cpu(pid, table) for pid in pids) for name, pids in self.trees.items()
+            },
+            "backends": backends,
+            "bench": time.process_time(),
+            "machine": (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS,  # all but idle, iowait
+            "at": time.monotonic(),
+        }
+
+    @staticmethod
+    def spent(before: dict, after: dict) -> dict[str, float]:
+        """Seconds of CPU each spent; a session that ended meanwhile is not counted."""
+        spent = {name: after["trees"][name] - before["trees"][name] for name in after["trees"]}
+        spent["postgres"] = sum(
+            cpu - before["backends"].get(pid, 0.0) for pid, cpu in after["backends"].items()
+        )
+        spent["bench"] = after["bench"] - before["bench"]
+        spent["machine"] = after["machine"] - before["machine"]
+        spent["cores_busy"] = spent["machine"] / (after["at"] - before["at"])
+        return spent
+
+
+def per(spent: dict[str, float], count: int, scale: float = 1000) -> dict[str, float]:
+    """CPU milliseconds per `count`/`scale` units (per row x 1,000 = per 1,000 rows...)."""
+    return {
+        name: round(seconds * 1000 * scale / count, 2)
+        if name != "cores_busy"
+        else round(seconds, 2)
+        for name, seconds in spent.items()
+    }
+
+
+def cpu_line(cpu: dict[str, float], unit: str) -> str:
+    parts = [f"{name} {ms:.1f}" for name, ms in cpu.items() if name != "cores_busy"]
+    busy = f"{cpu['cores_busy']:.1f} of {os.cpu_count()} cores busy"
+    return f"    CPU ms per {unit}: {', '.join(parts)} (machine: {busy})"
+
+
 @dataclass
 class BulkRun:
     label: str
     rows: int
     seconds: float
     counts: dict[str, int]
+    cpu_ms_per_1000_rows: dict[str, float]
 
     @property
     def rate(self) -> float:
@@ -175,6 +230,7 @@ class PutRun:
     seconds: float
     latencies_ms: list[float] = field(repr=False)
     statuses: dict[str, int]
+    cpu_ms_per_request: dict[str, float]
 
     @property
     def rate(self) -> float:
@@ -192,6 +248,7 @@ class PutRun:
             "p99_ms": round(percentile(self.latencies_ms, 0.99), 1),
             "max_ms": round(max(self.latencies_ms), 1),
             "statuses": self.statuses,
+            "cpu_ms_per_request": self.cpu_ms_per_request,
         }
 
 
@@ -206,6 +263,7 @@ class EventRun:
     first_to_last_seconds: float
     from_start_seconds: float  # from the workers' start (the backlog) or the first PUT (live)
     deliveries: dict[str, int]
+    cpu_ms_per_event: dict[str, float]
 
     @property
     def rate(self) -> float:
@@ -229,7 +287,16 @@ def warm_up(client: Client, workers: int) -> None:
 # --- 1. Bulk ------------------------------------------------------------------------------
 
 
-def bulk(client: Client, label: str, rows: list[dict], *, batch: int, clients: int, expected):
+def bulk(
+    client: Client,
+    meter: CpuMeter,
+    label: str,
+    rows: list[dict],
+    *,
+    batch: int,
+    clients: int,
+    expected,
+) -> BulkRun:
     """POST `rows` in requests of `batch` rows on `clients` threads; check each row's outcome
     is expected(row) and none is rejected."""
     bodies = [
@@ -243,10 +310,10 @@ def bulk(client: Client, label: str, rows: list[dict], *, batch: int, clients: i
             raise RuntimeError(f"bulk answered {response.status_code}: {response.text[:2000]}")
         return response.json()
 
-    started = time.perf_counter()
+    before, started = meter.read(), time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         answers = list(pool.map(post, bodies))
-    seconds = time.perf_counter() - started
+    seconds, after = time.perf_counter() - started, meter.read()
     counts = Counter()
     wrong = []
     for start, answer in zip(range(0, len(rows), batch), answers, strict=True):
@@ -260,19 +327,24 @@ def bulk(client: Client, label: str, rows: list[dict], *, batch: int, clients: i
                 wrong.append((row["policy_number"], result))
     if wrong or counts[RowOutcome.REJECTED] or sum(counts.values()) != len(rows):
         raise SystemExit(f"{label}: {dict(counts)}; wrong outcomes, e.g. {wrong[:5]}")
-    run = BulkRun(label, len(rows), seconds, dict(counts))
+    run = BulkRun(
+        label, len(rows), seconds, dict(counts), per(meter.spent(before, after), len(rows))
+    )
     print(
         f"  {label:<30} {run.rows:>8,} rows {seconds:7.2f} s {run.rate:9,.0f} rows/s   "
         f"{', '.join(f'{name} {count:,}' for name, count in sorted(counts.items()))}",
         flush=True,
     )
+    print(cpu_line(run.cpu_ms_per_1000_rows, "1,000 rows"), flush=True)
     return run
 
 
 # --- 2. Single upserts ----------------------------------------------------------------------
 
 
-def timed_requests(client: Client, label: str, calls: list[tuple], clients: int) -> PutRun:
+def timed_requests(
+    client: Client, meter: CpuMeter, label: str, calls: list[tuple], clients: int
+) -> PutRun:
     """Send each (method, path, body, expected status) on `clients` threads; each timed."""
 
     def call(item) -> tuple[float, int, int]:
@@ -282,15 +354,23 @@ def timed_requests(client: Client, label: str, calls: list[tuple], clients: int)
         elapsed = (time.perf_counter() - started) * 1000
         return elapsed, response.status_code, expected
 
-    started = time.perf_counter()
+    before, started = meter.read(), time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
         results = list(pool.map(call, calls))
-    seconds = time.perf_counter() - started
+    seconds, after = time.perf_counter() - started, meter.read()
     statuses = Counter(str(status) for _, status, _ in results)
     unexpected = [(status, expected) for _, status, expected in results if status != expected]
     if unexpected:
         raise SystemExit(f"{label}: {len(unexpected)} unexpected answers, e.g. {unexpected[:5]}")
-    run = PutRun(label, len(calls), clients, seconds, [ms for ms, *_ in results], dict(statuses))
+    run = PutRun(
+        label,
+        len(calls),
+        clients,
+        seconds,
+        [ms for ms, *_ in results],
+        dict(statuses),
+        per(meter.spent(before, after), len(calls), scale=1),
+    )
     figures = run.summary()
     print(
         f"  {label:<30} {run.requests:>8,} requests {seconds:6.2f} s {run.rate:7,.0f} req/s   "
@@ -298,6 +378,7 @@ def timed_requests(client: Client, label: str, calls: list[tuple], clients: int)
         f"p99 {figures['p99_ms']:.1f} ms   {dict(statuses)}",
         flush=True,
     )
+    print(cpu_line(run.cpu_ms_per_request, "request"), flush=True)
     return run
 
 
@@ -373,6 +454,16 @@ def move_to_delivered(ids: list[int]) -> float:
     return time.perf_counter() - started
 
 
+def consume(queue: str, workers: int) -> None:
+    """Tell every worker to consume `queue` too (Celery's remote control), and wait for each
+    to say it does."""
+    from config.celery import app
+
+    answers = app.control.add_consumer(queue, reply=True, timeout=10, limit=workers)
+    if len(answers) != workers:
+        raise RuntimeError(f"{len(answers)} of {workers} workers took {queue}: {answers}")
+
+
 def wait_for_deliveries(
     events, receiver: WebhookReceiverProcess, workers: Workers, timeout: float
 ) -> None:
@@ -391,7 +482,9 @@ def wait_for_deliveries(
     print(f"  (timed out after {timeout:.0f} s with deliveries unsettled)", flush=True)
 
 
-def event_report(label: str, events, receiver: WebhookReceiverProcess, started: float) -> EventRun:
+def event_report(
+    label: str, events, receiver: WebhookReceiverProcess, started: float, cpu: dict[str, float]
+) -> EventRun:
     report = receiver.collect()
     accepted_at: dict[str, list[float]] = report["accepted_at"]
     ids = {f"evt_{uid.hex}" for uid in events.values_list("uid", flat=True)}
@@ -409,6 +502,7 @@ def event_report(label: str, events, receiver: WebhookReceiverProcess, started: 
         deliveries=dict(
             Counter(Delivery.objects.filter(event__in=events).values_list("status", flat=True))
         ),
+        cpu_ms_per_event=per(cpu, max(len(ids), 1), scale=1),
     )
     print(
         f"  {label:<30} {run.accepted:>8,} of {run.events:,} events "
@@ -418,6 +512,7 @@ def event_report(label: str, events, receiver: WebhookReceiverProcess, started: 
         f"deliveries {run.deliveries}",
         flush=True,
     )
+    print(cpu_line(run.cpu_ms_per_event, "event"), flush=True)
     return run
 
 
@@ -505,6 +600,7 @@ def main() -> None:
         server.wait_ready()
         client = Client(server.url, key)
         warm_up(client, args.gunicorn_workers)
+        meter = CpuMeter(gunicorn=[server.process.pid])
         print(
             f"Integration API at {server.url}: gunicorn, {args.gunicorn_workers} sync workers, "
             f"DEBUG off, PostgreSQL; {os.cpu_count()} CPUs",
@@ -520,11 +616,11 @@ def main() -> None:
         first = list(policy_rows(args.rows))
         changed = list(policy_rows(args.rows, changed_every=10))
         bulk_runs = [
-            bulk(client, "new rows", first, batch=args.batch, clients=args.bulk_clients,
+            bulk(client, meter, "new rows", first, batch=args.batch, clients=args.bulk_clients,
                  expected=lambda row: RowOutcome.CREATED),
-            bulk(client, "same rows again (unchanged)", first, batch=args.batch,
+            bulk(client, meter, "same rows again (unchanged)", first, batch=args.batch,
                  clients=args.bulk_clients, expected=lambda row: RowOutcome.UNCHANGED),
-            bulk(client, "one row in ten changed", changed, batch=args.batch,
+            bulk(client, meter, "one row in ten changed", changed, batch=args.batch,
                  clients=args.bulk_clients,
                  expected=lambda row: RowOutcome.UPDATED
                  if int(row["policy_number"].rpartition("-")[2]) % 10 == 0
@@ -534,7 +630,7 @@ def main() -> None:
         # 2. Single upserts
         print(f"Single upserts: PUT /api/v1/policies/{{number}}, {args.put_clients} clients")
         put_run = timed_requests(
-            client, "PUT, half new, half updated", put_calls(args.puts, args.rows),
+            client, meter, "PUT, half new, half updated", put_calls(args.puts, args.rows),
             args.put_clients,
         )  # fmt: skip
 
@@ -555,26 +651,36 @@ def main() -> None:
             f"{generated:.2f} s (events written, tasks queued; no worker yet)",
             flush=True,
         )
-        workers = Workers(worker_config, env, QUEUE, VAR_DIR)
+        # The workers start on a queue of their own, then take the events' queue all at once:
+        # their start is neither timed nor counted in their CPU.
+        workers = Workers(worker_config, env, f"{QUEUE}-start", VAR_DIR)
         stack.callback(workers.stop)
-        started = time.time()
         workers.start()
         workers.wait_ready()
+        meter = CpuMeter(
+            gunicorn=[server.process.pid],
+            workers=[process.pid for process in workers.processes],
+            receiver=[receiver.process.pid],
+        )
+        before, started = meter.read(), time.time()
+        consume(QUEUE, len(workers.processes))
         wait_for_deliveries(backlog, receiver, workers, args.timeout)
-        event_runs = [event_report("backlog of delivered", backlog, receiver, started)]
+        cpu = meter.spent(before, meter.read())
+        event_runs = [event_report("backlog of delivered", backlog, receiver, started, cpu)]
 
         customer_ids = list(Customer.objects.order_by("pk").values_list("pk", flat=True))
         consents = [
             ("PUT", f"/customers/{pk}/consent", b'{"email": false}', 200)
             for pk in customer_ids[: args.consents]
         ]
-        started = time.time()
+        started, before = time.time(), meter.read()
         consent_run = timed_requests(
-            client, "consent PUTs (live events)", consents, args.put_clients
+            client, meter, "consent PUTs (live events)", consents, args.put_clients
         )
         live = Event.objects.filter(type=EventType.CUSTOMER_OPTED_OUT)
         wait_for_deliveries(live, receiver, workers, args.timeout)
-        event_runs.append(event_report("opted out, live", live, receiver, started))
+        cpu = meter.spent(before, meter.read())
+        event_runs.append(event_report("opted out, live", live, receiver, started, cpu))
 
     failures = [
         f"{run.label}: {run.lost} lost, {run.duplicated} duplicated, {run.rejected} refused"
