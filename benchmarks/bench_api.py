@@ -155,26 +155,62 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
+class PostgresSessions:
+    """The CPU of this database's PostgreSQL sessions, sampled from /proc (a session's process
+    title names its database) a few times a second, so that a session that ended meanwhile (a
+    connection older than CONN_MAX_AGE, a worker's after its task) still counts."""
+
+    def __init__(self, database: str, interval: float = 0.25):
+        self.needle = f" {database} ".encode()
+        self.cpu: dict[int, float] = {}  # pid -> CPU seconds at its last sample
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self.sample()
+
+    def sample(self) -> dict[int, float]:
+        table = process_table()
+        for pid, proc in table.items():
+            if proc.comm != "postgres":
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                    ours = self.needle in cmdline.read()
+            except OSError:
+                continue
+            if ours:
+                with self._lock:
+                    self.cpu[pid] = proc.cpu
+        with self._lock:
+            return dict(self.cpu)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class CpuMeter:
     """CPU seconds spent, between two readings, by named process trees (gunicorn, the Celery
     workers, the receiver), this database's PostgreSQL sessions, this process (the clients) and
     the whole machine (other engineers' work included: the machine is shared)."""
 
-    def __init__(self, **trees: list[int]):
+    def __init__(self, sessions: PostgresSessions, **trees: list[int]):
+        self.sessions = sessions
         self.trees = trees
 
     def read(self) -> dict:
         table = process_table()
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
-            backends = {pid: table[pid].cpu for (pid,) in cursor.fetchall() if pid in table}
         with open("/proc/stat") as stat:
             ticks = [int(value) for value in stat.readline().split()[1:]]
         return {
             "trees": {
                 name: sum(tree_cpu(pid, table) for pid in pids) for name, pids in self.trees.items()
             },
-            "backends": backends,
+            "postgres": self.sessions.sample(),
             "bench": time.process_time(),
             "machine": (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS,  # all but idle, iowait
             "at": time.monotonic(),
@@ -182,10 +218,10 @@ class CpuMeter:
 
     @staticmethod
     def spent(before: dict, after: dict) -> dict[str, float]:
-        """Seconds of CPU each spent; a session that ended meanwhile is not counted."""
+        """Seconds of CPU each spent, and how many cores the machine kept busy."""
         spent = {name: after["trees"][name] - before["trees"][name] for name in after["trees"]}
         spent["postgres"] = sum(
-            cpu - before["backends"].get(pid, 0.0) for pid, cpu in after["backends"].items()
+            cpu - before["postgres"].get(pid, 0.0) for pid, cpu in after["postgres"].items()
         )
         spent["bench"] = after["bench"] - before["bench"]
         spent["machine"] = after["machine"] - before["machine"]
@@ -600,7 +636,9 @@ def main() -> None:
         server.wait_ready()
         client = Client(server.url, key)
         warm_up(client, args.gunicorn_workers)
-        meter = CpuMeter(gunicorn=[server.process.pid])
+        sessions = PostgresSessions(connection.settings_dict["NAME"])
+        stack.callback(sessions.stop)
+        meter = CpuMeter(sessions, gunicorn=[server.process.pid])
         print(
             f"Integration API at {server.url}: gunicorn, {args.gunicorn_workers} sync workers, "
             f"DEBUG off, PostgreSQL; {os.cpu_count()} CPUs",
@@ -658,6 +696,7 @@ def main() -> None:
         workers.start()
         workers.wait_ready()
         meter = CpuMeter(
+            sessions,
             gunicorn=[server.process.pid],
             workers=[process.pid for process in workers.processes],
             receiver=[receiver.process.pid],
