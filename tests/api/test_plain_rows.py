@@ -32,6 +32,8 @@ ROWS = [
     {**VALID, "policy_number": "P" * 64},
     {**VALID, "policy_number": " " + "P" * 64 + " "},
     {**VALID, "customer_name": "a\x00b"},
+    {**VALID, "status": "\x00"},
+    {**VALID, "customer_phone": " \t "},
     {**VALID, "customer_name": "a\ud800b"},
     {**VALID, "customer_phone": 600000000},
     {**VALID, "status": None},
