@@ -2,21 +2,24 @@
 it and the engine write, delivered by real Celery workers to a webhook receiver.
 
 1. Bulk upserts: N policy rows (bench_import's rows) POSTed to /api/v1/policies/bulk in requests
-   of 5,000 rows, new, then the same rows again (unchanged), then one row in ten changed: rows
-   per second, every row's answered outcome checked.
+   of 5,000 rows, two at a time, new, then the same rows again (unchanged), then one row in ten
+   changed: rows per second, every row's answered outcome checked.
 2. Single upserts: 8 client threads PUT /api/v1/policies/{number}, half new policies and half
    updates of existing ones: p50, p95 and p99 latency and requests per second.
 3. Events: a subscription to the notification and customer events at a webhook receiver in a
    process of its own (tests/webhook_receiver.py, verifying every signature). K seeded reminders
    move to delivered through notifications.lifecycle.move in batches of 100, as a worker's
    send_batch moves them; their events wait in the outbox, then Celery workers start and deliver
-   them: events per second from the first acceptance to the last. Then, with the workers
+   them (2 processes of 2 batches at a time): events per second from the first acceptance to
+   the last. Then, with the workers
    running, customers opt out of email through PUT /api/v1/customers/{id}/consent (one event,
    one task per request): delivered live. Both count events never accepted (lost) and
    webhook-ids accepted more than once (duplicated): 0 and 0, as the receiver never fails.
 
 Run with `make bench-api`; it creates and drops its own PostgreSQL database (DATABASE_URL names
 the server) and uses its own queue on BENCH_REDIS_URL (default redis://127.0.0.1:6379/13).
+Each phase also reports the CPU it cost (gunicorn, the workers, the receiver, PostgreSQL's
+sessions, the clients): the machine is shared, and CPU per row or request is steadier than rates.
 Writes its figures to var/bench-api/result.json too."""
 
 import argparse
@@ -70,9 +73,12 @@ from tests.workers import worker_environment
 
 BASE_DIR = Path(settings.BASE_DIR)
 VAR_DIR = BASE_DIR / "var" / "bench-api"
-# 2 cores: 4 sync workers keep both busy while some wait on PostgreSQL, and queue little more
-# than 2 would (see the README's "Integration API" benchmark for 2, 4 and 8).
+# 2 cores: 4 sync workers keep both busy while some wait on PostgreSQL or the network; 2 left
+# a fifth of the PUTs' throughput idle, 8 did no better and ran 9 PostgreSQL sessions.
 GUNICORN_WORKERS = 4
+# A 5,000-row request runs in one process, on one core: two at a time keep both cores busy
+# (sequential requests left one idle, at half the rows per second).
+BULK_CLIENTS = 2
 # As bench_dispatch's workers: one process per core, each running two batches so that one's
 # database work overlaps the other's POSTs (EVENTS_SEND_THREADS each).
 EVENT_WORKERS = "threads:2x2"
@@ -581,7 +587,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000, help="rows the bulk upserts send")
     parser.add_argument("--batch", type=int, default=5_000, help="rows per bulk request")
-    parser.add_argument("--bulk-clients", type=int, default=1, help="bulk requests at once")
+    parser.add_argument(
+        "--bulk-clients", type=int, default=BULK_CLIENTS, help="bulk requests at once"
+    )
     parser.add_argument("--puts", type=int, default=4_000, help="single PUT upserts")
     parser.add_argument("--put-clients", type=int, default=8, help="client threads for the PUTs")
     parser.add_argument("--events", type=int, default=20_000, help="reminders moved to delivered")
