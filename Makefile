@@ -12,7 +12,7 @@ FAULTS_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/renewly_faults
 DEMO_ENV := DEBUG=1
 
 .PHONY: help setup system-deps demo web test test-sqlite lint format bench bench-import \
-	bench-planning bench-dispatch bench-workspace bench-upload bench-smoke faults clean
+	bench-planning bench-dispatch bench-workspace bench-upload bench-api bench-smoke faults clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -48,7 +48,7 @@ format: setup ## ruff fix and format
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: bench-import bench-planning bench-dispatch bench-workspace bench-upload ## every benchmark
+bench: bench-import bench-planning bench-dispatch bench-workspace bench-upload bench-api ## every benchmark
 
 bench-smoke: setup ## every benchmark at its smallest size, as make test runs them
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(BIN)/pytest tests/benchmarks
@@ -68,6 +68,9 @@ bench-workspace: setup ## time the agents' workspace pages with 100,000 notifica
 bench-upload: setup ## upload 100,000 rows, then 100 MB, through the upload view to a worker
 	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_upload.py --rows 100000
 	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_upload.py --megabytes 100 --timeout 1200
+
+bench-api: setup ## 100,000 rows, PUTs and 20,000 events through the API on gunicorn and Celery
+	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_api.py
 
 faults: setup ## every fault (workers killed, broker, PostgreSQL, Beat, provider) on Redis and RabbitMQ
 	DATABASE_URL=$${FAULTS_DATABASE_URL:-$(FAULTS_DATABASE_URL)} $(BIN)/python benchmarks/faults.py

@@ -74,13 +74,15 @@ def policy_out(policy_number: str, policies: QuerySet[Policy]) -> dict | None:
     reminders = Notification.objects.order_by("due_on", "pk").prefetch_related(
         Prefetch("events", queryset=events)
     )
-    policy = (
-        policies.select_related("customer", "agent")
-        .prefetch_related(Prefetch("notifications", queryset=reminders))
-        .filter(policy_number=policy_number)
-        .first()
-    )
-    if policy is None:
+    try:
+        # get(), not first(): the number is unique, and ordering a row with its customer and
+        # agent (Policy's Meta.ordering) cost Django's compiler a third of a PUT's time.
+        policy = (
+            policies.select_related("customer", "agent")
+            .prefetch_related(Prefetch("notifications", queryset=reminders))
+            .get(policy_number=policy_number)
+        )
+    except Policy.DoesNotExist:
         return None
     return {
         **policy_summary_out(policy),

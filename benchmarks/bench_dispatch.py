@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
@@ -56,6 +56,7 @@ from django.test import override_settings
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from benchmarks.processes import CLOCK_TICKS, descendants, process_table, tree_cpu
 from benchmarks.provider_process import FakeProviderProcess
 from benchmarks.seeding import copy_policyholders, drop_database, make_agents, replace_rules
 from benchmarks.workers import DOCUMENTED_CONFIG, WorkerConfig, Workers
@@ -71,59 +72,11 @@ FROM_NUMBER = "+15005550006"
 DEFAULT_CONFIGS = DOCUMENTED_CONFIG
 VAR_DIR = Path(settings.BASE_DIR) / "var" / "bench-dispatch"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Not sent yet, nor given up on: what the trial waits for.
 UNSETTLED = ("planned", "queued", "sending", "deferred")
 
 
 # --- Celery workers --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Proc:
-    ppid: int
-    comm: str
-    cpu: float  # seconds, its own
-    reaped_cpu: float  # seconds, of its children that exited
-
-
-def process_table() -> dict[int, Proc]:
-    table = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                with open(f"/proc/{entry.name}/stat") as stat:
-                    head, _, rest = stat.read().rpartition(")")
-                fields = rest.split()
-                ticks = [int(value) for value in fields[11:15]]  # utime stime cutime cstime
-            except (OSError, IndexError, ValueError):
-                continue
-            table[int(entry.name)] = Proc(
-                ppid=int(fields[1]),
-                comm=head.partition("(")[2],
-                cpu=(ticks[0] + ticks[1]) / CLOCK_TICKS,
-                reaped_cpu=(ticks[2] + ticks[3]) / CLOCK_TICKS,
-            )
-    return table
-
-
-def descendants(root: int, table: dict[int, Proc]) -> list[int]:
-    children = defaultdict(list)
-    for pid, proc in table.items():
-        children[proc.ppid].append(pid)
-    found, stack = [], [root]
-    while stack:
-        pid = stack.pop()
-        if pid in table:
-            found.append(pid)
-        stack.extend(children.get(pid, ()))
-    return found
-
-
-def tree_cpu(root: int, table: dict[int, Proc]) -> float:
-    """CPU seconds of a process, its live descendants and those it reaped."""
-    pids = descendants(root, table)
-    return sum(table[pid].cpu for pid in pids) + (table[root].reaped_cpu if pids else 0)
 
 
 def cpu_snapshot(worker_pids: list[int], provider_pid: int) -> dict[str, float]:

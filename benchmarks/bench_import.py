@@ -10,8 +10,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from datetime import date, timedelta
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -24,38 +23,17 @@ django.setup()
 
 from django.db import connection
 
+from benchmarks.seeding import policy_rows
 from policies.importers import COLUMNS, ImportSummary, import_policies, import_rows
 from policies.services import ensure_agent
-
-
-def bench_rows(count: int, *, changed_every: int = 0, prefix: str = "BENCH") -> Iterator[list]:
-    """The cells of `count` policy rows, two policies per customer; every `changed_every`th
-    row's expiry a year later than in the others' file."""
-    today = date(2026, 1, 1)
-    for n in range(count):
-        expiry = today + timedelta(days=n % 365 + 1)
-        if changed_every and n % changed_every == 0:
-            expiry += timedelta(days=365)
-        yield [
-            f"{prefix}-{n:07d}",
-            ("auto", "home", "life", "travel")[n % 4],
-            f"Customer {n}",
-            f"customer{n // 2}@{prefix.lower()}.example",  # two policies per customer
-            f"+1415{5550000 + n % 10000:07d}",
-            ("Europe/Madrid", "America/New_York", "UTC")[n % 3],
-            ("en", "es")[n % 2],
-            f"agent{n % 20}@agency.example",
-            (expiry - timedelta(days=365)).isoformat(),
-            expiry.isoformat(),
-            "active",
-        ]
 
 
 def write_csv(path: Path, rows: int, *, changed_every: int = 0) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(COLUMNS)
-        writer.writerows(bench_rows(rows, changed_every=changed_every))
+        for row in policy_rows(rows, changed_every=changed_every):
+            writer.writerow([row[name] for name in COLUMNS])
 
 
 def import_in_batches(rows: list[dict], batch_size: int) -> ImportSummary:
@@ -125,13 +103,8 @@ def main() -> None:
                 args.rows,
             )
         print(f"The same through import_rows, {args.batch_size:,} rows a call (the API's shape)")
-        as_dicts = [
-            dict(zip(COLUMNS, cells, strict=True)) for cells in bench_rows(args.rows, prefix="API")
-        ]
-        changed_dicts = [
-            dict(zip(COLUMNS, cells, strict=True))
-            for cells in bench_rows(args.rows, changed_every=10, prefix="API")
-        ]
+        as_dicts = list(policy_rows(args.rows, prefix="API"))
+        changed_dicts = list(policy_rows(args.rows, changed_every=10, prefix="API"))
         check_three(
             "import_rows: ",
             lambda: import_in_batches(as_dicts, args.batch_size),

@@ -1,13 +1,17 @@
 """The child processes of a benchmark (workers, Beat, private servers): each dies with the
-benchmark, even when the benchmark is killed, and is stopped with whatever it started."""
+benchmark, even when the benchmark is killed, and is stopped with whatever it started; and what
+each costs in CPU, read from /proc."""
 
 import ctypes
 import os
 import signal
 import subprocess
+from collections import defaultdict
 from contextlib import suppress
+from dataclasses import dataclass
 
 PR_SET_PDEATHSIG = 1
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def die_with_parent(signal_number: int = signal.SIGTERM):
@@ -34,3 +38,53 @@ def kill_group(process: subprocess.Popen) -> None:
     with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+
+
+# --- What they cost (/proc) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Proc:
+    ppid: int
+    comm: str
+    cpu: float  # seconds, its own
+    reaped_cpu: float  # seconds, of its children that exited
+
+
+def process_table() -> dict[int, Proc]:
+    table = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as stat:
+                    head, _, rest = stat.read().rpartition(")")
+                fields = rest.split()
+                ticks = [int(value) for value in fields[11:15]]  # utime stime cutime cstime
+            except (OSError, IndexError, ValueError):
+                continue
+            table[int(entry.name)] = Proc(
+                ppid=int(fields[1]),
+                comm=head.partition("(")[2],
+                cpu=(ticks[0] + ticks[1]) / CLOCK_TICKS,
+                reaped_cpu=(ticks[2] + ticks[3]) / CLOCK_TICKS,
+            )
+    return table
+
+
+def descendants(root: int, table: dict[int, Proc]) -> list[int]:
+    children = defaultdict(list)
+    for pid, proc in table.items():
+        children[proc.ppid].append(pid)
+    found, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        if pid in table:
+            found.append(pid)
+        stack.extend(children.get(pid, ()))
+    return found
+
+
+def tree_cpu(root: int, table: dict[int, Proc]) -> float:
+    """CPU seconds of a process, its live descendants and those it reaped."""
+    pids = descendants(root, table)
+    return sum(table[pid].cpu for pid in pids) + (table[root].reaped_cpu if pids else 0)

@@ -4,7 +4,7 @@ default (now, for auto_now fields), so a column added with a default never break
 and one without is an error that names it."""
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
 
 from django.db import OperationalError, connection, models
@@ -59,6 +59,34 @@ def copy_rows(model: type[models.Model], rows: Iterable[dict]) -> int:
         )
         cursor.execute(f"ANALYZE {table}")
     return written
+
+
+def policy_rows(
+    count: int, *, changed_every: int = 0, prefix: str = "BENCH"
+) -> Iterator[dict[str, str]]:
+    """`count` rows of the policy CSV's columns (policies.importers.COLUMNS), as the CSV
+    importer and the integration API take them: two policies per customer, agents agent0..19,
+    expiries over a year from 2026-01-02. With `changed_every`, every that many-th row expires a
+    year later (an update of a row imported before)."""
+    first_expiry = date(2026, 1, 2)
+    for n in range(count):
+        expiry = first_expiry + timedelta(days=n % 365)
+        if changed_every and n % changed_every == 0:
+            expiry += timedelta(days=365)
+        yield {
+            "policy_number": f"{prefix}-{n:07d}",
+            "product_line": ("auto", "home", "life", "travel")[n % 4],
+            "customer_name": f"Customer {n}",
+            # Two policies per customer; each prefix's customers of their own.
+            "customer_email": f"customer{n // 2}@{prefix.lower()}.example",
+            "customer_phone": f"+1415{5550000 + n % 10000:07d}",
+            "customer_timezone": ("Europe/Madrid", "America/New_York", "UTC")[n % 3],
+            "customer_language": ("en", "es")[n % 2],
+            "agent_email": f"agent{n % 20}@agency.example",
+            "start_date": (expiry - timedelta(days=365)).isoformat(),
+            "expiry_date": expiry.isoformat(),
+            "status": "active",
+        }
 
 
 def copy_customers(count: int) -> int:

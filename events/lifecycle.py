@@ -38,7 +38,10 @@ def move(
     `held_by`, only those still claimed under that claim), setting `fields` too. Returns how
     many moved."""
     if not isinstance(deliveries, QuerySet):
-        deliveries = Delivery.objects.filter(pk__in=list(deliveries))
+        ids = list(deliveries)
+        if not ids:  # most of a batch's outcomes are empty: no query to build
+            return 0
+        deliveries = Delivery.objects.filter(pk__in=ids)
     movable = deliveries.filter(status__in=sources_of(to))
     if held_by is not None:
         movable = movable.filter(claim=held_by)
