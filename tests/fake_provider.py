@@ -735,7 +735,9 @@ class FakeProvider:
             resource = self._resources.get(sent.id, {})
             resource.update(status=status, date_updated=_rfc2822(int(self.clock())))
             if status in ("sent", "delivered", "undelivered") and not resource.get("date_sent"):
-                resource["date_sent"] = resource["date_updated"]
+                # Sent the moment it was accepted, by the clock of then: a callback thread late
+                # under load must not date it by a clock a test has moved on since.
+                resource["date_sent"] = resource["date_created"]
             if status in ("failed", "undelivered"):
                 resource["error_code"] = error_code
 
