@@ -67,27 +67,26 @@ def notification_out(notification: Notification, policy_number: str) -> dict:
     }
 
 
-def policy_out(policy_number: str, policies: QuerySet[Policy]) -> dict | None:
-    """The policy (of `policies`, the caller's reach), its customer and its reminders with
-    their delivery events, in four queries; None when it is not there."""
-    events = DeliveryEvent.objects.order_by("occurred_at", "pk")
-    reminders = Notification.objects.order_by("due_on", "pk").prefetch_related(
-        Prefetch("events", queryset=events)
-    )
+def policy_out(
+    policy_number: str, policies: QuerySet[Policy], *, with_reminders: bool = True
+) -> dict | None:
+    """The policy (of `policies`, the caller's reach) and its customer, and (`with_reminders`)
+    its reminders with their delivery events: one query, or three; None when it is not there."""
+    if with_reminders:
+        events = DeliveryEvent.objects.order_by("occurred_at", "pk")
+        reminders = Notification.objects.order_by("due_on", "pk").prefetch_related(
+            Prefetch("events", queryset=events)
+        )
+        policies = policies.prefetch_related(Prefetch("notifications", queryset=reminders))
     try:
         # get(), not first(): the number is unique, and ordering a row with its customer and
         # agent (Policy's Meta.ordering) cost Django's compiler a third of a PUT's time.
-        policy = (
-            policies.select_related("customer", "agent")
-            .prefetch_related(Prefetch("notifications", queryset=reminders))
-            .get(policy_number=policy_number)
-        )
+        policy = policies.select_related("customer", "agent").get(policy_number=policy_number)
     except Policy.DoesNotExist:
         return None
-    return {
-        **policy_summary_out(policy),
-        "customer": customer_out(policy.customer),
-        "reminders": [
+    found = {**policy_summary_out(policy), "customer": customer_out(policy.customer)}
+    if with_reminders:
+        found["reminders"] = [
             {
                 **notification_out(reminder, policy.policy_number),
                 "events": [
@@ -102,8 +101,8 @@ def policy_out(policy_number: str, policies: QuerySet[Policy]) -> dict | None:
                 ],
             }
             for reminder in policy.notifications.all()
-        ],
-    }
+        ]
+    return found
 
 
 class Keyset:

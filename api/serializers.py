@@ -204,15 +204,20 @@ class PolicySummaryOut(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
 
-class PolicyOut(PolicySummaryOut):
+class PolicyWithCustomerOut(PolicySummaryOut):
     customer = CustomerOut()
+
+
+class PolicyOut(PolicyWithCustomerOut):
     reminders = ReminderOut(many=True, help_text="Its reminders, soonest due first.")
 
 
 class UpsertOut(serializers.Serializer):
     outcome = serializers.ChoiceField(choices=RowOutcome.choices)
     agents_created = serializers.ListField(child=serializers.EmailField())
-    policy = PolicyOut()
+    policy = PolicyWithCustomerOut(
+        help_text="The policy as written; its reminders: GET /policies/{policy_number}."
+    )
 
 
 class RenewalIn(StrictSerializer):

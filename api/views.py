@@ -228,7 +228,10 @@ class PolicyView(ApiView):
         body = {
             "outcome": outcome,
             "agents_created": summary.agents_created,
-            "policy": selectors.policy_out(policy_number, access.policies_for(key)),
+            # An upsert plans no reminder: its answer leaves them out (GET has them).
+            "policy": selectors.policy_out(
+                policy_number, access.policies_for(key), with_reminders=False
+            ),
         }
         return Response(body, status=201 if outcome == RowOutcome.CREATED else 200)
 
