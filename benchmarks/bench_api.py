@@ -25,7 +25,6 @@ Writes its figures to var/bench-api/result.json too."""
 import argparse
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -59,6 +58,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from api.models import ApiKey
+from benchmarks import workers
 from benchmarks.processes import CLOCK_TICKS, die_with_parent, process_table, stop_warm, tree_cpu
 from benchmarks.receiver_process import WebhookReceiverProcess
 from benchmarks.seeding import copy_rows, drop_database, make_agents, policy_rows, replace_rules
@@ -562,25 +562,7 @@ def event_report(
 
 
 def clean_redis() -> None:
-    """Remove this run's queue (and those of earlier runs whose process is gone) from Redis."""
-    import redis
-
-    def ours(name: str) -> bool:
-        pid = re.match(r"\d*", name.partition(QUEUE_PREFIX)[2]).group()
-        return pid == str(os.getpid()) or (pid != "" and not Path(f"/proc/{pid}").exists())
-
-    client = redis.Redis.from_url(BROKER_URL, decode_responses=True)
-    try:
-        keys = [key for key in client.scan_iter(f"*{QUEUE_PREFIX}*") if ours(key)]
-        if keys:
-            client.delete(*keys)
-        for tag, payload in client.hscan_iter("unacked"):
-            queue = next((word for word in payload.split('"') if QUEUE_PREFIX in word), "")
-            if queue and ours(queue):
-                client.hdel("unacked", tag)
-                client.zrem("unacked_index", tag)
-    finally:
-        client.close()
+    workers.clean_redis(BROKER_URL, QUEUE_PREFIX)
 
 
 def main() -> None:

@@ -16,7 +16,6 @@ pools, e.g. `--configs threads:2x20,threads:1x32,prefork:1x8` (pool:processes x 
 import argparse
 import logging
 import os
-import re
 import signal
 import sys
 import threading
@@ -56,6 +55,7 @@ from django.test import override_settings
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from benchmarks import workers
 from benchmarks.processes import CLOCK_TICKS, descendants, process_table, tree_cpu
 from benchmarks.provider_process import FakeProviderProcess
 from benchmarks.seeding import copy_policyholders, drop_database, make_agents, replace_rules
@@ -415,26 +415,7 @@ def print_report(best: Trial, base: Baseline | None, reminders: int, latency: fl
 
 
 def clean_redis() -> None:
-    """Remove this run's queue and its messages still unacknowledged (after a failure) from the
-    bench's Redis database, and those of earlier runs whose process is gone (killed)."""
-    import redis
-
-    def ours(name: str) -> bool:
-        pid = re.match(r"\d*", name.partition(QUEUE_PREFIX)[2]).group()
-        return pid == str(os.getpid()) or (pid != "" and not Path(f"/proc/{pid}").exists())
-
-    client = redis.Redis.from_url(BROKER_URL, decode_responses=True)
-    try:
-        keys = [key for key in client.scan_iter(f"*{QUEUE_PREFIX}*") if ours(key)]
-        if keys:
-            client.delete(*keys)
-        for tag, payload in client.hscan_iter("unacked"):
-            queue = next((word for word in payload.split('"') if QUEUE_PREFIX in word), "")
-            if queue and ours(queue):
-                client.hdel("unacked", tag)
-                client.zrem("unacked_index", tag)
-    finally:
-        client.close()
+    workers.clean_redis(BROKER_URL, QUEUE_PREFIX)
 
 
 def main() -> None:

@@ -2,6 +2,8 @@
 runs them, each process in a group of its own that dies with the benchmark, stopped warm; a
 worker can also be killed (its whole group) and started again, as a supervisor would."""
 
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -151,3 +153,27 @@ def start_beat(env: dict[str, str], var_dir: Path, name: str = "beat") -> subpro
         env,
         var_dir / f"{name}.log",
     )
+
+
+def clean_redis(broker_url: str, queue_prefix: str) -> None:
+    """Remove this run's queue and its messages still unacknowledged (after a failure) from the
+    bench's Redis database, and those of earlier runs whose process is gone (killed). Queues are
+    named `queue_prefix` + the benchmark's process id."""
+    import redis
+
+    def ours(name: str) -> bool:
+        pid = re.match(r"\d*", name.partition(queue_prefix)[2]).group()
+        return pid == str(os.getpid()) or (pid != "" and not Path(f"/proc/{pid}").exists())
+
+    client = redis.Redis.from_url(broker_url, decode_responses=True)
+    try:
+        keys = [key for key in client.scan_iter(f"*{queue_prefix}*") if ours(key)]
+        if keys:
+            client.delete(*keys)
+        for tag, payload in client.hscan_iter("unacked"):
+            queue = next((word for word in payload.split('"') if queue_prefix in word), "")
+            if queue and ours(queue):
+                client.hdel("unacked", tag)
+                client.zrem("unacked_index", tag)
+    finally:
+        client.close()
