@@ -43,8 +43,10 @@ class ApiKeyAuthentication(BaseAuthentication):
         except UnicodeDecodeError:
             given = ""
         # Found by its prefix, revoked or not, so that a revoked key is told it was revoked.
-        try:  # get(), not first(): the prefix is unique, and ordering costs Django's compiler
-            key = ApiKey.objects.select_related("agent").get(prefix=given.partition(".")[0])
+        # get(), not first(): the prefix is unique, and ordering costs Django's compiler.
+        try:
+            # No join: the agent of a key limited to one book is read when it is needed.
+            key = ApiKey.objects.get(prefix=given.partition(".")[0])
         except ApiKey.DoesNotExist:
             key = None
         if key is None or not key.is_valid(given):
