@@ -349,7 +349,7 @@ def _shape_errors(errors) -> str:
 class PolicyChangeView(ApiView):
     """A change of the policy's status, with what it means for its reminders."""
 
-    change = ""  # "renewed", "cancelled" or "lapsed" (notifications.services.POLICY_CHANGES)
+    change = ""  # "renewed", "cancelled" or "lapsed" (notifications.services.change_policy)
 
     def apply(self, request, policy_number: str, *, new_expiry_date: date | None = None):
         policies = access.policies_for(request.auth)

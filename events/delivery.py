@@ -24,7 +24,7 @@ import requests
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from standardwebhooks import Webhook
@@ -32,6 +32,7 @@ from standardwebhooks import Webhook
 from events import lifecycle
 from events.models import Delivery, DeliveryAttempt, Subscription
 from notifications.retries import jittered_backoff
+from notifications.updates import each_row
 from policies.feeds import redact
 
 logger = logging.getLogger(__name__)
@@ -298,15 +299,7 @@ def retry_backoff(attempts: int) -> int:
 
 
 def _each(values: dict[int, object], field_name: str):
-    """Each delivery's own value of a field, as one expression for one UPDATE."""
-    field = Delivery._meta.get_field(field_name)
-    distinct = set(values.values())
-    if len(distinct) <= 1:  # none: the UPDATE has no rows and never runs
-        return Value(distinct.pop() if distinct else None, output_field=field)
-    return Case(
-        *(When(pk=pk, then=Value(value, output_field=field)) for pk, value in values.items()),
-        output_field=field,
-    )
+    return each_row(Delivery, values, field_name)
 
 
 # The threads POSTing for this process, each with a requests Session of its own (keep-alive

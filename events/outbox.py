@@ -49,11 +49,17 @@ def record(event_type: str, changes: list[Change]) -> list[Event]:
         for event in events
         for pk in subscription_ids
     )
-    ids, size = [delivery.pk for delivery in deliveries], settings.EVENTS_BATCH_SIZE
-    for start in range(0, len(ids), size):
-        # robust: a broker out of reach must not undo a committed change; the sweep delivers.
-        transaction.on_commit(partial(deliver_events.delay, ids[start : start + size]), robust=True)
+    deliver_after_commit([delivery.pk for delivery in deliveries])
     return events
+
+
+def deliver_after_commit(delivery_ids: list[int]) -> None:
+    """Hand the deliveries to workers, in batches, once the caller's transaction commits."""
+    size = settings.EVENTS_BATCH_SIZE
+    for start in range(0, len(delivery_ids), size):
+        # robust: a broker out of reach must not undo a committed change; the sweep delivers.
+        batch = delivery_ids[start : start + size]
+        transaction.on_commit(partial(deliver_events.delay, batch), robust=True)
 
 
 def _record_once(event_type: str, change: Change, now) -> Event | None:

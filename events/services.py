@@ -1,16 +1,13 @@
 """What people do with events: resend a delivery, re-enable a subscription, purge old events."""
 
 from datetime import datetime
-from functools import partial
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from events import lifecycle
+from events import lifecycle, outbox
 from events.models import Delivery, Event, Subscription
-from events.tasks import deliver_events
 
 Status = Delivery.Status
 # Events deleted per statement: each delete is short, whatever the backlog.
@@ -29,7 +26,7 @@ def resend(delivery_ids: list[int]) -> int:
             .values_list("pk", flat=True)
         )
         lifecycle.move(ids, Status.PENDING, next_attempt_at=timezone.now(), failing_since=None)
-        _deliver_after_commit(ids)
+        outbox.deliver_after_commit(ids)
     return len(ids)
 
 
@@ -48,7 +45,7 @@ def reenable(subscription: Subscription) -> int:
         waiting = subscription.deliveries.filter(status=Status.PENDING)
         ids = list(waiting.values_list("pk", flat=True))
         waiting.update(next_attempt_at=timezone.now(), failing_since=None)
-        _deliver_after_commit(ids)
+        outbox.deliver_after_commit(ids)
     subscription.refresh_from_db()
     return len(ids)
 
@@ -67,9 +64,3 @@ def purge_delivered(*, before: datetime) -> int:
         Event.objects.filter(pk__in=ids).delete()
         deleted += len(ids)
     return deleted
-
-
-def _deliver_after_commit(ids: list[int]) -> None:
-    size = settings.EVENTS_BATCH_SIZE
-    for start in range(0, len(ids), size):
-        transaction.on_commit(partial(deliver_events.delay, ids[start : start + size]), robust=True)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connections, router
 from django.db.models import F, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
@@ -32,6 +31,7 @@ from notifications.channels import (
 from notifications.models import Channel, DeliveryEvent, Notification, ReminderRule
 from notifications.quiet_hours import next_sms_window
 from notifications.rendering import render
+from notifications.updates import each_row
 from policies.models import Policy
 
 logger = logging.getLogger(__name__)
@@ -401,19 +401,7 @@ def leave_for_recovery(reasons: dict[int, str], *, held_by: int) -> int:
 
 
 def _each(values: dict[int, object], field_name: str) -> Value | RawSQL:
-    """Each notification's own value of a field, as one expression for a bulk UPDATE: a plain
-    CASE on the id (Django's Case(When(pk=...)) costs a worker more CPU than the send)."""
-    field = Notification._meta.get_field(field_name)
-    distinct = set(values.values())
-    if len(distinct) == 1:
-        return Value(distinct.pop(), output_field=field)
-    database = connections[router.db_for_write(Notification)]
-    params = []
-    for notification_id, value in values.items():
-        params += [notification_id, field.get_db_prep_value(value, database)]
-    whens = " ".join(["WHEN %s THEN %s"] * len(values))
-    primary_key = database.ops.quote_name(Notification._meta.pk.column)
-    return RawSQL(f"CASE {primary_key} {whens} END", params, output_field=field)
+    return each_row(Notification, values, field_name)
 
 
 def plan_fallback(notification: Notification) -> int | None:

@@ -150,23 +150,19 @@ def renew_policy(*, policy: Policy, new_expiry_date: date) -> int:
     return len(change_policy(policy=policy, to="renewed", new_expiry_date=new_expiry_date))
 
 
-# A change of a policy's term or status, by what the agent or another system calls it.
-POLICY_CHANGES = {
-    "renewed": lambda policy, new_expiry_date: mark_renewed(
-        policy=policy, new_expiry_date=new_expiry_date
-    ),
-    "cancelled": lambda policy, new_expiry_date: mark_cancelled(policy=policy),
-    "lapsed": lambda policy, new_expiry_date: mark_lapsed(policy=policy),
-}
-
-
 @transaction.atomic
 def change_policy(
     *, policy: Policy, to: str, new_expiry_date: date | None = None
 ) -> list[Notification]:
-    """Renew, cancel or lapse the policy (policies.services, which raises PolicyChangeError
-    for a change it cannot take) and cancel, in the same transaction, the reminders it makes
-    outdated (planning's own rule). Returns those reminders, cancelled."""
-    changed = POLICY_CHANGES[to](policy, new_expiry_date)
+    """Renew ("renewed"), cancel ("cancelled") or lapse ("lapsed") the policy
+    (policies.services, which raises PolicyChangeError for a change it cannot take) and cancel,
+    in the same transaction, the reminders it makes outdated (planning's own rule). Returns
+    those reminders, cancelled."""
+    if to == "renewed":
+        changed = mark_renewed(policy=policy, new_expiry_date=new_expiry_date)
+    elif to == "cancelled":
+        changed = mark_cancelled(policy=policy)
+    else:
+        changed = mark_lapsed(policy=policy)
     cancelled = planning.cancelled_outdated(policy_id=changed.pk)
     return list(Notification.objects.filter(pk__in=cancelled).order_by("due_on", "pk"))
