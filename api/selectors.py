@@ -7,11 +7,12 @@ import binascii
 import json
 from datetime import date, datetime
 
+from django.db import connection
 from django.db.models import Prefetch, Q, QuerySet
 
 from api.problems import Problem
 from notifications.models import DeliveryEvent, Notification
-from policies.models import Customer, Policy
+from policies.models import Agent, Customer, Policy
 
 
 def customer_out(customer: Customer) -> dict:
@@ -67,26 +68,27 @@ def notification_out(notification: Notification, policy_number: str) -> dict:
     }
 
 
-def policy_out(
-    policy_number: str, policies: QuerySet[Policy], *, with_reminders: bool = True
-) -> dict | None:
-    """The policy (of `policies`, the caller's reach) and its customer, and (`with_reminders`)
-    its reminders with their delivery events: one query, or three; None when it is not there."""
-    if with_reminders:
-        events = DeliveryEvent.objects.order_by("occurred_at", "pk")
-        reminders = Notification.objects.order_by("due_on", "pk").prefetch_related(
-            Prefetch("events", queryset=events)
-        )
-        policies = policies.prefetch_related(Prefetch("notifications", queryset=reminders))
+def policy_out(policy_number: str, policies: QuerySet[Policy]) -> dict | None:
+    """The policy (of `policies`, the caller's reach), its customer, and its reminders with
+    their delivery events: three queries; None when it is not there."""
+    events = DeliveryEvent.objects.order_by("occurred_at", "pk")
+    reminders = Notification.objects.order_by("due_on", "pk").prefetch_related(
+        Prefetch("events", queryset=events)
+    )
     try:
         # get(), not first(): the number is unique, and ordering a row with its customer and
         # agent (Policy's Meta.ordering) cost Django's compiler a third of a PUT's time.
-        policy = policies.select_related("customer", "agent").get(policy_number=policy_number)
+        policy = (
+            policies.select_related("customer", "agent")
+            .prefetch_related(Prefetch("notifications", queryset=reminders))
+            .get(policy_number=policy_number)
+        )
     except Policy.DoesNotExist:
         return None
-    found = {**policy_summary_out(policy), "customer": customer_out(policy.customer)}
-    if with_reminders:
-        found["reminders"] = [
+    return {
+        **policy_summary_out(policy),
+        "customer": customer_out(policy.customer),
+        "reminders": [
             {
                 **notification_out(reminder, policy.policy_number),
                 "events": [
@@ -101,8 +103,53 @@ def policy_out(
                 ],
             }
             for reminder in policy.notifications.all()
-        ]
-    return found
+        ],
+    }
+
+
+# The customer's fields an answer shows, read beside its policy by upserted_policy_out.
+_CUSTOMER_FIELDS = [
+    Customer._meta.get_field(name)
+    for name in (
+        "name",
+        "email",
+        "phone",
+        "language",
+        "timezone",
+        "email_consent",
+        "sms_consent",
+        "email_undeliverable",
+    )
+]
+
+
+def upserted_policy_out(policy_number: str) -> dict:
+    """What a PUT answers: the policy it just wrote, with its customer, as policy_out shows them
+    without reminders. One raw query: the ORM's compiler spends more on policy_out's join than
+    PostgreSQL spends running it, a tenth of a single PUT's time."""
+    policy_table, customer_table, agent_table = (
+        connection.ops.quote_name(model._meta.db_table) for model in (Policy, Customer, Agent)
+    )
+    customer_columns = ", ".join(
+        f"c.{connection.ops.quote_name(field.column)} AS customer_{field.attname}"
+        for field in _CUSTOMER_FIELDS
+    )
+    # raw() converts the policy's own columns; the joined ones are text or booleans.
+    policy = Policy.objects.raw(
+        f"SELECT p.*, a.email AS agent_email, {customer_columns} FROM {policy_table} p "
+        f"JOIN {customer_table} c ON c.id = p.customer_id "
+        f"JOIN {agent_table} a ON a.id = p.agent_id WHERE p.policy_number = %s",
+        [policy_number],
+    )[0]
+    policy.agent = Agent(pk=policy.agent_id, email=policy.agent_email)
+    policy.customer = Customer(
+        pk=policy.customer_id,
+        **{
+            field.attname: field.to_python(getattr(policy, f"customer_{field.attname}"))
+            for field in _CUSTOMER_FIELDS
+        },
+    )
+    return {**policy_summary_out(policy), "customer": customer_out(policy.customer)}
 
 
 class Keyset:

@@ -344,4 +344,5 @@ class PlainStrings:
         return values
 
 
+plain_policy_fields = PlainStrings(PolicyFields())
 plain_policy_row = PlainStrings(PolicyRowIn())

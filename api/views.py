@@ -212,7 +212,9 @@ class PolicyView(ApiView):
             and access.policies_for_other_books(key).filter(policy_number=policy_number).exists()
         ):
             raise Problem(404, f"No policy {policy_number!r}.")
-        data = _validated(shapes.PolicyFields, request.data)
+        data = shapes.plain_policy_fields(request.data)
+        if data is None:  # not the usual body: DRF's own check, and its words
+            data = _validated(shapes.PolicyFields, request.data)
         if key.agent_id and not data.get("agent_email"):
             data["agent_email"] = key.agent.email
         unknown_agents = _query(request, "unknown_agents", _one_of(UnknownAgents.values))
@@ -229,9 +231,7 @@ class PolicyView(ApiView):
             "outcome": outcome,
             "agents_created": summary.agents_created,
             # An upsert plans no reminder: its answer leaves them out (GET has them).
-            "policy": selectors.policy_out(
-                policy_number, access.policies_for(key), with_reminders=False
-            ),
+            "policy": selectors.upserted_policy_out(policy_number),
         }
         return Response(body, status=201 if outcome == RowOutcome.CREATED else 200)
 

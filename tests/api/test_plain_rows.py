@@ -1,10 +1,10 @@
-"""The bulk endpoint's quick check of a row agrees with the row's serializer: the same values
+"""The quick check of a policy row (bulk) or body (PUT) agrees with its serializer: the same values
 for a valid row, and, for any row it does not vouch for, None (the serializer then answers)."""
 
 import pytest
 from rest_framework import serializers
 
-from api.serializers import PlainStrings, PolicyRowIn, StrictSerializer, StrictString
+from api.serializers import PlainStrings, PolicyFields, PolicyRowIn, StrictSerializer, StrictString
 
 VALID = {
     "policy_number": "P-1",
@@ -46,17 +46,25 @@ ROWS = [
 ]
 
 
-def serializer_answer(row):
-    serializer = PolicyRowIn(data=row)
+def serializer_answer(shape, row):
+    serializer = shape(data=row)
     return dict(serializer.validated_data) if serializer.is_valid() else None
 
 
+@pytest.mark.parametrize("shape", [PolicyRowIn, PolicyFields])
 @pytest.mark.parametrize("row", ROWS)
-def test_the_quick_check_answers_what_the_serializer_answers_or_leaves_it_to_it(row):
-    quick = PlainStrings(PolicyRowIn())(row)
+def test_the_quick_check_answers_what_the_serializer_answers_or_leaves_it_to_it(shape, row):
+    quick = PlainStrings(shape())(row)
 
     if quick is not None:
-        assert quick == serializer_answer(row)
+        assert quick == serializer_answer(shape, row)
+
+
+def test_a_put_body_without_the_number_of_its_path_is_vouched_for():
+    body = {name: value for name, value in VALID.items() if name != "policy_number"}
+
+    assert PlainStrings(PolicyFields())(body) == body
+    assert PlainStrings(PolicyFields())(VALID) is None  # policy_number is not a body field
 
 
 def test_the_quick_check_vouches_for_the_usual_rows():

@@ -51,6 +51,26 @@ def test_a_put_creates_the_policy_and_its_customer(integration, agent):
     }
 
 
+def test_a_puts_answer_shows_the_policy_as_a_get_does_without_its_reminders(integration, agent):
+    integration.put(
+        "policies/P-1",
+        body(customer_timezone="Europe/Madrid", customer_language="es", customer_phone=""),
+    )
+    Customer.objects.update(sms_consent=False, email_undeliverable=True)
+
+    answered = integration.put("policies/P-1", body(product_line="home")).json()["policy"]
+
+    shown = integration.get("policies/P-1").json()
+    del shown["reminders"]
+    assert answered == shown
+    assert answered["customer"]["timezone"] == "Europe/Madrid"
+    assert answered["customer"]["consent"] == {
+        "email": True,
+        "sms": False,
+        "email_undeliverable": True,
+    }
+
+
 def test_the_same_put_again_changes_nothing_and_says_so(integration, agent):
     integration.put("policies/P-1", body())
     stamp = Policy.objects.get().updated_at
