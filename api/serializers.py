@@ -64,7 +64,7 @@ class PolicyFields(StrictSerializer):
     customer_email = _text("Finds the customer: one address, one customer.", required=True)
     customer_phone = _text("Any format phonenumbers reads; stored E.164. Empty: none.")
     customer_timezone = _text("An IANA name, e.g. Europe/Madrid. Empty: the site's.")
-    customer_language = _text("e.g. en, es, es-MX. Empty: the site's.")
+    customer_language = _text("Any language tag, e.g. de, fr, pt-BR (as given). Empty: the site's.")
     agent_email = _text(
         "The agent whose book it is. Optional with a key limited to one agent's book."
     )

@@ -32,6 +32,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Its catalogs say "today" and "tomorrow" in ~100 languages (notifications.rendering).
+    "django.contrib.humanize",
     "django_celery_beat",
     "django_celery_results",
     "anymail",

@@ -26,6 +26,7 @@ from notifications.models import (
     WorkerLease,
 )
 from policies import admin as policies_admin
+from policies import languages
 from policies.models import Customer
 
 # Retrying an outage's failures is the agent's Retry on any book, many at once.
@@ -36,8 +37,11 @@ class PreviewForm(forms.Form):
     policy_number = forms.CharField(
         required=False, help_text="Empty: the next active policy to expire."
     )
-    language = forms.ChoiceField(
-        choices=[("", "The customer's own"), *list(settings.LANGUAGES)], required=False
+    language = forms.CharField(
+        required=False,
+        max_length=languages.MAX_LENGTH,
+        validators=[languages.validate_language],
+        help_text="Any language tag, e.g. de, pt-BR. Empty: the customer's own.",
     )
 
 
@@ -100,7 +104,10 @@ class PreviewAdminMixin:
         rule = obj if isinstance(obj, ReminderRule) else None
         found, error = [], ""
         try:
-            form.is_valid()
+            if form.is_bound and not form.is_valid():
+                raise previews.PreviewError(
+                    " ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
+                )
             data = getattr(form, "cleaned_data", {})
             policy = previews.policy_for_preview(
                 data.get("policy_number", ""),

@@ -30,7 +30,7 @@ from notifications.channels import (
 )
 from notifications.models import Channel, DeliveryEvent, Notification, ReminderRule
 from notifications.quiet_hours import next_sms_window
-from notifications.rendering import render
+from notifications.rendering import ProductLines, render
 from notifications.updates import each_row
 from policies.models import Policy
 
@@ -172,9 +172,10 @@ def _send_concurrently(notifications: list[Notification], lease_id: int) -> Iter
             for name in {notification.channel for notification in notifications}
         }
         futures, rendering_failed = {}, []
+        lines = ProductLines(notification.policy.product_line for notification in notifications)
         for notification in notifications:
             try:
-                message = render(notification)
+                message = render(notification, lines)
             except Exception as error:  # a template that does not render: this one only
                 rendering_failed.append((notification, _failed(error)))
                 continue

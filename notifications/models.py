@@ -1,3 +1,5 @@
+from dataclasses import dataclass
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -5,6 +7,7 @@ from django.db.models import Q
 
 from notifications.templating import AVAILABLE
 from notifications.templating import validate as valid_template
+from policies import languages
 from policies.models import Customer, Policy
 
 
@@ -17,7 +20,9 @@ TEMPLATE_HELP = (
     "Django template syntax with {% if %}, {% firstof %} and the formatting filters, e.g. "
     '{{ expiry_date|date:"j F Y" }}. Available: '
     + AVAILABLE
-    + ". expiry_date is a date; expiry_date_text is it written out in the customer's language."
+    + ". expiry_date is a date; expiry_date_text is it written out, and days_left_text is "
+    '"today", "tomorrow" or "in 3 days", both in the language of the words they go into; '
+    "policy.product_name is the product line's name in it (its code when it has none)."
 )
 
 
@@ -60,13 +65,41 @@ class MessageTemplate(models.Model):
         if self.channel == Channel.EMAIL and not self.subject:
             raise ValidationError({"subject": "An email needs a subject."})
 
-    def in_language(self, language: str) -> "TemplateText":
-        """The words for a customer who reads `language`: its translation when there is one,
-        the template's own (default-language) text otherwise."""
-        for translation in self.translations.all():
-            if translation.language == language:
-                return translation
-        return self
+    def in_language(self, language: str) -> "Words":
+        """The words for a customer who reads `language`, and why those: its translation in
+        that language, else in the broadest language it belongs to (pt-BR: pt), else the
+        template's own, in the site's default language (policies.languages.fallbacks)."""
+        translations = {
+            languages.canonical(translation.language): translation
+            for translation in self.translations.all()
+        }
+        default = languages.canonical(settings.LANGUAGE_CODE)
+        # The template's own words are the default language's, unless a translation says
+        # otherwise.
+        chosen = languages.closest(language, [default, *translations])
+        return Words(translations.get(chosen, self), chosen, _why(language, chosen))
+
+
+@dataclass(frozen=True)
+class Words:
+    """A template's words chosen for one customer: the text, its language, and the reason."""
+
+    text: "TemplateText"
+    language: str
+    why: str
+
+
+def _why(wanted: str, chosen: str) -> str:
+    try:
+        asked = languages.canonical(wanted)
+    except languages.UnknownLanguage:
+        return f"{wanted!r} is not a language tag: the default language, {chosen}"
+    parts = asked.split("-")
+    if asked == chosen:
+        return f"the customer's language, {chosen}"
+    if chosen in {"-".join(parts[:end]) for end in range(1, len(parts))}:
+        return f"no translation in {asked}: {chosen}, the language it belongs to"
+    return f"no translation in {asked} or a language it belongs to: the default language, {chosen}"
 
 
 class TemplateTranslation(models.Model):
@@ -75,7 +108,12 @@ class TemplateTranslation(models.Model):
     template = models.ForeignKey(
         MessageTemplate, on_delete=models.CASCADE, related_name="translations"
     )
-    language = models.CharField(max_length=8, choices=settings.LANGUAGES)
+    language = models.CharField(
+        max_length=languages.MAX_LENGTH,
+        validators=[languages.validate_language],
+        help_text="Any language tag, e.g. de, fr, pt-BR (pt-BR customers get a pt translation "
+        "when there is no pt-BR one).",
+    )
     subject = models.CharField(max_length=200, blank=True, validators=[valid_template])
     body = models.TextField(validators=[valid_template], help_text=TEMPLATE_HELP)
     html_body = models.TextField(blank=True, validators=[valid_template])
@@ -90,6 +128,9 @@ class TemplateTranslation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.template.name} [{self.language}]"
+
+    def clean(self):
+        self.language = languages.tidied(self.language)  # "pt_br" is stored pt-BR
 
 
 # What rendering reads from a template or a translation.

@@ -28,7 +28,8 @@ class PreviewError(Exception):
 @dataclasses.dataclass(frozen=True)
 class Preview:
     template: MessageTemplate
-    language: str
+    language: str  # the language of the words chosen for the customer
+    why: str  # why those (MessageTemplate.in_language)
     message: OutgoingMessage
 
     @property
@@ -91,7 +92,8 @@ def preview(template: MessageTemplate, policy: Policy, *, language: str = "", le
         message = rendering.preview(template, policy, lead_days=lead_days)
     except templating.TemplateProblem as problem:
         raise PreviewError(f"{template.name} cannot be rendered. {problem}") from None
-    return Preview(template=template, language=policy.customer.language, message=message)
+    words = template.in_language(policy.customer.language)
+    return Preview(template=template, language=words.language, why=words.why, message=message)
 
 
 def previews_for_rule(rule: ReminderRule, policy: Policy, *, language: str = "") -> list[Preview]:

@@ -6,29 +6,47 @@ the words cannot reach anything else through them (notifications.templating)."""
 
 import datetime
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from urllib.parse import quote
 
+from babel.dates import format_date, format_timedelta
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
-from django.utils import formats, timezone, translation
+from django.utils import timezone, translation
 
 from notifications import preferences, templating
 from notifications.channels import OutgoingMessage
 from notifications.models import Channel, MessageTemplate, Notification
-from policies.models import Customer, Policy
+from policies import languages
+from policies.models import Customer, Policy, ProductLine
 
 
-def render(notification: Notification) -> OutgoingMessage:
+def render(notification: Notification, lines: "ProductLines | None" = None) -> OutgoingMessage:
+    """The message of `notification`. `lines`: its batch's product lines, loaded once."""
+    policy = notification.policy
+    lines = lines or ProductLines([policy.product_line])
     return compose(
         notification.rule.template_for(notification.channel),
-        policy=notification.policy,
+        policy=policy,
         customer=notification.customer,
         expiry_date=notification.expiry_date,
         lead_days=notification.lead_days,
         notification_id=notification.pk,
+        product_line=lines.get(policy.product_line),
     )
+
+
+class ProductLines:
+    """Product lines with their names, by code: one load for a batch of reminders."""
+
+    def __init__(self, codes: Iterable[str]):
+        self._lines = ProductLine.objects.prefetch_related("names").in_bulk(
+            set(codes), field_name="code"
+        )
+
+    def get(self, code: str) -> ProductLine | None:
+        return self._lines.get(code)
 
 
 # A preview's links are not the customer's: a signed link is their key to their consent.
@@ -46,6 +64,7 @@ def preview(template: MessageTemplate, policy: Policy, *, lead_days: int | None 
         expiry_date=policy.expiry_date,
         lead_days=lead_days if lead_days is not None else (policy.expiry_date - today).days,
         notification_id=0,
+        product_line=ProductLines([policy.product_line]).get(policy.product_line),
         token=lambda: PREVIEW_TOKEN,
     )
 
@@ -58,11 +77,14 @@ def compose(
     expiry_date: datetime.date,
     lead_days: int,
     notification_id: int,
+    product_line: ProductLine | None = None,
     token: Callable[[], str] | None = None,
 ) -> OutgoingMessage:
-    """The message `template` makes for this reminder. `token`: the signed token of the
-    customer's links (by default, theirs)."""
-    text = template.in_language(customer.language)
+    """The message `template` makes for this reminder, in the language its words are in (the
+    customer's, or the closest the template has: MessageTemplate.in_language). `token`: the
+    signed token of the customer's links (by default, theirs)."""
+    words = template.in_language(customer.language)
+    text = words.text
     is_email = template.channel == Channel.EMAIL
     parts = {
         "subject": templating.compiled(text.subject) if is_email else None,
@@ -73,12 +95,15 @@ def compose(
     # and only when a template or the unsubscribe header asks for one.
     token = token or functools.cache(functools.partial(preferences.token_for, customer))
     names = set().union(*(part.names for part in parts.values() if part))
-    with translation.override(customer.language):
+    # Django's own formatting (the date filter's month names) in the words' language too.
+    with translation.override(words.language):
         values = values_for(
             policy,
             customer,
             expiry_date,
             lead_days,
+            language=words.language,
+            product_line=product_line,
             token=token,
             with_preferences_url="preferences_url" in names,
         )
@@ -98,12 +123,23 @@ def compose(
 
 
 def values_for(
-    policy, customer, expiry_date, lead_days, *, token=None, with_preferences_url=True
+    policy,
+    customer,
+    expiry_date,
+    lead_days,
+    *,
+    language: str = "",
+    product_line: ProductLine | None = None,
+    token=None,
+    with_preferences_url=True,
 ) -> dict:
     """The values a template may use (templating.VARIABLES), as plain strings, numbers and
-    dates. `token`: a callable returning the customer's signed token, for their link."""
+    dates; the texts among them in `language`, the language of the words they go into (by
+    default the customer's). `token`: a callable returning the customer's signed token."""
+    language = language or customer.language
     # "Today" is the customer's today: late evening in Los Angeles is tomorrow in UTC.
     today = timezone.localdate(timezone=customer.timezone)
+    days_left = (expiry_date - today).days
     agent = policy.agent
     values = {
         "customer": {
@@ -115,15 +151,17 @@ def values_for(
         "policy": {
             "policy_number": policy.policy_number,
             "product_line": policy.product_line,
+            "product_name": product_line.name_in(language) if product_line else policy.product_line,
             "start_date": policy.start_date,
             "expiry_date": policy.expiry_date,
         },
         "agent": {"name": agent.name, "email": agent.email, "phone": agent.phone},
         "expiry_date": expiry_date,
-        "expiry_date_text": date_text(expiry_date, customer.language),
-        "days_left": (expiry_date - today).days,
+        "expiry_date_text": date_text(expiry_date, language),
+        "days_left": days_left,
+        "days_left_text": days_left_text(days_left, language),
         "lead_days": lead_days,
-        "renew_url": renew_url(policy),
+        "renew_url": renew_url(policy, product_line),
     }
     if with_preferences_url:
         token = token or functools.partial(preferences.token_for, customer)
@@ -133,20 +171,54 @@ def values_for(
 
 @functools.lru_cache(maxsize=1024)
 def date_text(day: datetime.date, language: str) -> str:
-    """A date written out in a language; a day's reminders share a handful of dates."""
-    with translation.override(language):
-        return formats.date_format(day, "DATE_FORMAT")
+    """A date written out in a language by CLDR's long format ("1. Dezember 2026", "1 décembre
+    2026", "December 1, 2026"); a day's reminders share a handful of dates."""
+    return format_date(day, "long", locale=_locale(language))
+
+
+# Django's own catalogs (django.contrib.humanize's naturalday) have these words in about a
+# hundred languages; CLDR, through Babel, has "in 3 days" in every language it knows, by its
+# plural rules, but not these.
+NEAR_DAYS = {-1: "yesterday", 0: "today", 1: "tomorrow"}
+
+
+@functools.lru_cache(maxsize=4096)
+def days_left_text(days: int, language: str) -> str:
+    """How long until the expiry date, as a person says it: "today", "tomorrow", "in 3 days"
+    (and "yesterday", "3 days ago" for a reminder that went out late), in `language`."""
+    locale = _locale(language)
+    if days in NEAR_DAYS:
+        with translation.override(language):
+            said = translation.gettext(NEAR_DAYS[days])
+        if said != NEAR_DAYS[days] or locale.language == "en":  # else: no catalog has it
+            return said
+    return format_timedelta(
+        datetime.timedelta(days=days),
+        granularity="day",
+        threshold=1000,  # days stay days: "in 45 days", not "in 2 months"
+        add_direction=True,
+        locale=locale,
+    )
+
+
+def _locale(language: str):
+    try:
+        return languages.babel_locale(language)
+    except languages.UnknownLanguage:
+        return languages.babel_locale(settings.LANGUAGE_CODE)
 
 
 @receiver(setting_changed)
-def _forget_date_texts(**kwargs) -> None:
-    date_text.cache_clear()  # a test changed a format or a language
+def _forget_texts(**kwargs) -> None:
+    date_text.cache_clear()  # a test changed the default language
+    days_left_text.cache_clear()
 
 
-def renew_url(policy: Policy) -> str:
-    """RENEW_URL_TEMPLATE filled in for this policy: the insurer's renewal portal, or by
-    default an email to the policy's agent."""
-    return settings.RENEW_URL_TEMPLATE.format(
+def renew_url(policy: Policy, product_line: ProductLine | None = None) -> str:
+    """The product line's renew link, else RENEW_URL_TEMPLATE, filled in for this policy: the
+    insurer's renewal portal, or by default an email to the policy's agent."""
+    link = (product_line.renew_url if product_line else "") or settings.RENEW_URL_TEMPLATE
+    return link.format(
         policy_number=quote(policy.policy_number),
         agent_email=policy.agent.email,
         product_line=quote(policy.product_line),

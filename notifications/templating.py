@@ -24,11 +24,12 @@ from django.template.engine import Engine
 # fills in exactly these; SAMPLE_VALUES are of the same kinds, for check to render with.
 VARIABLES: dict[str, tuple[str, ...] | None] = {
     "customer": ("name", "email", "phone", "language"),
-    "policy": ("policy_number", "product_line", "start_date", "expiry_date"),
+    "policy": ("policy_number", "product_line", "product_name", "start_date", "expiry_date"),
     "agent": ("name", "email", "phone"),
     "expiry_date": None,
     "expiry_date_text": None,
     "days_left": None,
+    "days_left_text": None,
     "lead_days": None,
     "renew_url": None,
     "preferences_url": None,
@@ -42,12 +43,13 @@ CONSTANTS = {"True", "False", "None"}  # Django's context has these of its own
 SAMPLE_VALUES = {
     "customer": {"name": "Alex Sample", "email": "alex@mail.example", "phone": "+14155550100"}
     | {"language": "en"},
-    "policy": {"policy_number": "P-1", "product_line": "auto"}
+    "policy": {"policy_number": "P-1", "product_line": "auto", "product_name": "car insurance"}
     | {"start_date": datetime.date(2025, 12, 2), "expiry_date": datetime.date(2026, 12, 2)},
     "agent": {"name": "Sam Agent", "email": "sam@agency.example", "phone": ""},
     "expiry_date": datetime.date(2026, 12, 2),
-    "expiry_date_text": "Dec. 2, 2026",
+    "expiry_date_text": "December 2, 2026",
     "days_left": 30,
+    "days_left_text": "in 30 days",
     "lead_days": 30,
     "renew_url": "mailto:sam@agency.example",
     "preferences_url": "https://renewly.example/preferences/token/",

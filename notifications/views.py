@@ -9,6 +9,7 @@ from django.views.decorators.http import require_http_methods
 from notifications import preferences
 from notifications.forms import ChannelPreferencesForm
 from notifications.models import ConsentChange
+from policies import languages
 
 # Mail scanners probe links with HEAD (and GET): only a POST changes anything. No page here may
 # be cached: each shows, or changes, one customer's choices.
@@ -28,10 +29,9 @@ def one_click_unsubscribe(request, token: str):
     except preferences.InvalidLink as error:
         return invalid_link(request, error)
     preferences.unsubscribe_from_email(customer)
-    with translation.override(customer.language):
-        return render(
-            request, "notifications/preferences_unsubscribed.html", page_context(customer, token)
-        )
+    context = page_context(customer, token)
+    with translation.override(context["LANGUAGE_CODE"]):
+        return render(request, "notifications/preferences_unsubscribed.html", context)
 
 
 @never_cache
@@ -47,7 +47,7 @@ def customer_preferences(request, token: str):
         request.POST if request.method == "POST" else None,
         initial={"email": customer.email_consent, "sms": customer.sms_consent},
     )
-    with translation.override(customer.language):
+    with translation.override(context["LANGUAGE_CODE"]):
         if request.method == "POST" and form.is_valid():
             preferences.set_channels(
                 customer, **form.cleaned_data, source=ConsentChange.Source.PREFERENCES_PAGE
@@ -62,8 +62,9 @@ def page_context(customer, token: str) -> dict:
         "token": token,
         "email_to": preferences.masked_email(customer.email),
         "sms_to": preferences.masked_phone(customer.phone),
-        # base.html's <html lang>: the page is in the customer's language, not the site's.
-        "LANGUAGE_CODE": customer.language,
+        # The page is in the customer's language, or the closest the site has words in
+        # (pt-BR: pt, else the default), and base.html's <html lang> says which.
+        "LANGUAGE_CODE": languages.site_language(customer.language),
     }
 
 

@@ -6,7 +6,16 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from policies import feeds, tasks
-from policies.models import Agent, Customer, Feed, FeedRun, ImportJob, Policy
+from policies.models import (
+    Agent,
+    Customer,
+    Feed,
+    FeedRun,
+    ImportJob,
+    Policy,
+    ProductLine,
+    ProductLineName,
+)
 
 
 @admin.register(Agent)
@@ -42,6 +51,37 @@ class CustomerAdmin(admin.ModelAdmin):
     list_filter = ["language", "email_consent", "sms_consent", "email_undeliverable"]
     search_fields = ["name", "email", "phone"]
     readonly_fields = ["created_at", "updated_at"]
+
+
+class ProductLineNameInline(admin.TabularInline):
+    model = ProductLineName
+    extra = 1
+
+
+@admin.register(ProductLine)
+class ProductLineAdmin(admin.ModelAdmin):
+    """Lines come from imports (a new code adds one); an admin names them in each language
+    customers read and may give one its own renewal page."""
+
+    list_display = ["code", "names", "renew_url"]
+    search_fields = ["code", "names__name"]
+    inlines = [ProductLineNameInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("names")
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["code"] if obj else []  # policies name their line by it
+
+    @admin.display(description="names")
+    def names(self, line: ProductLine) -> str:
+        return ", ".join(f"{name.language}: {name.name}" for name in line.names.all()) or "-"
+
+    def has_delete_permission(self, request, obj=None):
+        # Policies name a line by its code: a line still named stays.
+        if obj is not None and Policy.objects.filter(product_line=obj.code).exists():
+            return False
+        return super().has_delete_permission(request, obj)
 
 
 @admin.register(Policy)

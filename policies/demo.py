@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from policies.importers import COLUMNS, ImportSummary, import_policies
+from policies.models import ProductLine, ProductLineName
 from policies.services import ensure_agent
 
 FIXTURES_DIR = Path(settings.BASE_DIR) / "fixtures"
@@ -35,7 +36,18 @@ def seed_demo(*, today: date, policy_count: int = POLICY_COUNT) -> ImportSummary
         customers=_read_fixture("demo_customers.csv"),
         policy_count=policy_count,
     )
-    return import_policies(io.BytesIO(policies_csv.encode()))
+    summary = import_policies(io.BytesIO(policies_csv.encode()))
+    _name_product_lines()
+    return summary
+
+
+def _name_product_lines() -> None:
+    """The demo's lines (added by the import) named in its customers' languages."""
+    for row in _read_fixture("demo_product_lines.csv"):
+        line, _ = ProductLine.objects.get_or_create(code=row["code"])
+        ProductLineName.objects.get_or_create(
+            product_line=line, language=row["language"], defaults={"name": row["name"]}
+        )
 
 
 def build_demo_policies_csv(

@@ -37,8 +37,8 @@ from django.core.validators import EmailValidator, validate_email
 from django.db import DataError, IntegrityError, models, transaction
 from django.utils import timezone
 
-from policies import import_store, phones, services
-from policies.models import Agent, Customer, Policy
+from policies import import_store, languages, phones, services
+from policies.models import Agent, Customer, Policy, ProductLine
 
 COLUMNS = (
     "policy_number",
@@ -345,7 +345,6 @@ class RowParser:
         self._timezones = _known_timezones()
         self._default_timezone = settings.TIME_ZONE
         self._default_language = settings.LANGUAGE_CODE
-        self._languages = [code for code, _ in settings.LANGUAGES]
 
     def parse(self, line: int, cells: Sequence[str]) -> PolicyRow:
         if len(cells) > len(COLUMNS):
@@ -414,15 +413,15 @@ class RowParser:
         )
 
     def _language(self, raw: str) -> str:
+        """The tag as given, once it is one CLDR knows: a language with no translation yet
+        is written to in the closest one (policies.languages.fallbacks), never refused."""
         if not raw:
             return self._default_language
-        code = raw.lower().replace("_", "-").split("-")[0]  # "es-MX" is written in "es"
-        if code not in self._languages:
-            raise RowError(
-                f"unsupported customer_language {raw!r} "
-                f"(expected one of: {', '.join(self._languages)})"
-            )
-        return code
+        try:
+            languages.canonical(raw)
+        except languages.UnknownLanguage as problem:
+            raise RowError(f"invalid customer_language {raw!r}: {problem}") from None
+        return _limited("customer_language", raw, languages.MAX_LENGTH)
 
 
 # Django's validate_email, with a verdict in one regular expression for the addresses nearly
@@ -709,6 +708,17 @@ def _upsert(
             outcomes[row.line] = RowOutcome.UNCHANGED
     store.insert(Policy, ("policy_number", *POLICY_FIELDS), new, key="policy_number", now=now)
     store.update(Policy, POLICY_FIELDS, changed, now=now)
+    # A code seen for the first time gets its line, for an admin to name; unchanged rows'
+    # lines were added when they were written.
+    written = {
+        row.product_line
+        for row in rows
+        if outcomes.get(row.line) in (RowOutcome.CREATED, RowOutcome.UPDATED)
+    }
+    if written:
+        ProductLine.objects.bulk_create(
+            [ProductLine(code=code) for code in sorted(written)], ignore_conflicts=True
+        )
     counts = Counter(outcomes.values())
     summary.rejected += refused
     summary.created += counts[RowOutcome.CREATED]

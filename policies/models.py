@@ -9,7 +9,26 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from timezone_field import TimeZoneField
 
+from policies import languages
 from policies.phones import PhoneField
+
+# What a renew link may name of its policy (notifications.rendering.renew_url fills them in).
+RENEW_URL_FIELDS = ("policy_number", "agent_email", "product_line")
+
+
+def validate_renew_url(template: str) -> None:
+    try:
+        filled = template.format(**dict.fromkeys(RENEW_URL_FIELDS, "x"))
+    except (KeyError, IndexError, ValueError, AttributeError):
+        raise ValidationError(
+            "A renew link may name only {policy_number}, {agent_email} and {product_line}; "
+            "write a literal brace as {{ or }}.",
+            code="invalid_renew_url",
+        ) from None
+    if urlsplit(filled).scheme not in ("https", "http", "mailto"):
+        raise ValidationError(
+            "A renew link starts with https://, http:// or mailto:.", code="invalid_renew_url"
+        )
 
 
 class Agent(models.Model):
@@ -43,7 +62,11 @@ class Customer(models.Model):
     email = models.EmailField(blank=True)
     phone = PhoneField(blank=True, help_text="E.164, e.g. +14155550100; empty when unknown.")
     language = models.CharField(
-        max_length=8, choices=settings.LANGUAGES, default=settings.LANGUAGE_CODE
+        max_length=languages.MAX_LENGTH,
+        default=settings.LANGUAGE_CODE,
+        validators=[languages.validate_language],
+        help_text="Any language tag, e.g. de, fr, pt-BR, as given. Reminders are written in it "
+        "where a template has a translation, else in its base language, else the site's.",
     )
     timezone = TimeZoneField(default=settings.TIME_ZONE, use_pytz=False)
     email_consent = models.BooleanField(
@@ -71,14 +94,74 @@ class Customer(models.Model):
             models.CheckConstraint(
                 condition=Q(phone="") | Q(phone__startswith="+"), name="customer_phone_e164"
             ),
-            models.CheckConstraint(
-                condition=Q(language__in=[code for code, _ in settings.LANGUAGES]),
-                name="customer_language_known",
-            ),
+            # Any tag Babel knows (validated on the way in); never none.
+            models.CheckConstraint(condition=~Q(language=""), name="customer_language_given"),
         ]
 
     def __str__(self) -> str:
         return f"{self.name} <{self.email}>" if self.email else self.name
+
+
+class ProductLine(models.Model):
+    """A kind of policy (auto, home, life ...) as customers read it: its name in their language
+    and where to renew it. A policy names its line by code; an import adds the line of each new
+    code, and an admin gives it names."""
+
+    code = models.CharField(max_length=64, unique=True, help_text="As policies name it.")
+    renew_url = models.CharField(
+        max_length=500,
+        blank=True,
+        validators=[validate_renew_url],
+        help_text="This line's renewal page, with {policy_number}, {agent_email} and "
+        "{product_line} filled in. Empty: the site's RENEW_URL_TEMPLATE.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(code=Lower("code")) & ~Q(code=""), name="product_line_code_lowercase"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+    def name_in(self, language: str) -> str:
+        """The line's name for a reader of `language` (the same fallbacks as a template's
+        words), or its code when it has none of them."""
+        names = {languages.canonical(name.language): name.name for name in self.names.all()}
+        for candidate in languages.fallbacks(language):
+            if candidate in names:
+                return names[candidate]
+        return self.code
+
+
+class ProductLineName(models.Model):
+    product_line = models.ForeignKey(ProductLine, on_delete=models.CASCADE, related_name="names")
+    language = models.CharField(
+        max_length=languages.MAX_LENGTH,
+        validators=[languages.validate_language],
+        help_text="Any language tag, e.g. de, pt-BR.",
+    )
+    name = models.CharField(
+        max_length=100, help_text="As a customer reads it, e.g. car insurance, seguro de auto."
+    )
+
+    class Meta:
+        ordering = ["language"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["product_line", "language"], name="product_line_name_unique_language"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} [{self.language}]"
+
+    def clean(self):
+        self.language = languages.tidied(self.language)  # "pt_br" is stored pt-BR
 
 
 class PolicyStatus(models.TextChoices):

@@ -56,6 +56,7 @@ def seeded_defaults(db):
     for migration, seed in [
         ("0002_defaults", "create_defaults"),
         ("0003_template_languages_and_html", "update_default_templates"),
+        ("0018_any_language_and_plain_wording", "reword_shipped_templates"),
     ]:
         module = importlib.import_module(f"notifications.migrations.{migration}")
         getattr(module, seed)(django_apps, schema_editor=None)
@@ -71,6 +72,8 @@ def staff_roles(db):
     later.grant_breaker_permissions(django_apps, schema_editor=None)
     integration = importlib.import_module("api.migrations.0002_integration_roles")
     integration.grant_integration_permissions(django_apps, schema_editor=None)
+    lines = importlib.import_module("notifications.migrations.0019_product_line_roles")
+    lines.grant_product_line_permissions(django_apps, schema_editor=None)
     return module.ROLES
 
 

@@ -2,7 +2,8 @@
 API keys, event subscriptions and policy feeds; support reads them. Keys' and feeds' secrets are
 never shown after saving, whoever reads."""
 
-from django.contrib.auth.management import create_permissions
+import importlib
+
 from django.db import migrations
 
 READ = [
@@ -31,21 +32,8 @@ INTEGRATION_PERMISSIONS = {
 
 
 def grant_integration_permissions(apps, schema_editor):
-    for label in ("api", "events", "policies"):
-        app_config = apps.get_app_config(label)
-        models_module = getattr(app_config, "models_module", None)
-        app_config.models_module = True  # create_permissions skips an app without models
-        create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = models_module
-    Group = apps.get_model("auth", "Group")
-    Permission = apps.get_model("auth", "Permission")
-    for name, permissions in INTEGRATION_PERMISSIONS.items():
-        for group in Group.objects.filter(name=name):  # an admin may have removed the role
-            for permission in permissions:
-                app_label, codename = permission.split(".")
-                group.permissions.add(
-                    Permission.objects.get(content_type__app_label=app_label, codename=codename)
-                )
+    roles = importlib.import_module("notifications.migrations.0011_staff_roles")
+    roles.grant(apps, ["api", "events", "policies"], INTEGRATION_PERMISSIONS)
 
 
 class Migration(migrations.Migration):

@@ -72,6 +72,26 @@ def create_roles(apps, schema_editor):
             )
 
 
+def grant(apps, labels: list[str], permissions_by_role: dict[str, list[str]]) -> None:
+    """Give each role its permissions (of the apps `labels`), made first if need be: Django
+    makes permissions after the migrations run. Later migrations (and other apps') grant through this."""
+    for label in labels:
+        app_config = apps.get_app_config(label)
+        models_module = getattr(app_config, "models_module", None)
+        app_config.models_module = True  # create_permissions skips an app without models
+        create_permissions(app_config, apps=apps, verbosity=0)
+        app_config.models_module = models_module
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    for name, permissions in permissions_by_role.items():
+        for group in Group.objects.filter(name=name):  # an admin may have removed the role
+            for permission in permissions:
+                app_label, codename = permission.split(".")
+                group.permissions.add(
+                    Permission.objects.get(content_type__app_label=app_label, codename=codename)
+                )
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("auth", "0012_alter_user_first_name_max_length"),

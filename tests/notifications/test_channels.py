@@ -63,7 +63,7 @@ def test_an_email_carries_text_and_html_in_the_customers_language(
     send(notification)
 
     (message,) = providers.messages
-    assert message.subject.startswith("Su póliza de auto P-7 vence en 7 días")
+    assert message.subject == "Su póliza de auto P-7 vence dentro de 7 días"
     assert "Estimado/a" in message.body
     assert "<strong>P-7</strong>" in message.html
 

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
 from policies.importers import RowOutcome, _is_email, import_rows
-from policies.models import Customer, Policy
+from policies.models import Customer, Policy, ProductLine
 from tests.policies.test_importer import row, snapshot
 
 pytestmark = pytest.mark.django_db
@@ -150,3 +150,20 @@ def django_accepts(address: str) -> bool:
 @pytest.mark.parametrize("address", ADDRESSES)
 def test_the_email_shortcut_gives_djangos_verdict(address):
     assert _is_email(address) == django_accepts(address)
+
+
+def test_each_new_product_line_code_gets_its_line_once(agent):
+    import_numbered([row("P-1"), row("P-2", product_line="Boat")])
+    ProductLine.objects.filter(code="boat").update(renew_url="https://boats.example/")
+
+    import_numbered([row("P-1"), row("P-2", product_line="boat"), row("P-3", product_line="jet")])
+
+    lines = dict(ProductLine.objects.values_list("code", "renew_url"))
+    assert lines == {"auto": "", "boat": "https://boats.example/", "jet": ""}
+
+
+def test_a_rejected_row_adds_no_product_line(agent):
+    summary = import_numbered([row("P-1", product_line="yacht", start_date="nope")])
+
+    assert summary.rejected
+    assert not ProductLine.objects.exists()

@@ -155,9 +155,12 @@ def test_empty_optional_cells_take_the_defaults(agent, write_csv):
     assert customer.language == settings.LANGUAGE_CODE
 
 
-def test_a_regional_language_is_stored_as_its_language(agent, write_csv):
-    run_import(write_csv([row(customer_language="es-MX")]))
-    assert Customer.objects.get().language == "es"
+@pytest.mark.parametrize("language", ["es-MX", "de", "fr", "pt-BR", "zh-Hans", "pt_br"])
+def test_any_language_tag_is_stored_as_given(agent, write_csv, language):
+    out, _ = run_import(write_csv([row(customer_language=language)]))
+
+    assert out.strip() == summary_line(1, created=1)
+    assert Customer.objects.get().language == language
 
 
 def test_agent_email_is_matched_whatever_its_case(agent, write_csv):
@@ -337,9 +340,13 @@ BAD_ROWS = {
         {"customer_timezone": "Mars/Olympus_Mons"},
         "unknown customer_timezone 'Mars/Olympus_Mons'",
     ),
-    "unsupported_language": (
-        {"customer_language": "fr"},
-        "unsupported customer_language 'fr'",
+    "unknown_language": (
+        {"customer_language": "klingon"},
+        "invalid customer_language 'klingon': unknown language 'klingon'",
+    ),
+    "not_a_language_tag": (
+        {"customer_language": "en--US"},
+        "invalid customer_language 'en--US': 'en--US' is not a language tag",
     ),
     "unknown_agent": (
         {"agent_email": "nobody@agency.example"},
