@@ -15,7 +15,7 @@ from django.dispatch import receiver
 from django.utils import formats, timezone, translation
 
 from notifications import preferences, templating
-from notifications.channels import OutgoingMessage
+from notifications.channels import OutgoingMessage, sms
 from notifications.models import Channel, MessageTemplate, Notification
 from policies.models import Customer, Policy
 
@@ -35,9 +35,15 @@ def render(notification: Notification) -> OutgoingMessage:
 PREVIEW_TOKEN = "preview"
 
 
-def preview(template: MessageTemplate, policy: Policy, *, lead_days: int | None = None):
+def preview(
+    template: MessageTemplate,
+    policy: Policy,
+    *,
+    lead_days: int | None = None,
+    links_shortened: bool | None = None,
+):
     """What `policy`'s customer would read from `template` today, with links that open no
-    customer's page; nothing is saved or sent."""
+    customer's page; nothing is saved or sent. `links_shortened`: as compose."""
     today = timezone.localdate(timezone=policy.customer.timezone)
     return compose(
         template,
@@ -47,6 +53,7 @@ def preview(template: MessageTemplate, policy: Policy, *, lead_days: int | None 
         lead_days=lead_days if lead_days is not None else (policy.expiry_date - today).days,
         notification_id=0,
         token=lambda: PREVIEW_TOKEN,
+        links_shortened=links_shortened,
     )
 
 
@@ -59,9 +66,11 @@ def compose(
     lead_days: int,
     notification_id: int,
     token: Callable[[], str] | None = None,
+    links_shortened: bool | None = None,
 ) -> OutgoingMessage:
     """The message `template` makes for this reminder. `token`: the signed token of the
-    customer's links (by default, theirs)."""
+    customer's links (by default, theirs). `links_shortened`: whether an SMS's links will be
+    shortened (by default, as the settings say), which decides if it carries the renew link."""
     text = template.in_language(customer.language)
     is_email = template.channel == Channel.EMAIL
     parts = {
@@ -82,6 +91,12 @@ def compose(
             token=token,
             with_preferences_url="preferences_url" in names,
         )
+        if template.channel == Channel.SMS:
+            if links_shortened is None:
+                links_shortened = sms.shortens_links()
+            values["renew_url"] = sms.renew_link_for_sms(
+                values["renew_url"], links_shortened=links_shortened
+            )
         filled = {
             name: part.render(values, autoescape=name == "html_body").strip() if part else ""
             for name, part in parts.items()
