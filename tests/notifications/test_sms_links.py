@@ -150,13 +150,34 @@ def test_an_email_always_carries_the_renew_link(policy, seeded_defaults):
     assert RENEW_LINK in rendering.preview(email_template, policy, links_shortened=False).body
 
 
-def test_an_admins_own_sms_template_is_not_rewritten_by_the_migration(seeded_defaults):
+MIGRATION = importlib.import_module("notifications.migrations.0018_sms_renew_link")
+SHIPPED = importlib.import_module("notifications.migrations.0003_template_languages_and_html")
+
+
+def test_the_migration_adds_the_link_to_the_shipped_sentence_wherever_it_still_stands(
+    seeded_defaults,
+):
+    template = MessageTemplate.objects.get(name="Renewal reminder (SMS)")
+    reworded_elsewhere = SHIPPED.SMS_BODY.replace("Reply STOP", "Text STOP")
+    MessageTemplate.objects.filter(pk=template.pk).update(body=reworded_elsewhere)
+
+    MIGRATION.add_renew_link(apps, schema_editor=None)
+    MIGRATION.add_renew_link(apps, schema_editor=None)  # once only, however often it runs
+
+    template.refresh_from_db()
+    assert template.body.count("{% if renew_url %}Renew at {{ renew_url }}") == 1
+    assert template.body.endswith("{% endif %} Text STOP to opt out.")
+    MIGRATION.remove_renew_link(apps, schema_editor=None)
+    template.refresh_from_db()
+    assert template.body == reworded_elsewhere
+
+
+def test_an_admins_own_sms_wording_is_not_rewritten_by_the_migration(seeded_defaults):
     template = MessageTemplate.objects.get(name="Renewal reminder (SMS)")
     template.body = "Our own words for {{ policy.policy_number }}"
     template.save()
 
-    migration = importlib.import_module("notifications.migrations.0018_sms_renew_link")
-    migration.add_renew_link(apps, schema_editor=None)
+    MIGRATION.add_renew_link(apps, schema_editor=None)
 
     template.refresh_from_db()
     assert template.body == "Our own words for {{ policy.policy_number }}"
