@@ -3,6 +3,7 @@ lists each variable with its default. The defaults run the demo with no server a
 a filesystem broker and an outbox of files, all under var/."""
 
 import os
+import re
 import socket
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -267,6 +268,26 @@ TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID")
 TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN")
 TWILIO_MESSAGING_SERVICE_SID = env_str("TWILIO_MESSAGING_SERVICE_SID")
 TWILIO_FROM_NUMBER = env_str("TWILIO_FROM_NUMBER")
+# The domain the Messaging Service's Twilio Link Shortening is onboarded with: when set, SMS go
+# with shorten_urls and carry the renew link (notifications.channels.sms.shortens_links).
+TWILIO_LINK_SHORTENING_DOMAIN = env_str("TWILIO_LINK_SHORTENING_DOMAIN")
+if TWILIO_MESSAGING_SERVICE_SID and not re.fullmatch(
+    r"MG[0-9a-fA-F]{32}", TWILIO_MESSAGING_SERVICE_SID
+):
+    raise ImproperlyConfigured(
+        f"TWILIO_MESSAGING_SERVICE_SID={TWILIO_MESSAGING_SERVICE_SID!r} is not a Messaging "
+        "Service SID: MG and 32 hexadecimal digits, as Twilio's console shows it."
+    )
+if TWILIO_LINK_SHORTENING_DOMAIN and not TWILIO_MESSAGING_SERVICE_SID:
+    raise ImproperlyConfigured(
+        "TWILIO_LINK_SHORTENING_DOMAIN needs TWILIO_MESSAGING_SERVICE_SID: Twilio shortens links "
+        "only in messages sent through a Messaging Service."
+    )
+if not re.fullmatch(r"([a-z0-9-]+\.)+[a-z]{2,}|", TWILIO_LINK_SHORTENING_DOMAIN, re.IGNORECASE):
+    raise ImproperlyConfigured(
+        f"TWILIO_LINK_SHORTENING_DOMAIN={TWILIO_LINK_SHORTENING_DOMAIN!r} is not a bare domain: "
+        "write it without https:// or a path, e.g. go.insurer.example."
+    )
 TWILIO_API_BASE_URL = env_str("TWILIO_API_BASE_URL", "https://api.twilio.com")
 TWILIO_TIMEOUT_SECONDS = env_int("TWILIO_TIMEOUT_SECONDS", 10)
 # The address providers reach Renewly at: status callback URLs are built from it, and Twilio's

@@ -14,7 +14,7 @@ from django.core.validators import validate_email
 from django.utils import timezone
 
 from notifications import rendering, templating
-from notifications.channels import OutgoingMessage, SendError, channel_for
+from notifications.channels import OutgoingMessage, SendError, channel_for, sms
 from notifications.channels.sms import sms_segments
 from notifications.models import Channel, MessageTemplate, ReminderRule
 from policies import phones
@@ -26,15 +26,33 @@ class PreviewError(Exception):
 
 
 @dataclasses.dataclass(frozen=True)
+class SmsLength:
+    """An SMS's segments both ways it may go. Without link shortening it leaves the renew link
+    out; with Twilio's Link Shortening it carries it, and every link is a short one."""
+
+    without_shortening: int
+    with_shortening: int
+    with_full_links: int  # the same text with its links at full length: what shortening saves
+    short_link_length: int
+    links_shortened: bool  # the way the current settings send
+    characters: int  # as sent now, short links counted at their length
+
+    @property
+    def segments(self) -> int:
+        return self.with_shortening if self.links_shortened else self.without_shortening
+
+
+@dataclasses.dataclass(frozen=True)
 class Preview:
     template: MessageTemplate
     language: str  # the language of the words chosen for the customer
     why: str  # why those (MessageTemplate.in_language)
     message: OutgoingMessage
+    sms_length: SmsLength | None = None
 
     @property
     def sms_segments(self) -> int | None:
-        return sms_segments(self.message.body) if self.template.channel == Channel.SMS else None
+        return self.sms_length.segments if self.sms_length else None
 
 
 def policy_for_preview(
@@ -88,12 +106,35 @@ def preview(template: MessageTemplate, policy: Policy, *, language: str = "", le
         customer.language = language
         policy = copy.copy(policy)
         policy.customer = customer
+    words = template.in_language(policy.customer.language)
+    language, why = words.language, words.why
     try:
-        message = rendering.preview(template, policy, lead_days=lead_days)
+        if template.channel != Channel.SMS:
+            message = rendering.preview(template, policy, lead_days=lead_days)
+            return Preview(template=template, language=language, why=why, message=message)
+        both_ways = {
+            shortened: rendering.preview(
+                template, policy, lead_days=lead_days, links_shortened=shortened
+            )
+            for shortened in (False, True)
+        }
     except templating.TemplateProblem as problem:
         raise PreviewError(f"{template.name} cannot be rendered. {problem}") from None
-    words = template.in_language(policy.customer.language)
-    return Preview(template=template, language=words.language, why=words.why, message=message)
+    links_shortened = sms.shortens_links()
+    unshortened, shortened = both_ways[False].body, sms.with_short_links(both_ways[True].body)
+    sms_length = SmsLength(
+        without_shortening=sms_segments(unshortened),
+        with_shortening=sms_segments(shortened),
+        with_full_links=sms_segments(both_ways[True].body),
+        short_link_length=len(sms.short_link_placeholder()),
+        links_shortened=links_shortened,
+        characters=len(shortened if links_shortened else unshortened),
+    )
+    # The message keeps its full links: a test send hands them to Twilio to shorten.
+    message = both_ways[links_shortened]
+    return Preview(
+        template=template, language=language, why=why, message=message, sms_length=sms_length
+    )
 
 
 def previews_for_rule(rule: ReminderRule, policy: Policy, *, language: str = "") -> list[Preview]:

@@ -16,7 +16,7 @@ from django.dispatch import receiver
 from django.utils import timezone, translation
 
 from notifications import preferences, templating
-from notifications.channels import OutgoingMessage
+from notifications.channels import OutgoingMessage, sms
 from notifications.models import Channel, MessageTemplate, Notification
 from policies import languages
 from policies.models import Customer, Policy, ProductLine
@@ -53,9 +53,15 @@ class ProductLines:
 PREVIEW_TOKEN = "preview"
 
 
-def preview(template: MessageTemplate, policy: Policy, *, lead_days: int | None = None):
+def preview(
+    template: MessageTemplate,
+    policy: Policy,
+    *,
+    lead_days: int | None = None,
+    links_shortened: bool | None = None,
+):
     """What `policy`'s customer would read from `template` today, with links that open no
-    customer's page; nothing is saved or sent."""
+    customer's page; nothing is saved or sent. `links_shortened`: as compose."""
     today = timezone.localdate(timezone=policy.customer.timezone)
     return compose(
         template,
@@ -66,6 +72,7 @@ def preview(template: MessageTemplate, policy: Policy, *, lead_days: int | None 
         notification_id=0,
         product_line=ProductLines([policy.product_line]).get(policy.product_line),
         token=lambda: PREVIEW_TOKEN,
+        links_shortened=links_shortened,
     )
 
 
@@ -79,10 +86,13 @@ def compose(
     notification_id: int,
     product_line: ProductLine | None = None,
     token: Callable[[], str] | None = None,
+    links_shortened: bool | None = None,
 ) -> OutgoingMessage:
     """The message `template` makes for this reminder, in the language its words are in (the
     customer's, or the closest the template has: MessageTemplate.in_language). `token`: the
-    signed token of the customer's links (by default, theirs)."""
+    signed token of the customer's links (by default, theirs). `links_shortened`: whether an
+    SMS's links will be shortened (by default, as the settings say), which decides if it
+    carries the renew link."""
     words = template.in_language(customer.language)
     text = words.text
     is_email = template.channel == Channel.EMAIL
@@ -107,6 +117,12 @@ def compose(
             token=token,
             with_preferences_url="preferences_url" in names,
         )
+        if template.channel == Channel.SMS:
+            if links_shortened is None:
+                links_shortened = sms.shortens_links()
+            values["renew_url"] = sms.renew_link_for_sms(
+                values["renew_url"], links_shortened=links_shortened
+            )
         filled = {
             name: part.render(values, autoescape=name == "html_body").strip() if part else ""
             for name, part in parts.items()

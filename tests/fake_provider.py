@@ -60,14 +60,26 @@ sends only.
         metadata_<key>=<value> (that key's exact value). Unlike Postmark, a message is
         searchable as soon as it is accepted.
 
+Messaging Services: `messaging_services` maps the account's service SIDs to the domain each
+is onboarded with for Link Shortening ("": none); by default DEFAULT_MESSAGING_SERVICE_SID with
+DEFAULT_SHORT_LINK_DOMAIN. As Twilio, a send needs From or MessagingServiceSid; a
+MessagingServiceSid that is not MG and 32 hex digits is 21705, one the account lacks 21701 (HTTP
+400 both). ShortenUrls=true needs a MessagingServiceSid (else 400, code 20001: the fake's
+choice); with it, each http(s) link in the Body, up to the next space, becomes
+https://<domain>/ and ten letters or digits, in the message as stored and listed (the customer's
+text); `short_links` maps each short link to the link it stands for. A service without a domain
+leaves its links as they are (as Twilio with ContinueOnFailure).
+
 The fake's `clock` (seconds, as time.time) dates what it accepts: set it to send "yesterday".
 Only the standard library serves; twilio's own RequestValidator signs the status callbacks.
 """
 
 import base64
 import json
+import re
 import secrets
 import socket
+import string
 import struct
 import sys
 import threading
@@ -96,6 +108,9 @@ DEFAULT_ACCOUNT_SID = "AC" + "fa4e" * 8
 DEFAULT_AUTH_TOKEN = "fake-twilio-auth-token"
 DEFAULT_POSTMARK_TOKEN = "fake-postmark-server-token"
 SERVICE_SENDER = "+15005550006"  # the number a Messaging Service "picks" for its callbacks
+# The account's one Messaging Service, onboarded for Link Shortening with this domain.
+DEFAULT_MESSAGING_SERVICE_SID = "MG" + "5e" * 16
+DEFAULT_SHORT_LINK_DOMAIN = "rnwl.example"
 API_VERSION = "2010-04-01"
 
 REJECTIONS = {"invalid", "not_mobile", "unsubscribed", "inactive"}
@@ -124,7 +139,12 @@ TWILIO_DATE_FILTERS = {  # name: how a message's GMT day compares with the one g
     "DateSent>": date.__ge__,
 }
 TWILIO_PAGE_SIZE, TWILIO_MAX_PAGE_SIZE = 50, 1000
-TWILIO_BAD_PARAMETER = 20001  # the fake's code for a list filter or paging value it cannot read
+TWILIO_BAD_PARAMETER = 20001  # the fake's code for a value it cannot read (its own choice)
+TWILIO_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
+TWILIO_SERVICE_INVALID, TWILIO_SERVICE_NOT_FOUND = 21705, 21701
+# A link as the fake's Link Shortening finds one: a web address up to the next space.
+TWILIO_LINK = re.compile(r"https?://\S+")
+SHORT_LINK_CODE = string.ascii_letters + string.digits  # ten of them after the domain
 POSTMARK_MAX_COUNT, POSTMARK_MAX_WINDOW = 500, 10_000  # count; count + offset
 POSTMARK_QUERY_ERROR = 700  # Postmark's "Messages query exception"
 POSTMARK_STREAM = "outbound"  # the default transactional stream
@@ -337,6 +357,7 @@ class FakeProvider:
         self.callback_delay = callback_delay
         self.callback_base_url = callback_base_url
         self.callback_timeout = 5.0
+        self.messaging_services = {DEFAULT_MESSAGING_SERVICE_SID: DEFAULT_SHORT_LINK_DOMAIN}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._stopping = threading.Event()
@@ -424,6 +445,7 @@ class FakeProvider:
             self._messages: list[Sent] = []
             self._callbacks: list[Callback] = []
             self._resources: dict[str, dict] = {}
+            self._short_links: dict[str, str] = {}
             self._generation = getattr(self, "_generation", 0) + 1
             self.latency = self._initial_latency
 
@@ -452,6 +474,12 @@ class FakeProvider:
     def messages(self) -> list[Sent]:
         with self._lock:
             return list(self._messages)
+
+    @property
+    def short_links(self) -> dict[str, str]:
+        """Short link -> the link it stands for, as Link Shortening made them."""
+        with self._lock:
+            return dict(self._short_links)
 
     @property
     def callbacks(self) -> list[Callback]:
@@ -574,6 +602,16 @@ class FakeProvider:
             return handler.reply(*twilio_error(400, 21604, "A 'To' phone number is required."))
         if not (sender or service):
             return handler.reply(*twilio_error(400, 21603, "A 'From' phone number is required."))
+        if service and not TWILIO_SERVICE_SID.fullmatch(service):
+            message = f"The Messaging Service Sid {service} is invalid."
+            return handler.reply(*twilio_error(400, TWILIO_SERVICE_INVALID, message))
+        if service and service not in self.messaging_services:
+            message = f"The Messaging Service Sid {service} does not exist."
+            return handler.reply(*twilio_error(400, TWILIO_SERVICE_NOT_FOUND, message))
+        shorten = form.get("ShortenUrls", "false").lower() == "true"
+        if shorten and not service:
+            message = "ShortenUrls needs a MessagingServiceSid."
+            return handler.reply(*twilio_error(400, TWILIO_BAD_PARAMETER, message))
         if not (body or form.get("MediaUrl") or form.get("ContentSid")):
             return handler.reply(*twilio_error(400, 21602, "Message body is required."))
         if len(body) > 1600:
@@ -587,6 +625,8 @@ class FakeProvider:
             code, message = TWILIO_REJECTIONS[outcome.kind]
             return handler.reply(*twilio_error(400, code, message.format(to=to)))
 
+        if shorten and self.messaging_services[service]:
+            body = self._shortened(body, self.messaging_services[service])
         sid, accepted = "SM" + uuid.uuid4().hex, self.clock()
         now = _rfc2822(int(accepted))
         uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}"
@@ -629,6 +669,15 @@ class FakeProvider:
         self._record(sent)
         progress = partial(self._progress, sent, form.get("StatusCallback", ""), outcome)
         return self._answer(handler, [outcome], 201, resource, then=progress)
+
+    def _shortened(self, body: str, domain: str) -> str:
+        def short_link(link: re.Match) -> str:
+            code = "".join(secrets.choice(SHORT_LINK_CODE) for _ in range(10))
+            with self._lock:
+                self._short_links[f"https://{domain}/{code}"] = link.group()
+            return f"https://{domain}/{code}"
+
+        return TWILIO_LINK.sub(short_link, body)
 
     def _twilio_list(self, handler: "_Handler", account_sid: str, query: str) -> None:
         """A page of the account's messages, newest first, as in the module's docstring."""

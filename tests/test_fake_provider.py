@@ -18,12 +18,17 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from notifications.channels.sms import twilio_client
-from tests.fake_provider import ALL, FakeProvider
+from tests.fake_provider import (
+    ALL,
+    DEFAULT_MESSAGING_SERVICE_SID,
+    DEFAULT_SHORT_LINK_DOMAIN,
+    FakeProvider,
+)
 
 TO = "+14155550100"
 OTHER = "+14155550101"
 FROM = "+15005550006"
-SERVICE = "MG" + "0" * 32
+SERVICE = DEFAULT_MESSAGING_SERVICE_SID
 
 
 @pytest.fixture
@@ -135,6 +140,63 @@ def test_a_messaging_service_message_starts_accepted_without_a_sender(twilio):
         SERVICE,
     )
     assert message.num_segments == "0"
+
+
+@pytest.mark.parametrize(
+    ("service", "code"),
+    [("MG-not-a-sid", 21705), ("MG" + "ab" * 15, 21705), ("MG" + "0" * 32, 21701)],
+)
+def test_a_malformed_or_unknown_messaging_service_is_refused_as_twilio_does(
+    fake, twilio, service, code
+):
+    with pytest.raises(TwilioRestException) as refused:
+        send_sms(twilio, messaging_service_sid=service)
+
+    assert (refused.value.status, refused.value.code) == (400, code)
+    assert service in refused.value.msg
+    assert fake.messages == []
+
+
+def test_link_shortening_replaces_each_link_with_one_of_the_services_domain(fake, twilio):
+    long_link = "https://portal.insurer.example/renew/P-1?agent=sam%40agency.example"
+    body = f"P-1 expires soon. Renew at {long_link} or see http://insurer.example/help"
+
+    message = send_sms(twilio, messaging_service_sid=SERVICE, shorten_urls=True, body=body)
+
+    (sent,) = fake.messages
+    assert sent.data["ShortenUrls"] == "true"
+    assert sent.data["Body"] == body  # the request, as received
+    words = sent.body.split()
+    short_links = [word for word in words if word.startswith("https://")]
+    assert len(short_links) == 2
+    for short in short_links:
+        domain, _, code = short.removeprefix("https://").partition("/")
+        assert (domain, len(code), code.isalnum()) == (DEFAULT_SHORT_LINK_DOMAIN, 10, True)
+    assert [fake.short_links[short] for short in short_links] == [
+        long_link,
+        "http://insurer.example/help",
+    ]
+    assert message.body == sent.body == twilio.messages(message.sid).fetch().body
+    assert sent.body.startswith("P-1 expires soon. Renew at https://rnwl.example/")
+
+
+def test_without_shorten_urls_a_services_links_go_as_written(fake, twilio):
+    body = "Renew at https://portal.insurer.example/renew/P-1 today"
+
+    send_sms(twilio, messaging_service_sid=SERVICE, body=body)
+
+    (sent,) = fake.messages
+    assert sent.body == body
+    assert "ShortenUrls" not in sent.data
+    assert fake.short_links == {}
+
+
+def test_shorten_urls_without_a_messaging_service_is_refused(fake, twilio):
+    with pytest.raises(TwilioRestException) as refused:
+        send_sms(twilio, from_=FROM, shorten_urls=True, body="Renew at https://x.example/a")
+
+    assert refused.value.status == 400
+    assert fake.messages == []
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 import json
 import logging
 import os
+import re
 from datetime import datetime
 from functools import lru_cache
 from urllib.parse import urlencode
@@ -35,6 +36,12 @@ GSM_7 = set(
 GSM_7_EXTENDED = set("^{}\\[~]|€\f")  # each takes two of a segment's characters
 # How many of a number's latest messages a lookup reads, at most.
 LOOKUP_LIMIT = 200
+# A link as Twilio's Link Shortening finds one in a body: a web address up to the next space.
+WEB_LINK = re.compile(r"https?://\S+")
+# Twilio's short link: https://, the Link Shortening domain, "/" and ten alphanumeric characters.
+SHORT_LINK_CODE_LENGTH = 10
+# Counted in a preview while no domain is configured: a short branded one, 33-character links.
+ASSUMED_SHORT_LINK_DOMAIN = "yourdomain.com"
 
 
 def sms_segments(body: str) -> int:
@@ -47,6 +54,31 @@ def sms_segments(body: str) -> int:
         length = len(body.encode("utf-16-le")) // 2
         single, multi = 70, 67
     return 1 if length <= single else -(-length // multi)
+
+
+def shortens_links() -> bool:
+    """Whether Twilio shortens the links of the SMS we send: through Twilio, with a Link
+    Shortening domain (settings require the Messaging Service it works through)."""
+    return settings.SMS_BACKEND == "twilio" and bool(settings.TWILIO_LINK_SHORTENING_DOMAIN)
+
+
+def renew_link_for_sms(url: str, *, links_shortened: bool) -> str:
+    """The renew link an SMS carries: only a web link Twilio shortens. At full length it costs
+    a segment, and a mailto: link (the default) is never shortened."""
+    return url if links_shortened and WEB_LINK.fullmatch(url) else ""
+
+
+def short_link_placeholder() -> str:
+    """A stand-in as long as the short links Twilio will make, for counting segments."""
+    domain = settings.TWILIO_LINK_SHORTENING_DOMAIN or ASSUMED_SHORT_LINK_DOMAIN
+    return f"https://{domain}/" + "x" * SHORT_LINK_CODE_LENGTH
+
+
+def with_short_links(body: str) -> str:
+    """`body` as long as Twilio sends it with Link Shortening: each web link replaced by the
+    stand-in of a short link."""
+    placeholder = short_link_placeholder()
+    return WEB_LINK.sub(lambda link: placeholder, body)
 
 
 def status_callback_url(notification_id: int) -> str:
@@ -146,11 +178,13 @@ class TwilioSmsChannel:
 
     def send(self, message: OutgoingMessage) -> str:
         client = _client()
-        sender = (
-            {"messaging_service_sid": settings.TWILIO_MESSAGING_SERVICE_SID}
-            if settings.TWILIO_MESSAGING_SERVICE_SID
-            else {"from_": settings.TWILIO_FROM_NUMBER}
-        )
+        if settings.TWILIO_MESSAGING_SERVICE_SID:
+            sender = {"messaging_service_sid": settings.TWILIO_MESSAGING_SERVICE_SID}
+            if shortens_links():
+                # Only when a domain is configured: Link Shortening needs one on the service.
+                sender["shorten_urls"] = True
+        else:
+            sender = {"from_": settings.TWILIO_FROM_NUMBER}
         try:
             sent = client.messages.create(
                 to=message.to,
@@ -169,23 +203,22 @@ class TwilioSmsChannel:
 
     def find_sent(self, message: OutgoingMessage, *, since: datetime) -> list[FoundMessage]:
         """The SMS Twilio accepted for this notification since `since`: Twilio's latest
-        messages to the number (at most LOOKUP_LIMIT) whose body begins with this reminder's. A
-        rendered body names its policy and expiry, so it is this notification's own; Twilio
-        takes no idempotency key and returns no status callback URL to match by. Not filtered
-        by DateSent: a message Twilio still holds in its queue (a Messaging Service under its
-        throughput limit) has no date_sent yet, and must be found all the same; nor is the
-        reading stopped at the first older message, as the list is ordered by date sent.
+        messages to the number (at most LOOKUP_LIMIT) whose body begins with this reminder's,
+        its links perhaps shortened. A rendered body names its policy and expiry, so it is this
+        notification's own; Twilio takes no idempotency key and returns no status callback URL
+        to match by. Not filtered by DateSent: a message Twilio still holds in its queue (a
+        Messaging Service under its throughput limit) has no date_sent yet, and must be found
+        all the same; nor is the reading stopped at the first older message, as the list is
+        ordered by date sent.
         Raises TransientSendError when Twilio cannot answer now."""
         if not message.body:
             raise TransientSendError("no body to match Twilio's messages with")
+        sent_body = _as_twilio_keeps(message.body)
         found = []
         try:
             for sent in _client().messages.stream(to=message.to, limit=LOOKUP_LIMIT, page_size=50):
                 created = sent.date_created
-                # A Messaging Service may append its opt-out sentence to the body.
-                if (created is None or created >= since) and (sent.body or "").startswith(
-                    message.body
-                ):
+                if (created is None or created >= since) and sent_body.match(sent.body or ""):
                     found.append(FoundMessage(sent.sid, created))
         except TwilioException as error:  # a page that came back an error: "Unable to fetch page"
             raise TransientSendError(
@@ -196,6 +229,12 @@ class TwilioSmsChannel:
                 f"Twilio's message list unreachable: {error.__class__.__name__}"
             ) from error
         return found
+
+
+def _as_twilio_keeps(body: str) -> re.Pattern:
+    """What Twilio's copy of `body` begins with: the same words, each link perhaps replaced by
+    a short link (Link Shortening), and perhaps a Messaging Service's opt-out sentence after."""
+    return re.compile(r"\S+".join(re.escape(words) for words in WEB_LINK.split(body)))
 
 
 def _page_error(error: TwilioException) -> str:

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.workers import BASE_DIR
 
 PRINT_SETTINGS = """
@@ -47,6 +49,8 @@ RENEWLY_VARIABLES = {
     "RENEWLY_VAR_DIR",
     "OUTBOX_DIR",
     "CELERY_VISIBILITY_TIMEOUT",
+    "TWILIO_MESSAGING_SERVICE_SID",
+    "TWILIO_LINK_SHORTENING_DOMAIN",
 }
 
 
@@ -131,3 +135,41 @@ def test_a_malformed_boolean_is_named_in_the_error(tmp_path):
     result = settings_in_fresh_process(tmp_path, DEBUG="maybe")
     assert result.returncode != 0
     assert "DEBUG='maybe' is not a boolean" in result.stderr
+
+
+SERVICE = "MG" + "5e" * 16
+
+
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        (
+            {"TWILIO_MESSAGING_SERVICE_SID": "PN123"},
+            "TWILIO_MESSAGING_SERVICE_SID='PN123' is not a Messaging Service SID",
+        ),
+        (
+            {"TWILIO_LINK_SHORTENING_DOMAIN": "go.insurer.example"},
+            "TWILIO_LINK_SHORTENING_DOMAIN needs TWILIO_MESSAGING_SERVICE_SID",
+        ),
+        (
+            {
+                "TWILIO_MESSAGING_SERVICE_SID": SERVICE,
+                "TWILIO_LINK_SHORTENING_DOMAIN": "https://go.insurer.example/",
+            },
+            "is not a bare domain: write it without https:// or a path",
+        ),
+    ],
+)
+def test_a_twilio_sender_or_link_shortening_setting_that_cannot_work_is_named(tmp_path, env, error):
+    result = settings_in_fresh_process(tmp_path, DEBUG="1", **env)
+    assert result.returncode != 0
+    assert error in result.stderr
+
+
+def test_link_shortening_with_a_messaging_service_is_accepted(tmp_path):
+    read_settings(
+        tmp_path,
+        DEBUG="1",
+        TWILIO_MESSAGING_SERVICE_SID=SERVICE,
+        TWILIO_LINK_SHORTENING_DOMAIN="go.insurer.example",
+    )

@@ -11,12 +11,12 @@ from django.utils import timezone
 
 from notifications import dispatch, leases, lifecycle, planning, recovery
 from notifications.channels import sending_through
-from notifications.models import Notification, WorkerLease
+from notifications.models import MessageTemplate, Notification, WorkerLease
 from notifications.rendering import render
 from notifications.signals import reconciled
 from notifications.tasks import release_reminders
 from tests.factories import queue_an_email_and_an_sms
-from tests.fake_provider import ALL
+from tests.fake_provider import ALL, DEFAULT_MESSAGING_SERVICE_SID, DEFAULT_SHORT_LINK_DOMAIN
 from tests.notifications.conftest import retry_for_hours, run_at_once, send_until_settled
 
 Status = Notification.Status
@@ -103,6 +103,28 @@ def test_an_sms_to_the_same_number_for_another_reminder_is_not_taken_for_this_on
         sender.send(type(other)(notification_id=0, to=PHONE, body="Another reminder, P-8"))
 
     assert recovery.recover_abandoned() == {recovery.NOT_FOUND: 1}
+
+
+def test_an_sms_whose_links_twilio_shortened_is_found_and_not_sent_again(
+    providers, queued, seeded_defaults, settings
+):
+    """Twilio keeps the body as the customer got it, with short links in place of ours."""
+    settings.RENEW_URL_TEMPLATE = "https://portal.insurer.example/renew/{policy_number}"
+    settings.TWILIO_MESSAGING_SERVICE_SID = DEFAULT_MESSAGING_SERVICE_SID
+    settings.TWILIO_LINK_SHORTENING_DOMAIN = DEFAULT_SHORT_LINK_DOMAIN
+    rule = queued["sms"].rule
+    rule.template = MessageTemplate.objects.get(name="Renewal reminder (SMS)")
+    rule.save(update_fields=["template"])
+    notification = died_while_sending(queued["sms"], reached_provider=True)
+    (message,) = providers.messages
+    assert f"https://{DEFAULT_SHORT_LINK_DOMAIN}/" in message.body
+
+    assert recovery.recover_abandoned() == {recovery.FOUND: 1}
+    send_what_was_released()
+
+    notification.refresh_from_db()
+    assert (notification.status, notification.provider_message_id) == (Status.SENT, message.id)
+    assert providers.accepted[PHONE] == 1
 
 
 def test_a_provider_that_cannot_answer_is_asked_again_later_never_sent_blindly(providers, queued):
