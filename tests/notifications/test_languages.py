@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from notifications import preferences, rendering
+from notifications.channels.sms import sms_segments
 from notifications.models import MessageTemplate, ReminderRule, TemplateTranslation
 from policies.models import ProductLine, ProductLineName
 from tests.factories import make_agent, make_customer, make_policy
@@ -279,3 +280,45 @@ def test_the_preview_says_which_translation_a_customer_gets_and_why(admin_client
 
     page = admin_client.get(url, {"policy_number": "HOME-9", "language": "klingon"})
     assert "unknown language" in page.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("language", "subject", "sms"),
+    [
+        (
+            "de",
+            "Ihre Police AUTO-7 (Kfz-Versicherung) läuft in 14 Tagen ab",
+            "Ihre Police AUTO-7 läuft am {date} ab.",
+        ),
+        (
+            "fr",
+            "Votre contrat AUTO-7 (assurance auto) expire dans 14 jours",
+            "Votre contrat AUTO-7 expire le {date}.",
+        ),
+        (
+            "pt-BR",
+            "Sua apólice AUTO-7 (seguro auto) vence em 14 dias",
+            "Sua apolice AUTO-7 vence em {date}.",
+        ),
+    ],
+)
+def test_german_french_and_brazilian_customers_read_the_seeded_reminders_in_their_language(
+    seeded_defaults, language, subject, sms
+):
+    line = ProductLine.objects.create(code="auto")
+    for code, name in {
+        "de": "Kfz-Versicherung",
+        "fr": "assurance auto",
+        "pt": "seguro auto",
+    }.items():
+        ProductLineName.objects.create(product_line=line, language=code, name=name)
+    customer = make_customer("eu@mail.example", language=language, phone="+4915112345678")
+    expiry = timezone.localdate(timezone=customer.timezone) + timedelta(days=14)
+    policy = make_policy("AUTO-7", customer=customer, agent=make_agent(), expiry_date=expiry)
+    email = MessageTemplate.objects.prefetch_related("translations").get(channel="email")
+    text = MessageTemplate.objects.prefetch_related("translations").get(channel="sms")
+
+    assert rendering.preview(email, policy).subject == subject
+    message = rendering.preview(text, policy)
+    assert message.body.startswith(sms.format(date=rendering.date_text(expiry, language)))
+    assert sms_segments(message.body) <= 2
