@@ -437,15 +437,19 @@ class CustomerAdmin(policies_admin.CustomerAdmin):
     inlines = [*policies_admin.CustomerAdmin.inlines, ConsentChangeInline]
 
     def save_model(self, request, obj, form, change):
-        """Consent changed here is recorded like any other change: through change_consent."""
+        """Consent changed here is recorded like any other change: through change_consent. A
+        new customer's consent differing from the default (a WhatsApp opt-in, above all) is a
+        change too: WhatsApp must never be on without its history saying how."""
         changed = {
             channel: form.cleaned_data[field]
             for channel, field in preferences.CONSENT_FIELDS.items()
-            if change and field in form.changed_data
+            if field in form.changed_data
+            and (change or form.cleaned_data[field] != Customer._meta.get_field(field).default)
         }
         for channel in changed:
             field = preferences.CONSENT_FIELDS[channel]
-            setattr(obj, field, form.initial[field])  # saved below, with its history
+            # Saved below as it was, then changed with its history.
+            setattr(obj, field, form.initial.get(field, Customer._meta.get_field(field).default))
         super().save_model(request, obj, form, change)
         for channel, accepted in changed.items():
             preferences.change_consent(

@@ -14,7 +14,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils import formats, timezone, translation
 
-from notifications import preferences, templating
+from notifications import preferences, templating, whatsapp
 from notifications.channels import OutgoingMessage
 from notifications.models import Channel, MessageTemplate, Notification
 from policies.models import Customer, Policy
@@ -73,6 +73,11 @@ def compose(
     # and only when a template or the unsubscribe header asks for one.
     token = token or functools.cache(functools.partial(preferences.token_for, customer))
     names = set().union(*(part.names for part in parts.values() if part))
+    # WhatsApp sends its approved content instead, the variables filled from the same values.
+    content = None
+    if template.channel == Channel.WHATSAPP:
+        content = whatsapp.content_for(template, customer.language)
+        names |= whatsapp.variable_names(content) if content else set()
     with translation.override(customer.language):
         values = values_for(
             policy,
@@ -86,6 +91,7 @@ def compose(
             name: part.render(values, autoescape=name == "html_body").strip() if part else ""
             for name, part in parts.items()
         }
+        variables = whatsapp.fill(content, values) if content else {}
     return OutgoingMessage(
         notification_id=notification_id,
         to=customer.email if is_email else customer.phone,
@@ -94,6 +100,8 @@ def compose(
         html_body=filled["html_body"],
         metadata={"notification_id": str(notification_id), "policy": policy.policy_number},
         headers=unsubscribe_headers(customer, token=token()) if is_email else {},
+        content_sid=content.content_sid if content else "",
+        content_variables=variables,
     )
 
 
