@@ -269,12 +269,10 @@ TWILIO_API_BASE_URL = env_str("TWILIO_API_BASE_URL", "https://api.twilio.com")
 TWILIO_TIMEOUT_SECONDS = env_int("TWILIO_TIMEOUT_SECONDS", 10)
 # WhatsApp goes through Twilio's Messages API too, from a WhatsApp sender of the account: its
 # number, "+14155238886" (the "whatsapp:" prefix is added). `outbox` writes JSON files instead.
+# Without a sender, a WhatsApp reminder fails with that reason and its rule's fallback goes: a
+# site that sends SMS through Twilio needs no WhatsApp sender until it has WhatsApp rules.
 WHATSAPP_BACKEND = env_str("WHATSAPP_BACKEND", SMS_BACKEND)
 TWILIO_WHATSAPP_FROM = env_str("TWILIO_WHATSAPP_FROM")
-if WHATSAPP_BACKEND == "twilio" and not TWILIO_WHATSAPP_FROM:
-    raise ImproperlyConfigured(
-        "WHATSAPP_BACKEND=twilio needs TWILIO_WHATSAPP_FROM, a WhatsApp sender."
-    )
 # The address providers reach Renewly at: status callback URLs are built from it, and Twilio's
 # signatures are checked against it (a proxy in front may change what Django itself sees).
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")

@@ -8,6 +8,7 @@ reconciled after a crash without a second message."""
 from datetime import date, timedelta
 
 import pytest
+from django.utils import timezone
 
 from notifications.models import (
     Channel,
@@ -16,9 +17,10 @@ from notifications.models import (
     ReminderRule,
     WhatsAppContent,
 )
+from notifications.rendering import date_text
 from policies.models import Customer
 from tests.factories import make_customer, make_policy, template_for
-from tests.notifications.conftest import plan
+from tests.notifications.conftest import plan, send_until_settled
 
 pytestmark = pytest.mark.django_db
 Status = Notification.Status
@@ -212,3 +214,194 @@ def test_whatsapp_content_needs_a_content_sid_twilio_would_take(db):
     content.variables = "{{ customer.name }}\n{{ customer.password }}"
     with pytest.raises(ValidationError, match="Variable \\{\\{2\\}\\}"):
         content.full_clean()
+
+
+# --- Sending: approved content through the real twilio client --------------------------------
+
+CONTENT_EN = "HX" + "e0" * 16
+CONTENT_ES = "HX" + "5a" * 16
+APPROVED = {
+    CONTENT_EN: "Hi {{1}}, your {{2}} policy {{3}} expires on {{4}}. Renew: {{5}}",
+    CONTENT_ES: "Hola {{1}}, su póliza de {{2}} {{3}} vence el {{4}}. Renovar: {{5}}",
+}
+VARIABLES = (
+    "{{ customer.name }}\n{{ policy.product_line }}\n{{ policy.policy_number }}\n"
+    "{{ expiry_date_text }}\n{{ renew_url }}"
+)
+WHATSAPP_ADDRESS = f"whatsapp:{PHONE}"
+
+
+@pytest.fixture
+def approved(providers):
+    """The fake provider, with the content Meta approved for the account."""
+    for content_sid, text in APPROVED.items():
+        providers.approve_content(content_sid, text)
+    return providers
+
+
+def whatsapp_template(*languages: str) -> MessageTemplate:
+    template = MessageTemplate.objects.create(
+        name="Renewal reminder (WhatsApp)",
+        channel=WHATSAPP,
+        body="Hi {{ customer.name }}, your policy {{ policy.policy_number }} expires soon.",
+    )
+    sids = {"en": CONTENT_EN, "es": CONTENT_ES}
+    for language in languages:
+        WhatsAppContent.objects.create(
+            template=template, language=language, content_sid=sids[language], variables=VARIABLES
+        )
+    return template
+
+
+def queue_whatsapp(
+    *, contents=("en", "es"), fallback: str | None = None, **customer_fields
+) -> Notification:
+    """One opted-in customer's policy, due for a 7-day WhatsApp reminder today, planned and
+    queued as the fan-out leaves it."""
+    from notifications import planning
+    from tests.factories import make_agent, make_rule
+
+    ReminderRule.objects.all().delete()
+    rule = make_rule(7, WHATSAPP, template=whatsapp_template(*contents))
+    if fallback:
+        rule.fallback_template = template_for(fallback)
+        rule.save()
+    today = timezone.localdate()
+    customer = customer_with(**{"whatsapp_consent": True, **customer_fields})
+    make_policy("P-7", customer=customer, agent=make_agent(), expiry_date=today + timedelta(7))
+    planning.plan_due(run_date=today)
+    planning.claim_for_enqueue(limit=10, stalled_after=timedelta(hours=1))
+    return Notification.objects.get(channel=WHATSAPP)
+
+
+def test_a_whatsapp_reminder_goes_out_as_approved_content_once(approved):
+    notification = send_until_settled(queue_whatsapp().pk)
+
+    assert notification.status == Status.SENT
+    (message,) = approved.messages
+    assert message.channel == "whatsapp"
+    assert notification.provider_message_id == message.id
+    assert (message.recipient, message.sender) == (WHATSAPP_ADDRESS, "whatsapp:+14155238886")
+    assert message.content_sid == CONTENT_EN
+    expiry = notification.expiry_date
+    assert message.content_variables == {
+        "1": "Pat Doe",
+        "2": "auto",
+        "3": "P-7",
+        "4": date_text(expiry, "en"),
+        "5": "mailto:agent@agency.example?subject=Renew%20policy%20P-7",
+    }
+    assert message.body == (
+        f"Hi Pat Doe, your auto policy P-7 expires on {date_text(expiry, 'en')}. "
+        "Renew: mailto:agent@agency.example?subject=Renew%20policy%20P-7"
+    )
+    assert f"notification={notification.pk}" in message.data["StatusCallback"]
+    assert approved.accepted[WHATSAPP_ADDRESS] == 1
+    assert approved.accepted[PHONE] == 0  # not an SMS
+
+
+def test_a_spanish_customer_gets_the_spanish_content_with_the_date_in_spanish(approved):
+    notification = send_until_settled(queue_whatsapp(language="es").pk)
+
+    (message,) = approved.messages
+    assert message.content_sid == CONTENT_ES
+    assert message.content_variables["4"] == date_text(notification.expiry_date, "es")
+    assert " de " in message.content_variables["4"]
+    assert message.body.startswith("Hola Pat Doe, su póliza de auto P-7 vence el ")
+
+
+def test_a_language_without_its_own_content_gets_the_default_languages(approved):
+    send_until_settled(queue_whatsapp(contents=("en",), language="es").pk)
+
+    (message,) = approved.messages
+    assert message.content_sid == CONTENT_EN
+
+
+def test_the_content_language_falls_back_from_a_regional_tag_to_its_base_language():
+    from notifications.whatsapp import languages_to_try
+
+    assert languages_to_try("es-mx") == ["es-mx", "es", "en"]
+    assert languages_to_try("en") == ["en"]
+
+
+@pytest.mark.parametrize("transient", ["503", "429", "reset"])
+def test_a_transient_twilio_error_is_retried_and_the_message_sent_once(approved, transient):
+    approved.script(WHATSAPP_ADDRESS, [transient, "ok"])
+
+    notification = send_until_settled(queue_whatsapp().pk)
+
+    assert notification.status == Status.SENT
+    assert approved.attempts[WHATSAPP_ADDRESS] == 2
+    assert approved.accepted[WHATSAPP_ADDRESS] == 1
+
+
+def test_a_variable_left_empty_is_sent_as_a_dash_which_whatsapp_takes(approved):
+    """WhatsApp refuses an empty variable (Twilio 21656, which the fake answers too)."""
+    notification = queue_whatsapp()
+    Customer.objects.filter(pk=notification.customer_id).update(name="   ")
+
+    assert send_until_settled(notification.pk).status == Status.SENT
+    (message,) = approved.messages
+    assert message.content_variables["1"] == "-"
+
+
+def test_the_fake_refuses_what_twilio_refuses(approved):
+    client = approved.twilio_client()
+    create = client.messages.create
+    from twilio.base.exceptions import TwilioRestException
+
+    cases = [
+        ({"from_": "+15005550006", "content_sid": CONTENT_EN}, 21910),  # an SMS sender
+        ({"from_": "whatsapp:+14155238886", "content_sid": "HX123"}, 21655),
+        ({"from_": "whatsapp:+14155238886", "content_sid": "HX" + "0" * 32}, 21655),  # unknown
+        (
+            {
+                "from_": "whatsapp:+14155238886",
+                "content_sid": CONTENT_EN,
+                "content_variables": '{"1": ""}',
+            },
+            21656,
+        ),
+    ]
+    for arguments, code in cases:
+        with pytest.raises(TwilioRestException) as refused:
+            create(to=WHATSAPP_ADDRESS, **arguments)
+        assert refused.value.code == code
+    assert approved.accepted[WHATSAPP_ADDRESS] == 0
+
+
+def test_free_text_on_whatsapp_is_accepted_then_fails_outside_the_24_hour_window(approved):
+    sent = approved.twilio_client().messages.create(
+        to=WHATSAPP_ADDRESS, from_="whatsapp:+14155238886", body="Hello"
+    )
+
+    fetched = approved.twilio_client().messages(sent.sid).fetch()
+    assert (fetched.status, fetched.error_code) == ("failed", 63016)
+
+
+def test_without_approved_content_it_fails_for_good_and_the_sms_fallback_goes(
+    approved, eager_tasks
+):
+    notification = queue_whatsapp(contents=(), fallback=SMS)
+
+    failed = send_until_settled(notification.pk)
+
+    assert failed.status == Status.FAILED
+    assert "no approved WhatsApp content" in failed.last_error
+    assert approved.attempts[WHATSAPP_ADDRESS] == 0
+    sms = Notification.objects.get(channel=SMS)
+    assert (sms.status, sms.fallback_for_id) == (Status.SENT, failed.pk)
+    (message,) = approved.messages
+    assert (message.channel, message.recipient) == ("sms", PHONE)
+    assert message.body.startswith("Dear Pat Doe, P-7 expires on")
+
+
+def test_the_outbox_writes_the_content_and_variables(outbox):
+    import json
+
+    notification = send_until_settled(queue_whatsapp().pk)
+
+    assert notification.status == Status.SENT
+    written = json.loads((outbox / "whatsapp" / f"notification-{notification.pk}.json").read_text())
+    assert (written["to"], written["content_sid"]) == (WHATSAPP_ADDRESS, CONTENT_EN)
+    assert written["content_variables"]["3"] == "P-7"
