@@ -405,3 +405,246 @@ def test_the_outbox_writes_the_content_and_variables(outbox):
     written = json.loads((outbox / "whatsapp" / f"notification-{notification.pk}.json").read_text())
     assert (written["to"], written["content_sid"]) == (WHATSAPP_ADDRESS, CONTENT_EN)
     assert written["content_variables"]["3"] == "P-7"
+
+
+# --- Delivery reports and replies, through the same signed Twilio webhooks ---------------------
+
+TOKEN = "fake-twilio-auth-token"  # the fake provider's, set by the providers fixture
+PUBLIC = "http://127.0.0.1:8000"
+
+
+def signed_post(client, path: str, params: dict, *, query: str = "", signature=None):
+    from twilio.request_validator import RequestValidator
+
+    if signature is None:
+        signature = RequestValidator(TOKEN).compute_signature(f"{PUBLIC}{path}{query}", params)
+    return client.post(f"{path}{query}", params, headers={"X-Twilio-Signature": signature})
+
+
+def status_callback(client, notification: Notification, status: str, **extra):
+    params = {"MessageSid": notification.provider_message_id, "MessageStatus": status, **extra}
+    return signed_post(
+        client, "/webhooks/twilio/status/", params, query=f"?notification={notification.pk}"
+    )
+
+
+def reply(client, body: str, *, sender: str = WHATSAPP_ADDRESS, sid: str = "", **options):
+    import uuid
+
+    params = {"MessageSid": sid or "SM" + uuid.uuid4().hex, "From": sender, "Body": body}
+    return signed_post(client, "/webhooks/twilio/inbound/", params, **options)
+
+
+def test_a_signed_read_receipt_marks_the_reminder_delivered_and_read(approved, client):
+    notification = send_until_settled(queue_whatsapp().pk)
+
+    assert status_callback(client, notification, "read").status_code == 204
+    assert status_callback(client, notification, "delivered").status_code == 204  # came late
+
+    notification.refresh_from_db()
+    assert notification.status == Status.DELIVERED
+    assert notification.delivered_at is not None
+    kinds = list(notification.events.values_list("event_type", flat=True))
+    assert kinds == ["read", "delivered"]
+
+
+def test_a_forged_whatsapp_callback_is_refused_and_changes_nothing(approved, client):
+    notification = send_until_settled(queue_whatsapp().pk)
+
+    response = signed_post(
+        client,
+        "/webhooks/twilio/status/",
+        {"MessageSid": notification.provider_message_id, "MessageStatus": "read"},
+        query=f"?notification={notification.pk}",
+        signature="forged",
+    )
+
+    assert response.status_code == 403
+    notification.refresh_from_db()
+    assert notification.status == Status.SENT
+    assert not notification.events.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_fake_providers_callbacks_reach_the_webhook_up_to_read(approved, live_server, settings):
+    from tests.workers import wait_for
+
+    settings.PUBLIC_BASE_URL = live_server.url
+    approved.status_callbacks = True
+    for content_sid, text in APPROVED.items():  # a transactional test flushed nothing of these
+        approved.approve_content(content_sid, text)
+    approved.script(WHATSAPP_ADDRESS, ["read"])
+
+    notification = send_until_settled(queue_whatsapp().pk)
+
+    def read():
+        return notification.events.filter(event_type="read").exists()
+
+    wait_for(read, timeout=15, explain=lambda: repr(approved.callbacks))
+    assert all(callback.status == 204 for callback in approved.callbacks)
+    assert [c.params["MessageStatus"] for c in approved.callbacks] == ["sent", "delivered", "read"]
+    assert Notification.objects.get(pk=notification.pk).status == Status.DELIVERED
+
+
+@pytest.mark.parametrize("word", ["STOP", "baja", " Parar "])
+def test_stop_or_baja_on_whatsapp_opts_out_of_whatsapp_only(approved, client, word):
+    notification = queue_whatsapp()
+
+    response = reply(client, word)
+
+    assert response.status_code == 200
+    customer = Customer.objects.get(pk=notification.customer_id)
+    assert (customer.whatsapp_consent, customer.sms_consent) == (False, True)
+    assert history(customer) == [(WHATSAPP, False, "whatsapp_reply", "")]
+    # The reminder already queued does not go.
+    assert send_until_settled(notification.pk).status == Status.CANCELLED
+    assert approved.attempts[WHATSAPP_ADDRESS] == 0
+
+
+def test_start_on_whatsapp_is_the_customers_own_opt_in(approved, client):
+    customer = customer_with()
+
+    reply(client, "START")
+
+    customer.refresh_from_db()
+    assert customer.whatsapp_consent is True
+    assert history(customer) == [(WHATSAPP, True, "whatsapp_reply", "")]
+
+
+def test_baja_by_sms_is_no_sms_keyword_and_changes_nothing(approved, client):
+    customer = customer_with(whatsapp_consent=True)
+
+    reply(client, "BAJA", sender=PHONE)
+
+    customer.refresh_from_db()
+    assert (customer.whatsapp_consent, customer.sms_consent) == (True, True)
+
+
+def test_an_unsigned_whatsapp_stop_changes_nothing(approved, client):
+    customer = customer_with(whatsapp_consent=True)
+
+    response = reply(client, "STOP", signature="")
+
+    assert response.status_code == 403
+    customer.refresh_from_db()
+    assert customer.whatsapp_consent is True
+
+
+# --- Falling back when WhatsApp fails for good -------------------------------------------------
+
+
+@pytest.mark.parametrize(("fallback", "recipient"), [(SMS, PHONE), (EMAIL, "pat@mail.example")])
+def test_a_failure_reported_by_callback_sends_the_fallback_once(
+    approved, client, fallback, recipient
+):
+    """Not a WhatsApp user (63003) arrives in the status callback, after Twilio accepted the
+    message: the WhatsApp reminder fails, and the rule's fallback goes with the next release."""
+    from notifications import dispatch, planning
+
+    approved.always(WHATSAPP_ADDRESS, "failed:63003")
+    whatsapp = send_until_settled(queue_whatsapp(fallback=fallback).pk)
+    assert whatsapp.status == Status.SENT  # accepted: the failure comes later
+
+    status_callback(client, whatsapp, "failed", ErrorCode="63003")
+    status_callback(client, whatsapp, "undelivered", ErrorCode="63003")  # a second report
+    dispatch.send_many(planning.claim_for_enqueue(limit=10, stalled_after=timedelta(hours=1)))
+
+    whatsapp.refresh_from_db()
+    assert whatsapp.status == Status.FAILED
+    assert "not on WhatsApp" in whatsapp.last_error
+    replacement = Notification.objects.get(channel=fallback)
+    assert (replacement.status, replacement.fallback_for_id) == (Status.SENT, whatsapp.pk)
+    assert approved.accepted[recipient] == 1
+    assert approved.accepted[WHATSAPP_ADDRESS] == 1
+
+
+def test_a_refusal_at_send_time_sends_the_fallback_at_once(approved, eager_tasks):
+    approved.script(WHATSAPP_ADDRESS, ["invalid"])  # Twilio 21211
+
+    failed = send_until_settled(queue_whatsapp(fallback=SMS).pk)
+
+    assert failed.status == Status.FAILED
+    assert Notification.objects.get(channel=SMS, fallback_for=failed).status == Status.SENT
+    assert approved.accepted[PHONE] == 1
+
+
+def test_an_opt_out_after_planning_sends_the_fallback_instead(approved, client, eager_tasks):
+    notification = queue_whatsapp(fallback=SMS)
+    reply(client, "BAJA")
+
+    cancelled = send_until_settled(notification.pk)
+
+    assert cancelled.status == Status.CANCELLED
+    assert cancelled.last_error == "customer has not opted in to WhatsApp"
+    sms = Notification.objects.get(channel=SMS)
+    assert (sms.status, sms.fallback_for_id) == (Status.SENT, cancelled.pk)
+    assert approved.accepted == {PHONE: 1}
+
+
+def test_no_fallback_when_the_customer_refused_the_fallbacks_channel_too(approved, client):
+    approved.always(WHATSAPP_ADDRESS, "failed:63003")
+    notification = queue_whatsapp(fallback=SMS, sms_consent=False)
+    whatsapp = send_until_settled(notification.pk)
+
+    status_callback(client, whatsapp, "failed", ErrorCode="63003")
+
+    assert not Notification.objects.filter(channel=SMS).exists()
+
+
+def test_a_failed_sms_callback_still_does_not_fall_back(providers, client):
+    """SMS keeps falling back on a refusal at send time only, as before WhatsApp came."""
+    from tests.factories import queue_an_email_and_an_sms
+
+    queued = queue_an_email_and_an_sms("pat@mail.example", PHONE)
+    rule = queued["sms"].rule
+    rule.fallback_template = template_for(EMAIL)
+    rule.save()
+    queued["email"].delete()
+    sms = send_until_settled(queued["sms"].pk)
+
+    status_callback(client, sms, "undelivered", ErrorCode="30003")
+
+    assert Notification.objects.get(pk=sms.pk).status == Status.FAILED
+    assert not Notification.objects.filter(channel=EMAIL).exists()
+
+
+# --- A worker killed mid-send: reconciled, never sent twice ------------------------------------
+
+
+@pytest.mark.parametrize("reached_provider", [True, False])
+def test_a_whatsapp_send_a_dead_worker_left_is_reconciled_without_a_second_message(
+    approved, reached_provider
+):
+    from notifications import recovery
+    from tests.notifications.test_recovery import died_while_sending, send_what_was_released
+
+    notification = died_while_sending(queue_whatsapp(), reached_provider=reached_provider)
+
+    found = recovery.FOUND if reached_provider else recovery.NOT_FOUND
+    assert recovery.recover_abandoned() == {found: 1}
+    send_what_was_released()
+
+    notification.refresh_from_db()
+    assert notification.status == Status.SENT
+    assert approved.accepted[WHATSAPP_ADDRESS] == 1
+    (message,) = approved.messages
+    assert notification.provider_message_id == message.id
+
+
+def test_another_policys_whatsapp_to_the_same_number_is_not_taken_for_this_one(approved):
+    from notifications import recovery
+    from notifications.channels import sending_through
+    from notifications.rendering import render
+    from tests.notifications.test_recovery import died_while_sending
+
+    notification = died_while_sending(queue_whatsapp(), reached_provider=False)
+    other = render(notification)
+    other_variables = {**other.content_variables, "3": "P-8"}
+    with sending_through(WHATSAPP) as sender:
+        sender.send(
+            type(other)(
+                0, to=PHONE, body="", content_sid=CONTENT_EN, content_variables=other_variables
+            )
+        )
+
+    assert recovery.recover_abandoned() == {recovery.NOT_FOUND: 1}
