@@ -23,6 +23,7 @@ from notifications.models import (
     ReminderRun,
     TemplateTranslation,
     WeeklyReport,
+    WhatsAppContent,
     WorkerLease,
 )
 from policies import admin as policies_admin
@@ -152,12 +153,20 @@ class TemplateTranslationInline(admin.StackedInline):
     extra = 0
 
 
+class WhatsAppContentInline(admin.StackedInline):
+    """A WhatsApp template's approved content, one per language (its Content SID and the
+    values of its variables); a customer's language without one gets the default language's."""
+
+    model = WhatsAppContent
+    extra = 0
+
+
 @admin.register(MessageTemplate)
 class MessageTemplateAdmin(PreviewAdminMixin, admin.ModelAdmin):
     list_display = ["name", "channel", "languages"]
     list_filter = ["channel"]
     search_fields = ["name", "subject", "body"]
-    inlines = [TemplateTranslationInline]
+    inlines = [TemplateTranslationInline, WhatsAppContentInline]
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("translations")

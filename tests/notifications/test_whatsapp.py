@@ -648,3 +648,12 @@ def test_another_policys_whatsapp_to_the_same_number_is_not_taken_for_this_one(a
         )
 
     assert recovery.recover_abandoned() == {recovery.NOT_FOUND: 1}
+
+
+def test_an_admin_maps_a_whatsapp_template_to_its_approved_content(admin_client):
+    template = whatsapp_template("en")
+
+    page = admin_client.get(f"/admin/notifications/messagetemplate/{template.pk}/change/")
+
+    assert page.status_code == 200
+    assert CONTENT_EN in page.content.decode()
