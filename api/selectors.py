@@ -31,6 +31,7 @@ def consent_out(customer: Customer) -> dict:
     return {
         "email": customer.email_consent,
         "sms": customer.sms_consent,
+        "whatsapp": customer.whatsapp_consent,
         "email_undeliverable": customer.email_undeliverable,
     }
 
@@ -118,6 +119,7 @@ _CUSTOMER_FIELDS = [
         "timezone",
         "email_consent",
         "sms_consent",
+        "whatsapp_consent",
         "email_undeliverable",
     )
 ]

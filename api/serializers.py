@@ -125,6 +125,9 @@ class BulkOut(serializers.Serializer):
 class ConsentOut(serializers.Serializer):
     email = serializers.BooleanField()
     sms = serializers.BooleanField()
+    whatsapp = serializers.BooleanField(
+        help_text="Opted in to WhatsApp: off until the customer asks for it."
+    )
     email_undeliverable = serializers.BooleanField(
         help_text="Mail to the address bounced: no email reminders whatever the consent."
     )
@@ -146,10 +149,15 @@ class CustomerConsentOut(ConsentOut):
 class ConsentIn(StrictSerializer):
     email = StrictBoolean(required=False)
     sms = StrictBoolean(required=False)
+    whatsapp = StrictBoolean(
+        required=False,
+        help_text="true only when the customer asked for WhatsApp (an opt-in your system "
+        "recorded): the consent history keeps it with this key's name.",
+    )
 
     def validate(self, attrs):
         if not attrs:
-            raise serializers.ValidationError("Give email, sms or both.")
+            raise serializers.ValidationError("Give email, sms, whatsapp or some of them.")
         return attrs
 
 

@@ -456,7 +456,8 @@ class ConsentView(ApiView):
     @extend_schema(
         request=shapes.ConsentIn,
         responses={200: shapes.CustomerConsentOut, **problems(400, 403, 404, 413)},
-        description="Record the customer's consent to email and/or SMS, in the consent history "
+        description="Record the customer's consent to email, SMS and/or WhatsApp (opt-in only), in "
+        "the consent history "
         "with source api and the key's name. " + PUT_IS_IDEMPOTENT,
         operation_id="put_consent",
     )
@@ -474,6 +475,7 @@ class ConsentView(ApiView):
             customer,
             email=data.get("email"),
             sms=data.get("sms"),
+            whatsapp=data.get("whatsapp"),
             source=ConsentChange.Source.API,
             changed_by=request.auth.name,
         )

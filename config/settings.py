@@ -290,6 +290,12 @@ if not re.fullmatch(r"([a-z0-9-]+\.)+[a-z]{2,}|", TWILIO_LINK_SHORTENING_DOMAIN,
     )
 TWILIO_API_BASE_URL = env_str("TWILIO_API_BASE_URL", "https://api.twilio.com")
 TWILIO_TIMEOUT_SECONDS = env_int("TWILIO_TIMEOUT_SECONDS", 10)
+# WhatsApp goes through Twilio's Messages API too, from a WhatsApp sender of the account: its
+# number, "+14155238886" (the "whatsapp:" prefix is added). `outbox` writes JSON files instead.
+# Without a sender, a WhatsApp reminder fails with that reason and its rule's fallback goes: a
+# site that sends SMS through Twilio needs no WhatsApp sender until it has WhatsApp rules.
+WHATSAPP_BACKEND = env_str("WHATSAPP_BACKEND", SMS_BACKEND)
+TWILIO_WHATSAPP_FROM = env_str("TWILIO_WHATSAPP_FROM")
 # The address providers reach Renewly at: status callback URLs are built from it, and Twilio's
 # signatures are checked against it (a proxy in front may change what Django itself sees).
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
@@ -348,6 +354,7 @@ REMINDER_SEND_THREADS = env_int("REMINDER_SEND_THREADS", 30)
 REMINDER_RETRY_FOR_HOURS = {
     "email": env_int("EMAIL_RETRY_FOR_HOURS", 24),
     "sms": env_int("SMS_RETRY_FOR_HOURS", 24),
+    "whatsapp": env_int("WHATSAPP_RETRY_FOR_HOURS", 24),
 }
 REMINDER_RETRY_BACKOFF_SECONDS = env_int("REMINDER_RETRY_BACKOFF_SECONDS", 300)
 REMINDER_RETRY_BACKOFF_MAX_SECONDS = env_int("REMINDER_RETRY_BACKOFF_MAX_SECONDS", 3600)
@@ -360,8 +367,8 @@ PROVIDER_PROBE_SECONDS = env_int("PROVIDER_PROBE_SECONDS", 30)
 PROVIDER_PROBE_MAX_SECONDS = env_int("PROVIDER_PROBE_MAX_SECONDS", 600)
 if min(REMINDER_RETRY_FOR_HOURS.values()) < 0 or PROVIDER_BREAKER_FAILURES < 0:
     raise ImproperlyConfigured(
-        "EMAIL_RETRY_FOR_HOURS, SMS_RETRY_FOR_HOURS and PROVIDER_BREAKER_FAILURES cannot be "
-        "negative."
+        "EMAIL_RETRY_FOR_HOURS, SMS_RETRY_FOR_HOURS, WHATSAPP_RETRY_FOR_HOURS and "
+        "PROVIDER_BREAKER_FAILURES cannot be negative."
     )
 if not 1 <= PROVIDER_PROBE_SECONDS <= PROVIDER_PROBE_MAX_SECONDS:
     raise ImproperlyConfigured(
@@ -372,8 +379,10 @@ if not 1 <= PROVIDER_PROBE_SECONDS <= PROVIDER_PROBE_MAX_SECONDS:
 SEND_RATE_LIMITS = {
     "email": env_int("EMAIL_RATE_LIMIT_PER_SECOND", 0),
     "sms": env_int("SMS_RATE_LIMIT_PER_SECOND", 0),
+    "whatsapp": env_int("WHATSAPP_RATE_LIMIT_PER_SECOND", 0),
 }
-# SMS goes out only from this hour to that one, in the customer's own time zone; outside it a
+# SMS and WhatsApp (both buzz a phone) go out only from this hour to that one, in the
+# customer's own time zone; outside it a
 # reminder is deferred, and the fan-out (every few minutes) releases it when the window opens.
 SMS_WINDOW_START_HOUR = env_int("SMS_WINDOW_START_HOUR", 8)
 SMS_WINDOW_END_HOUR = env_int("SMS_WINDOW_END_HOUR", 21)

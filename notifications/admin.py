@@ -23,6 +23,7 @@ from notifications.models import (
     ReminderRun,
     TemplateTranslation,
     WeeklyReport,
+    WhatsAppContent,
     WorkerLease,
 )
 from policies import admin as policies_admin
@@ -159,12 +160,20 @@ class TemplateTranslationInline(admin.StackedInline):
     extra = 0
 
 
+class WhatsAppContentInline(admin.StackedInline):
+    """A WhatsApp template's approved content, one per language (its Content SID and the
+    values of its variables); a customer's language without one gets the default language's."""
+
+    model = WhatsAppContent
+    extra = 0
+
+
 @admin.register(MessageTemplate)
 class MessageTemplateAdmin(PreviewAdminMixin, admin.ModelAdmin):
     list_display = ["name", "channel", "languages"]
     list_filter = ["channel"]
     search_fields = ["name", "subject", "body"]
-    inlines = [TemplateTranslationInline]
+    inlines = [TemplateTranslationInline, WhatsAppContentInline]
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("translations")
@@ -444,15 +453,19 @@ class CustomerAdmin(policies_admin.CustomerAdmin):
     inlines = [*policies_admin.CustomerAdmin.inlines, ConsentChangeInline]
 
     def save_model(self, request, obj, form, change):
-        """Consent changed here is recorded like any other change: through change_consent."""
+        """Consent changed here is recorded like any other change: through change_consent. A
+        new customer's consent differing from the default (a WhatsApp opt-in, above all) is a
+        change too: WhatsApp must never be on without its history saying how."""
         changed = {
             channel: form.cleaned_data[field]
             for channel, field in preferences.CONSENT_FIELDS.items()
-            if change and field in form.changed_data
+            if field in form.changed_data
+            and (change or form.cleaned_data[field] != Customer._meta.get_field(field).default)
         }
         for channel in changed:
             field = preferences.CONSENT_FIELDS[channel]
-            setattr(obj, field, form.initial[field])  # saved below, with its history
+            # Saved below as it was, then changed with its history.
+            setattr(obj, field, form.initial.get(field, Customer._meta.get_field(field).default))
         super().save_model(request, obj, form, change)
         for channel, accepted in changed.items():
             preferences.change_consent(

@@ -20,7 +20,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from notifications import circuit, leases, lifecycle, retries, tracking
+from notifications import circuit, fallback, leases, lifecycle, reach, retries, tracking
 from notifications.channels import (
     NotTried,
     OutgoingMessage,
@@ -48,7 +48,7 @@ class Outcome:
 
     status: Status
     detail: str = ""
-    fallback_id: int | None = None  # an email planned in place of a failed SMS, to send next
+    fallback_id: int | None = None  # a reminder planned in its place (its rule's fallback)
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,8 @@ def _send_claimed(ids: list[int], lease_id: int) -> dict[int, Outcome | NotClaim
     for notification in notifications:
         if reason := why_not_send(notification) or useless.get(notification.pk):
             record.cancelled[notification.pk] = reason
+            if _stands_in(notification, reason):
+                record.replaced.append(notification)
         elif window := _quiet_hours_end(notification, now):
             record.deferred[notification.pk] = window
         elif gate.holds(notification):
@@ -139,15 +141,24 @@ def attach_rules(notifications: list[Notification]) -> None:
     CPU than rendering)."""
     rules = (
         ReminderRule.objects.select_related("template", "fallback_template")
-        .prefetch_related("template__translations", "fallback_template__translations")
+        .prefetch_related(
+            "template__translations",
+            "fallback_template__translations",
+            "template__whatsapp_contents",
+            "fallback_template__whatsapp_contents",
+        )
         .in_bulk({notification.rule_id for notification in notifications})
     )
     for notification in notifications:
         notification.rule = rules[notification.rule_id]
 
 
+# Channels that buzz a phone, and so wait for the customer's daytime.
+PHONE_CHANNELS = (Channel.SMS, Channel.WHATSAPP)
+
+
 def _quiet_hours_end(notification: Notification, now: datetime) -> datetime | None:
-    if notification.channel != Channel.SMS:
+    if notification.channel not in PHONE_CHANNELS:
         return None
     return next_sms_window(now, notification.customer.timezone)
 
@@ -231,6 +242,7 @@ class _BatchRecord:
     def __init__(self, lease_id: int):
         self.lease_id = lease_id
         self.cancelled: dict[int, str] = {}
+        self.replaced: list[Notification] = []  # cancelled, its rule's fallback going instead
         self.deferred: dict[int, datetime] = {}
         self.paused: list[int] = []  # waiting for its provider to answer again
         self.sent: dict[int, str] = {}
@@ -292,6 +304,10 @@ class _BatchRecord:
                 self.cancelled, Status.CANCELLED, last_error=_each(self.cancelled, "last_error")
             )
             outcomes |= {pk: Outcome(Status.CANCELLED, why) for pk, why in self.cancelled.items()}
+            for notification in self.replaced:  # few: customers who withdrew their WhatsApp
+                why = self.cancelled[notification.pk]
+                fallback_id = fallback.plan_fallback(notification)
+                outcomes[notification.pk] = Outcome(Status.CANCELLED, why, fallback_id)
         if self.deferred:
             self._move(
                 self.deferred,
@@ -330,10 +346,13 @@ class _BatchRecord:
         outcomes = {}
         for notification, error in self.failed.items():  # rare: a rejected address or number
             tracking.apply_to_customer(
-                notification.customer_id, DeliveryEvent.Type.REJECTED, error.code
+                notification.customer_id,
+                DeliveryEvent.Type.REJECTED,
+                error.code,
+                channel=notification.channel,
             )
             outcomes[notification.pk] = Outcome(
-                Status.FAILED, str(error), fallback_id=plan_fallback(notification)
+                Status.FAILED, str(error), fallback_id=fallback.plan_fallback(notification)
             )
         return outcomes
 
@@ -405,52 +424,22 @@ def _each(values: dict[int, object], field_name: str) -> Value | RawSQL:
     return each_row(Notification, values, field_name)
 
 
-def plan_fallback(notification: Notification) -> int | None:
-    """When a failed SMS's rule says so, plan the same reminder by email; return its id, or
-    None when the rule has no fallback, the customer takes no email, or it exists already."""
-    customer = notification.customer
-    customer.refresh_from_db()  # the failure may just have changed their consent
-    if (
-        notification.channel != Channel.SMS
-        or notification.rule.fallback_template_id is None
-        or not (customer.email and customer.email_consent and not customer.email_undeliverable)
-    ):
-        return None
-    fallback, created = Notification.objects.get_or_create(
-        policy_id=notification.policy_id,
-        expiry_date=notification.expiry_date,
-        channel=Channel.EMAIL,
-        lead_days=notification.lead_days,
-        defaults={
-            "customer_id": notification.customer_id,
-            "rule_id": notification.rule_id,
-            "run_id": notification.run_id,
-            "due_on": notification.due_on,
-            "status": Status.QUEUED,
-            "queued_at": timezone.now(),
-            "fallback_for": notification,
-        },
-    )
-    return fallback.pk if created else None
-
-
 def why_not_send(notification: Notification) -> str:
     """Why a claimed notification must not go out after all, or '' when it may."""
-    policy, customer = notification.policy, notification.customer
+    policy = notification.policy
     if policy.status != Policy.Status.ACTIVE:
         return f"policy is {policy.get_status_display().lower()}"
     if policy.expiry_date != notification.expiry_date:
         return f"policy expiry date changed to {policy.expiry_date}"
-    if notification.channel == Channel.EMAIL:
-        if not customer.email_consent:
-            return "customer opted out of email"
-        if not customer.email:
-            return "customer has no email address"
-        if customer.email_undeliverable:
-            return "customer's email address bounced"
-    else:
-        if not customer.sms_consent:
-            return "customer opted out of SMS"
-        if not customer.phone:
-            return "customer has no phone number"
-    return ""
+    return reach.why_unreachable(notification.channel, notification.customer)
+
+
+def _stands_in(notification: Notification, reason: str) -> bool:
+    """Whether a reminder cancelled for `reason` goes by its rule's fallback instead: one its
+    channel cannot reach the customer on, whose rule's fallback stands in for that
+    (ReminderRule.stands_in_when_unreachable: WhatsApp, withdrawn after planning)."""
+    return (
+        notification.rule.stands_in_when_unreachable
+        and notification.channel == notification.rule.channel
+        and reason == reach.why_unreachable(notification.channel, notification.customer)
+    )

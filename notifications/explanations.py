@@ -18,6 +18,14 @@ TWILIO_ERRORS = {
     "30006": "the number is a landline or cannot receive SMS",
     "30007": "the carrier filtered the message as spam",
     "30008": "the carrier reported an unknown error",
+    # WhatsApp's
+    "21655": "Twilio does not know the WhatsApp content's SID: check the template's Content SID",
+    "21656": "Twilio refused the WhatsApp content's variables",
+    "21910": "the WhatsApp sender and the customer's address are not both WhatsApp ones",
+    "63003": "the number is not on WhatsApp",
+    "63016": "WhatsApp takes only approved content from a business (outside the 24-hour window)",
+    "63024": "WhatsApp refused the recipient",
+    "63049": "Meta chose not to deliver the WhatsApp message",
 }
 # What an email event means for the agent, by event type.
 EMAIL_EVENTS = {

@@ -7,3 +7,5 @@ class ChannelPreferencesForm(forms.Form):
 
     email = forms.BooleanField(required=False, label=_("Reminders by email"))
     sms = forms.BooleanField(required=False, label=_("Reminders by SMS (text message)"))
+    # Ticking it is the customer's own opt-in, recorded in their consent history.
+    whatsapp = forms.BooleanField(required=False, label=_("Reminders on WhatsApp"))

@@ -2,8 +2,11 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Length
+from django.db.models.lookups import Exact
 
 from notifications.templating import AVAILABLE
 from notifications.templating import validate as valid_template
@@ -14,6 +17,8 @@ from policies.models import Customer, Policy
 class Channel(models.TextChoices):
     EMAIL = "email", "Email"
     SMS = "sms", "SMS"
+    # Opt-in only: nothing goes by WhatsApp without the customer's recorded consent.
+    WHATSAPP = "whatsapp", "WhatsApp"
 
 
 TEMPLATE_HELP = (
@@ -40,7 +45,8 @@ class MessageTemplate(models.Model):
     )
     body = models.TextField(
         validators=[valid_template],
-        help_text=f"The plain-text body (the whole SMS). {TEMPLATE_HELP}",
+        help_text=f"The plain-text body (the whole SMS; for WhatsApp, the approved content's "
+        f"words, for previews: what is sent is its Content SID and variables). {TEMPLATE_HELP}",
     )
     html_body = models.TextField(
         blank=True,
@@ -60,8 +66,10 @@ class MessageTemplate(models.Model):
         return f"{self.name} ({self.get_channel_display()})"
 
     def clean(self):
-        if self.channel == Channel.SMS and (self.subject or self.html_body):
-            raise ValidationError("An SMS has no subject and no HTML body; leave them empty.")
+        if self.channel != Channel.EMAIL and (self.subject or self.html_body):
+            raise ValidationError(
+                f"{self.get_channel_display()} has no subject and no HTML body; leave them empty."
+            )
         if self.channel == Channel.EMAIL and not self.subject:
             raise ValidationError({"subject": "An email needs a subject."})
 
@@ -136,6 +144,77 @@ class TemplateTranslation(models.Model):
 # What rendering reads from a template or a translation.
 TemplateText = MessageTemplate | TemplateTranslation
 
+# Twilio's Content SIDs: "HX" and 32 hex digits (Twilio error 21655 otherwise).
+content_sid_valid = RegexValidator(
+    r"^HX[0-9a-fA-F]{32}$", "A Content SID is HX followed by 32 hex digits, as Twilio shows it."
+)
+
+
+class WhatsAppContent(models.Model):
+    """A WhatsApp template's approved content in one language. WhatsApp takes business-initiated
+    messages only as content Meta approved beforehand: Renewly sends its Content SID and fills
+    its numbered variables ({{1}}, {{2}}...) with the reminder's values, never free text."""
+
+    template = models.ForeignKey(
+        MessageTemplate, on_delete=models.CASCADE, related_name="whatsapp_contents"
+    )
+    language = models.CharField(
+        max_length=languages.MAX_LENGTH,
+        validators=[languages.validate_language],
+        help_text="Any language tag the content is approved in, e.g. es, pt-BR.",
+    )
+    content_sid = models.CharField(
+        "Content SID",
+        max_length=34,
+        validators=[content_sid_valid],
+        help_text="The approved content's SID in Twilio's Content Template Builder (HX...).",
+    )
+    variables = models.TextField(
+        blank=True,
+        help_text="One line per variable of the content, in order: line 1 fills {{1}}, line 2 "
+        "{{2}}... Each is written like the template, e.g. {{ customer.name }} or {{ expiry_date|"
+        'date:"d/m/Y" }}. ' + "Available: " + AVAILABLE + ".",
+    )
+
+    class Meta:
+        verbose_name = "WhatsApp content"
+        ordering = ["language"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["template", "language"], name="whatsapp_content_unique_language"
+            ),
+            models.CheckConstraint(
+                condition=Q(content_sid__startswith="HX") & Exact(Length("content_sid"), 34),
+                name="whatsapp_content_sid_shape",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.template.name} [{self.language}]: {self.content_sid}"
+
+    def clean(self):
+        self.language = languages.tidied(self.language)
+        if self.template_id and self.template.channel != Channel.WHATSAPP:
+            raise ValidationError({"template": "Only a WhatsApp template has approved content."})
+        for number, line in enumerate(self.variable_lines(), start=1):
+            try:
+                valid_template(line)
+            except ValidationError as error:
+                raise ValidationError(
+                    {"variables": f"Variable {{{{{number}}}}}: {' '.join(error.messages)}"}
+                ) from None
+
+    def variable_lines(self) -> list[str]:
+        """Each variable's template, in order; blank lines are not variables."""
+        return [line.strip() for line in self.variables.splitlines() if line.strip()]
+
+
+# The channels a rule of each channel may fall back to, when its reminder fails for good.
+FALLBACK_CHANNELS = {
+    Channel.SMS: (Channel.EMAIL,),
+    Channel.WHATSAPP: (Channel.SMS, Channel.EMAIL),
+}
+
 
 class ReminderRule(models.Model):
     """Send a reminder on `channel` `lead_days` before a policy expires. Admins edit these; the
@@ -155,7 +234,9 @@ class ReminderRule(models.Model):
         related_name="fallback_rules",
         null=True,
         blank=True,
-        help_text="SMS rules: when the SMS fails for good, send this email template instead.",
+        help_text="When the reminder fails for good, send this template instead: an SMS rule falls "
+        "back to email, a WhatsApp rule to SMS or email. A WhatsApp rule's fallback also goes in "
+        "its place to a customer WhatsApp cannot reach (no opt-in, no number).",
     )
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -188,16 +269,33 @@ class ReminderRule(models.Model):
         if self.template_id and self.template.channel != self.channel:
             errors["template"] = f"Choose an {self.get_channel_display()} template."
         if self.fallback_template_id:
-            if self.channel != Channel.SMS:
-                errors["fallback_template"] = "Only an SMS rule falls back, to email."
-            elif self.fallback_template.channel != Channel.EMAIL:
-                errors["fallback_template"] = "Choose an email template to fall back to."
+            allowed = FALLBACK_CHANNELS.get(self.channel, ())
+            if not allowed:
+                errors["fallback_template"] = "An email rule has no fallback."
+            elif self.fallback_template.channel not in allowed:
+                errors["fallback_template"] = (
+                    "Choose an email template to fall back to."
+                    if allowed == (Channel.EMAIL,)
+                    else "Choose an SMS or email template to fall back to."
+                )
         if errors:
             raise ValidationError(errors)
 
     def template_for(self, channel: str) -> MessageTemplate:
         """The rule's own template, or its fallback's for a reminder that fell back."""
         return self.template if channel == self.channel else self.fallback_template
+
+    @property
+    def fallback_channel(self) -> str | None:
+        return self.fallback_template.channel if self.fallback_template_id else None
+
+    @property
+    def stands_in_when_unreachable(self) -> bool:
+        """Whether the fallback also goes, in the rule's place, to a customer its channel cannot
+        reach at all. Only for WhatsApp: it is opt-in, so most customers have not opted in, and
+        the rule is the insurer's reminder at that lead time for them too. A customer who
+        refused SMS refused texts; an SMS rule's email fallback stays for failures."""
+        return self.channel == Channel.WHATSAPP and self.fallback_template_id is not None
 
 
 class NotificationStatus(models.TextChoices):
@@ -277,7 +375,7 @@ class Notification(models.Model):
         null=True,
         blank=True,
         related_name="fallback",
-        help_text="The failed SMS this email was sent in place of.",
+        help_text="The failed reminder (SMS, WhatsApp) this one was sent in place of.",
     )
     send_after = models.DateTimeField(
         null=True,
@@ -387,6 +485,7 @@ class DeliveryEvent(models.Model):
         COMPLAINED = "complained", "Complained"
         UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
         OPENED = "opened", "Opened"
+        READ = "read", "Read"  # WhatsApp's read receipt: delivered, and opened
         CLICKED = "clicked", "Clicked"
         UNKNOWN = "unknown", "Unknown"
         # Not a provider's callback: Renewly asked the provider about a send whose worker died.
@@ -535,6 +634,7 @@ class ConsentChange(models.Model):
         PREFERENCES_PAGE = "preferences_page", "Preferences page"
         ONE_CLICK = "one_click", "One-click unsubscribe (email client)"
         SMS_REPLY = "sms_reply", "Replied STOP or START by SMS"
+        WHATSAPP_REPLY = "whatsapp_reply", "Replied STOP or START on WhatsApp"
         CARRIER = "carrier", "The carrier reported an opt-out (Twilio 21610)"
         COMPLAINT = "complaint", "Marked a reminder as spam"
         EMAIL_PROVIDER = "email_provider", "Unsubscribed through the email provider"

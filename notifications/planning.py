@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from notifications import circuit, lifecycle
+from notifications import circuit, lifecycle, reach
 from notifications.models import Channel, Notification, ReminderRule, ReminderRun
 from policies.models import Policy
 
@@ -32,12 +32,11 @@ class Candidate:
     email_consent: bool
     email_undeliverable: bool
     sms_consent: bool
+    whatsapp_consent: bool
     updated_at: datetime
 
     def reachable_by(self, channel: str) -> bool:
-        if channel == Channel.EMAIL:
-            return self.email_consent and bool(self.email) and not self.email_undeliverable
-        return self.sms_consent and bool(self.phone)
+        return reach.reachable_by(channel, self)
 
 
 @transaction.atomic
@@ -55,7 +54,7 @@ def plan_due(*, run_date: date) -> ReminderRun:
     )
     run = ReminderRun.objects.create(run_date=run_date)
     cancelled = cancel_outdated()
-    rules = list(ReminderRule.objects.filter(active=True))
+    rules = list(ReminderRule.objects.filter(active=True).select_related("fallback_template"))
     if rules:
         _insert_ignoring_existing(_due_reminders(run, rules, previous))
     counts = dict(run.notifications.values_list("status").annotate(Count("id")))
@@ -169,12 +168,13 @@ def _due_reminders(
             since = date.min
         else:
             since = previous.run_date
+        unreachable = tuple(c for c in Channel.values if not candidate.reachable_by(c))
         for channel in Channel.values:
-            if not candidate.reachable_by(channel):
+            if channel in unreachable:
                 continue
             due = [
                 (rule, due_on)
-                for rule in rules_for(channel, candidate.product_line)
+                for rule in rules_for(channel, candidate.product_line, unreachable)
                 if since
                 < (due_on := candidate.expiry_date - timedelta(days=rule.lead_days))
                 <= run.run_date
@@ -264,6 +264,7 @@ def _candidates(
             "customer__email_consent",
             "customer__email_undeliverable",
             "customer__sms_consent",
+            "customer__whatsapp_consent",
             "updated_at",
         )
         .iterator(chunk_size=5000)
@@ -273,18 +274,28 @@ def _candidates(
 
 
 class _RuleBook:
-    """The active rules that apply to a channel and product line, shortest lead first. A rule
-    scoped to the product line takes the place of an all-products rule with the same lead."""
+    """The active rules that send on a channel for a product line, shortest lead first. A rule
+    scoped to the product line takes the place of an all-products rule with the same lead.
+    For a customer some channels cannot reach (`unreachable`), a rule of such a channel whose
+    fallback stands in for it (ReminderRule.stands_in_when_unreachable: WhatsApp's) sends on
+    its fallback's channel instead, at a lead time that channel's own rules leave free."""
 
     def __init__(self, rules: list[ReminderRule]):
         self.rules = rules
         self.lead_days = sorted({rule.lead_days for rule in rules})
-        self._chosen: dict[tuple[str, str], list[ReminderRule]] = {}
+        self._chosen: dict[tuple, list[ReminderRule]] = {}
 
-    def __call__(self, channel: str, product_line: str) -> list[ReminderRule]:
-        key = (channel, product_line)
+    def __call__(
+        self, channel: str, product_line: str, unreachable: tuple[str, ...] = ()
+    ) -> list[ReminderRule]:
+        key = (channel, product_line, unreachable)
         if key not in self._chosen:
-            self._chosen[key] = self._choose(channel, product_line)
+            own = {rule.lead_days: rule for rule in self._choose(channel, product_line)}
+            for other in unreachable:
+                for rule in self._choose(other, product_line):
+                    if rule.stands_in_when_unreachable and rule.fallback_channel == channel:
+                        own.setdefault(rule.lead_days, rule)
+            self._chosen[key] = [own[lead] for lead in sorted(own)]
         return self._chosen[key]
 
     def _choose(self, channel: str, product_line: str) -> list[ReminderRule]:

@@ -69,7 +69,11 @@ def unsubscribe_from_email(customer: Customer) -> None:
     customer.email_consent = False
 
 
-CONSENT_FIELDS = {Channel.EMAIL: "email_consent", Channel.SMS: "sms_consent"}
+CONSENT_FIELDS = {
+    Channel.EMAIL: "email_consent",
+    Channel.SMS: "sms_consent",
+    Channel.WHATSAPP: "whatsapp_consent",
+}
 
 
 def set_channels(
@@ -77,15 +81,18 @@ def set_channels(
     *,
     email: bool | None,
     sms: bool | None,
+    whatsapp: bool | None = None,
     source: str,
     changed_by: str = "",
 ) -> None:
     """Record which channels the customer accepts (None: that channel as it is), and when, how
     and by whom each choice changed. Planning and dispatch read these flags, so a channel turned
-    off gets nothing from the next scan, nor from reminders already queued."""
+    off gets nothing from the next scan, nor from reminders already queued. WhatsApp is the one
+    channel a customer must opt in to: its history is the record of that opt-in."""
     customers = Customer.objects.filter(pk=customer.pk)
+    choices = ((Channel.EMAIL, email), (Channel.SMS, sms), (Channel.WHATSAPP, whatsapp))
     with transaction.atomic():
-        for channel, accepted in ((Channel.EMAIL, email), (Channel.SMS, sms)):
+        for channel, accepted in choices:
             if accepted is not None:
                 change_consent(
                     customers,
@@ -145,17 +152,27 @@ def change_consent(
 
 OPT_OUT_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"}
 OPT_IN_WORDS = {"START", "UNSTOP"}
+# Twilio applies STOP to SMS itself, in English; on WhatsApp Renewly alone listens, so the
+# words of the customers who use it most (Spanish, Portuguese) count there too.
+WHATSAPP_OPT_OUT_WORDS = OPT_OUT_WORDS | {"BAJA", "PARAR", "CANCELAR", "SAIR"}
+WHATSAPP_OPT_IN_WORDS = OPT_IN_WORDS | {"ALTA"}
+# How Twilio writes a WhatsApp address: the number with this prefix.
+WHATSAPP_PREFIX = "whatsapp:"
 
 
 def apply_sms_reply(
     *, message_sid: str, sender: str, body: str, received_at: datetime
 ) -> InboundMessage | None:
-    """A customer's SMS: STOP and its synonyms opt the sender's customers out of SMS, START
-    opts them back in. Each MessageSid counts once, so a replayed request (Twilio signs no
-    timestamp) changes nothing; and a consent change recorded after the message was received
-    is newer than it and stands. Returns None for a replay."""
+    """A customer's SMS or WhatsApp message (its sender "whatsapp:+..."): STOP and its
+    synonyms opt the sender's customers out of that channel, START opts them back in. Each
+    MessageSid counts once, so a replayed request (Twilio signs no timestamp) changes nothing;
+    and a consent change recorded after the message was received is newer than it and stands.
+    Returns None for a replay."""
+    on_whatsapp = sender.startswith(WHATSAPP_PREFIX)
+    opt_out = WHATSAPP_OPT_OUT_WORDS if on_whatsapp else OPT_OUT_WORDS
+    opt_in = WHATSAPP_OPT_IN_WORDS if on_whatsapp else OPT_IN_WORDS
     word = body.strip().upper()
-    keyword = word if word in OPT_OUT_WORDS | OPT_IN_WORDS else ""
+    keyword = word if word in opt_out | opt_in else ""
     with transaction.atomic():
         try:
             with transaction.atomic():
@@ -167,12 +184,15 @@ def apply_sms_reply(
                 )
         except IntegrityError:
             return None  # this message again: it was applied the first time
-        if keyword and sender:
+        phone = sender.removeprefix(WHATSAPP_PREFIX)
+        if keyword and phone:
             message.customers_changed = change_consent(
-                Customer.objects.filter(phone=sender),
-                channel=Channel.SMS,
-                accepted=keyword in OPT_IN_WORDS,
-                source=ConsentChange.Source.SMS_REPLY,
+                Customer.objects.filter(phone=phone),
+                channel=Channel.WHATSAPP if on_whatsapp else Channel.SMS,
+                accepted=keyword in opt_in,
+                source=ConsentChange.Source.WHATSAPP_REPLY
+                if on_whatsapp
+                else ConsentChange.Source.SMS_REPLY,
                 as_of=received_at,
             )
             message.save(update_fields=["customers_changed"])

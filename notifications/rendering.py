@@ -15,7 +15,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils import timezone, translation
 
-from notifications import preferences, templating
+from notifications import preferences, templating, whatsapp
 from notifications.channels import OutgoingMessage, sms
 from notifications.models import Channel, MessageTemplate, Notification
 from policies import languages
@@ -105,14 +105,22 @@ def compose(
     # and only when a template or the unsubscribe header asks for one.
     token = token or functools.cache(functools.partial(preferences.token_for, customer))
     names = set().union(*(part.names for part in parts.values() if part))
+    # WhatsApp sends its approved content instead, the variables filled from the same values,
+    # in the content's language.
+    content, language = None, words.language
+    if template.channel == Channel.WHATSAPP:
+        content = whatsapp.content_for(template, customer.language)
+        if content:
+            names |= whatsapp.variable_names(content)
+            language = languages.canonical(content.language)
     # Django's own formatting (the date filter's month names) in the words' language too.
-    with translation.override(words.language):
+    with translation.override(language):
         values = values_for(
             policy,
             customer,
             expiry_date,
             lead_days,
-            language=words.language,
+            language=language,
             product_line=product_line,
             token=token,
             with_preferences_url="preferences_url" in names,
@@ -127,6 +135,7 @@ def compose(
             name: part.render(values, autoescape=name == "html_body").strip() if part else ""
             for name, part in parts.items()
         }
+        variables = whatsapp.fill(content, values) if content else {}
     return OutgoingMessage(
         notification_id=notification_id,
         to=customer.email if is_email else customer.phone,
@@ -135,6 +144,8 @@ def compose(
         html_body=filled["html_body"],
         metadata={"notification_id": str(notification_id), "policy": policy.policy_number},
         headers=unsubscribe_headers(customer, token=token()) if is_email else {},
+        content_sid=content.content_sid if content else "",
+        content_variables=variables,
     )
 
 

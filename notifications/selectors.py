@@ -41,13 +41,16 @@ def run_summary(run: ReminderRun) -> dict[str, dict[str, int]]:
 
 
 # Who a reminder can reach on each channel, as a filter on customers: the rule planning's
-# Candidate.reachable_by and dispatch's why_not_send apply row by row.
+# Candidate.reachable_by and dispatch's why_not_send apply row by row (notifications.reach).
 REACHABLE_BY = {
     Channel.EMAIL: Q(email_consent=True, email_undeliverable=False) & ~Q(email=""),
     Channel.SMS: Q(sms_consent=True) & ~Q(phone=""),
+    Channel.WHATSAPP: Q(whatsapp_consent=True) & ~Q(phone=""),
 }
 
 
 def unreachable_customers() -> QuerySet[Customer]:
     """Customers no channel can reach: no reminder can go to them any more."""
-    return Customer.objects.exclude(REACHABLE_BY[Channel.EMAIL] | REACHABLE_BY[Channel.SMS])
+    return Customer.objects.exclude(
+        REACHABLE_BY[Channel.EMAIL] | REACHABLE_BY[Channel.SMS] | REACHABLE_BY[Channel.WHATSAPP]
+    )

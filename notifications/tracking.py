@@ -9,7 +9,7 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from notifications import lifecycle, preferences
+from notifications import fallback, lifecycle, preferences
 from notifications.models import Channel, ConsentChange, DeliveryEvent, Notification
 from notifications.signals import email_undeliverable
 from policies.models import Customer
@@ -22,6 +22,7 @@ Type = DeliveryEvent.Type
 STATUS_AFTER = {
     Type.SENT: Status.SENT,
     Type.DELIVERED: Status.DELIVERED,
+    Type.READ: Status.DELIVERED,  # read on WhatsApp: delivered, whichever callback came first
     Type.BOUNCED: Status.BOUNCED,
     Type.REJECTED: Status.FAILED,
     Type.FAILED: Status.FAILED,
@@ -79,14 +80,35 @@ def apply(event: TrackingEvent) -> DeliveryEvent | None:
             fields[TIMESTAMP_OF[target]] = event.occurred_at
         if target in (Status.FAILED, Status.BOUNCED):
             fields["last_error"] = describe(event)
-        lifecycle.move(notification.pk, target, **fields)
-    apply_to_customer(notification.customer_id, event.event_type, event.error_code)
+        moved = lifecycle.move(notification.pk, target, **fields)
+        if (
+            moved
+            and target == Status.FAILED
+            and fallback.falls_back_on_failure_report(notification)
+        ):
+            _fall_back(notification)
+    apply_to_customer(
+        notification.customer_id, event.event_type, event.error_code, channel=notification.channel
+    )
     return recorded
 
 
-def apply_to_customer(customer_id: int, event_type: str, error_code: str = "") -> None:
-    """What an event says about the customer: bounces make the address undeliverable, a
-    complaint or an unsubscribe withdraws email consent, Twilio's STOP code withdraws SMS."""
+def _fall_back(notification: Notification) -> None:
+    """The provider reported the message failed for good: its rule's fallback goes instead,
+    with the next release of waiting reminders (every minute)."""
+    notification = Notification.objects.select_related("rule__fallback_template").get(
+        pk=notification.pk
+    )
+    if fallback_id := fallback.plan_fallback(notification, status=Status.PLANNED):
+        logger.info("notification %s failed: %s planned in its place", notification.pk, fallback_id)
+
+
+def apply_to_customer(
+    customer_id: int, event_type: str, error_code: str = "", *, channel: str = Channel.SMS
+) -> None:
+    """What an event about a message on `channel` says about the customer: bounces make the
+    address undeliverable, a complaint or an unsubscribe withdraws email consent, Twilio's STOP
+    code withdraws consent to the channel it came on (SMS, WhatsApp)."""
     customers = Customer.objects.filter(pk=customer_id)
     Source = ConsentChange.Source
     if event_type == Type.BOUNCED:
@@ -99,8 +121,9 @@ def apply_to_customer(customer_id: int, event_type: str, error_code: str = "") -
         source = Source.COMPLAINT if event_type == Type.COMPLAINED else Source.EMAIL_PROVIDER
         preferences.change_consent(customers, channel=Channel.EMAIL, accepted=False, source=source)
     elif error_code == TWILIO_UNSUBSCRIBED:
+        phone_channel = Channel.WHATSAPP if channel == Channel.WHATSAPP else Channel.SMS
         preferences.change_consent(
-            customers, channel=Channel.SMS, accepted=False, source=Source.CARRIER
+            customers, channel=phone_channel, accepted=False, source=Source.CARRIER
         )
 
 
@@ -112,7 +135,7 @@ def describe(event: TrackingEvent) -> str:
 def _find_notification(event: TrackingEvent) -> Notification | None:
     """The notification an event is about: by the id we attached to the message, else by
     the provider's message id."""
-    notifications = Notification.objects.only("pk", "customer_id", "status")
+    notifications = Notification.objects.only("pk", "customer_id", "status", "channel")
     if event.notification_id is not None:
         return notifications.filter(pk=event.notification_id).first()
     if event.provider_message_id:

@@ -45,7 +45,11 @@ def customer_preferences(request, token: str):
     context = page_context(customer, token)
     form = ChannelPreferencesForm(
         request.POST if request.method == "POST" else None,
-        initial={"email": customer.email_consent, "sms": customer.sms_consent},
+        initial={
+            "email": customer.email_consent,
+            "sms": customer.sms_consent,
+            "whatsapp": customer.whatsapp_consent,
+        },
     )
     with translation.override(context["LANGUAGE_CODE"]):
         if request.method == "POST" and form.is_valid():

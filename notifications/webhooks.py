@@ -33,7 +33,7 @@ TWILIO_STATUSES = {
     "sending": Type.QUEUED,
     "sent": Type.SENT,
     "delivered": Type.DELIVERED,
-    "read": Type.DELIVERED,
+    "read": Type.READ,  # WhatsApp
     "undelivered": Type.UNDELIVERED,
     "failed": Type.FAILED,
     "canceled": Type.FAILED,
@@ -117,7 +117,8 @@ def twilio_status(request):
 @counted_webhook("twilio-inbound")
 @require_POST
 def twilio_inbound(request):
-    """A customer's reply: STOP and its synonyms opt them out of SMS, START opts them back in."""
+    """A customer's reply, by SMS or on WhatsApp (Twilio posts both here): STOP and its synonyms
+    opt them out of that channel, START opts them back in."""
     if not signed_by_twilio(request):
         return HttpResponseForbidden("Missing or invalid X-Twilio-Signature.")
     received_at = timezone.now()
@@ -142,7 +143,7 @@ def twilio_inbound(request):
             message.keyword,
             sender,
             message.customers_changed,
-            "opted in" if message.keyword in preferences.OPT_IN_WORDS else "opted out",
+            "opted in" if message.keyword in preferences.WHATSAPP_OPT_IN_WORDS else "opted out",
         )
     return HttpResponse(EMPTY_TWIML, content_type="text/xml")
 

@@ -46,9 +46,16 @@ class CustomerAdmin(admin.ModelAdmin):
         "timezone",
         "email_consent",
         "sms_consent",
+        "whatsapp_consent",
         "email_undeliverable",
     ]
-    list_filter = ["language", "email_consent", "sms_consent", "email_undeliverable"]
+    list_filter = [
+        "language",
+        "email_consent",
+        "sms_consent",
+        "whatsapp_consent",
+        "email_undeliverable",
+    ]
     search_fields = ["name", "email", "phone"]
     readonly_fields = ["created_at", "updated_at"]
 

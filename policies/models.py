@@ -75,6 +75,12 @@ class Customer(models.Model):
     sms_consent = models.BooleanField(
         default=True, help_text="The customer accepts reminders by SMS."
     )
+    # Unlike email and SMS, WhatsApp needs an explicit opt-in (WhatsApp's business policy): off
+    # until the customer asks for it, and each change is kept in the consent history.
+    whatsapp_consent = models.BooleanField(
+        default=False,
+        help_text="The customer opted in to reminders on WhatsApp, at the number above.",
+    )
     email_undeliverable = models.BooleanField(
         default=False, help_text="Mail to this address bounced: no more reminders by email."
     )

@@ -15,6 +15,7 @@ Outcomes, drawn one per send and recipient (a script first, then the standing ou
 the recipient's own before those for ALL):
 
     "ok"                 accepted; an SMS is then delivered ("delivered" is the same)
+    "read"               accepted; a WhatsApp message is then delivered and read
     "sent", "undelivered[:code]", "failed[:code]"
                          accepted; the SMS's status then ends there (ErrorCode 30003 / 30008)
     "400".."599"         that HTTP status, in the provider's error format (Twilio code 20000+status,
@@ -69,6 +70,15 @@ choice); with it, each http(s) link in the Body, up to the next space, becomes
 https://<domain>/ and ten letters or digits, in the message as stored and listed (the customer's
 text); `short_links` maps each short link to the link it stands for. A service without a domain
 leaves its links as they are (as Twilio with ContinueOnFailure).
+WhatsApp goes through the same Messages API, as Twilio takes it: To and From both
+"whatsapp:+..." (else 400, code 21910); a business-initiated message is approved content,
+ContentSid ("HX" and 32 hex digits, one `approve_content(sid, text)` registered, else 400, code
+21655) with ContentVariables (a JSON object of non-empty one-line strings, else 400, code 21656).
+The message's body is the content's text with its {{n}} filled in, as Twilio shows it; the
+variables are kept on the Sent record. Free text (a Body, no ContentSid) is accepted and then
+fails with ErrorCode 63016, as outside WhatsApp's 24-hour window. Its recipient is counted as
+"whatsapp:+...", apart from the same number's SMS: `fake.always("whatsapp:+1...", "failed:63003")`
+fails that number on WhatsApp only (63003: not a WhatsApp user).
 
 The fake's `clock` (seconds, as time.time) dates what it accepts: set it to send "yesterday".
 Only the standard library serves; twilio's own RequestValidator signs the status callbacks.
@@ -114,7 +124,7 @@ DEFAULT_SHORT_LINK_DOMAIN = "rnwl.example"
 API_VERSION = "2010-04-01"
 
 REJECTIONS = {"invalid", "not_mobile", "unsubscribed", "inactive"}
-DELIVERY = {"delivered", "sent", "undelivered", "failed"}
+DELIVERY = {"delivered", "read", "sent", "undelivered", "failed"}
 KINDS = {"ok", "timeout", "reset"} | REJECTIONS | DELIVERY
 DEFAULT_ERROR_CODES = {"undelivered": 30003, "failed": 30008}
 LOOKUP_FAULTS = {"http", "timeout", "reset"}  # besides "ok"
@@ -138,6 +148,10 @@ TWILIO_DATE_FILTERS = {  # name: how a message's GMT day compares with the one g
     "DateSent<": date.__le__,
     "DateSent>": date.__ge__,
 }
+WHATSAPP = "whatsapp:"
+CONTENT_SID = re.compile(r"HX[0-9a-fA-F]{32}")
+CONTENT_VARIABLE = re.compile(r"\{\{\s*([0-9A-Za-z_]+)\s*\}\}")
+OUTSIDE_WINDOW = 63016  # a WhatsApp message that is not approved content
 TWILIO_PAGE_SIZE, TWILIO_MAX_PAGE_SIZE = 50, 1000
 TWILIO_BAD_PARAMETER = 20001  # the fake's code for a value it cannot read (its own choice)
 TWILIO_SERVICE_SID = re.compile(r"MG[0-9a-fA-F]{32}")
@@ -153,6 +167,14 @@ GSM_7 = set(
     "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM_7_EXTENDED = set("^{}\\[~]|€\f")
+
+
+class ContentError(ValueError):
+    """WhatsApp content Twilio refuses: `code` is Twilio's."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -188,7 +210,7 @@ OK = Outcome("delivered")
 class Sent:
     """A message the fake accepted. `status` follows an SMS through its callbacks."""
 
-    channel: str  # "sms" or "email"
+    channel: str  # "sms", "whatsapp" or "email"
     id: str  # Twilio's SID or Postmark's MessageID
     recipient: str  # the phone number, or the first accepted email address
     body: str  # Body, or TextBody
@@ -201,6 +223,8 @@ class Sent:
     tag: str = ""
     status: str = ""
     data: dict = field(default_factory=dict)  # the request as received
+    content_sid: str = ""  # WhatsApp: the approved content sent
+    content_variables: dict[str, str] = field(default_factory=dict)  # ... and its variables
     accepted_at: datetime = field(default_factory=lambda: datetime.now(UTC))  # the fake's clock
 
 
@@ -365,6 +389,7 @@ class FakeProvider:
         self._port = 0  # chosen at the first start; a start after stop() listens there again
         self._executor: ThreadPoolExecutor | None = None
         self._opener = build_opener(ProxyHandler({}))  # callbacks never go through a proxy
+        self._contents: dict[str, str] = {}  # approved WhatsApp content: SID -> text
         self.reset()
 
     # --- Life cycle ------------------------------------------------------------------------
@@ -429,6 +454,14 @@ class FakeProvider:
         parsed = Outcome.parse_lookup(outcome)
         with self._lock:
             self._lookup_standing = parsed
+
+    def approve_content(self, content_sid: str, text: str) -> None:
+        """Register approved WhatsApp content, its variables written {{1}}, {{2}}... (kept
+        across reset(), as the account's content is)."""
+        if not CONTENT_SID.fullmatch(content_sid):
+            raise ValueError(f"{content_sid!r} is not a Content SID (HX and 32 hex digits)")
+        with self._lock:
+            self._contents[content_sid] = text
 
     def reset(self) -> None:
         """Forget what was sent, counted and scripted; latency goes back to its initial value,
@@ -617,6 +650,16 @@ class FakeProvider:
         if len(body) > 1600:
             message = "The concatenated message body exceeds the 1600 character limit."
             return handler.reply(*twilio_error(400, 21617, message))
+        whatsapp = to.startswith(WHATSAPP)
+        if sender and whatsapp != sender.startswith(WHATSAPP):
+            message = "Invalid From and To pair. From and To should be of the same channel"
+            return handler.reply(*twilio_error(400, 21910, message))
+        content_sid, variables = form.get("ContentSid", ""), {}
+        if content_sid or form.get("ContentVariables"):
+            try:
+                body, variables = self._fill_content(content_sid, form.get("ContentVariables"))
+            except ContentError as error:
+                return handler.reply(*twilio_error(400, error.code, str(error)))
 
         outcome = self._next_outcome(to)
         if self._fault(handler, "sms", [outcome]):
@@ -624,6 +667,8 @@ class FakeProvider:
         if outcome.kind in REJECTIONS:
             code, message = TWILIO_REJECTIONS[outcome.kind]
             return handler.reply(*twilio_error(400, code, message.format(to=to)))
+        if whatsapp and not content_sid and outcome.kind not in ("http", "reset"):
+            outcome = Outcome("failed", code=OUTSIDE_WINDOW)  # free text: accepted, then fails
 
         if shorten and self.messaging_services[service]:
             body = self._shortened(body, self.messaging_services[service])
@@ -644,7 +689,7 @@ class FakeProvider:
             "messaging_service_sid": service or None,
             "num_media": "0",
             # A Messaging Service picks the sender, and counts the segments, after accepting.
-            "num_segments": "0" if service else str(sms_segments(body)),
+            "num_segments": "0" if service else "1" if whatsapp else str(sms_segments(body)),
             "price": None,
             "price_unit": "USD",
             "sid": sid,
@@ -654,7 +699,7 @@ class FakeProvider:
             "uri": f"{uri}.json",
         }
         sent = Sent(
-            channel="sms",
+            channel="whatsapp" if whatsapp else "sms",
             id=sid,
             recipient=to,
             body=body,
@@ -663,6 +708,8 @@ class FakeProvider:
             status=resource["status"],
             data=form,
             accepted_at=datetime.fromtimestamp(accepted, UTC),
+            content_sid=content_sid,
+            content_variables=variables,
         )
         with self._lock:
             self._resources[sid] = dict(resource)  # what fetches see, as the status moves on
@@ -678,6 +725,31 @@ class FakeProvider:
             return f"https://{domain}/{code}"
 
         return TWILIO_LINK.sub(short_link, body)
+
+    def _fill_content(self, content_sid: str, variables_text: str | None) -> tuple[str, dict]:
+        """The approved content's text with its variables filled in, and the variables; raises
+        ContentError with Twilio's code for what Twilio refuses."""
+        with self._lock:
+            text = self._contents.get(content_sid)
+        if not CONTENT_SID.fullmatch(content_sid) or text is None:
+            raise ContentError(21655, "The ContentSid is Invalid")
+        try:
+            variables = json.loads(variables_text) if variables_text else {}
+        except ValueError:
+            variables = None
+        if not isinstance(variables, dict) or not all(
+            isinstance(value, str)
+            and value.strip()
+            and "\n" not in value
+            and "\t" not in value
+            and "     " not in value
+            for value in variables.values()
+        ):
+            raise ContentError(21656, "The ContentVariables Parameter is invalid")
+        body = CONTENT_VARIABLE.sub(
+            lambda match: variables.get(match.group(1), match.group(0)), text
+        )
+        return body, variables
 
     def _twilio_list(self, handler: "_Handler", account_sid: str, query: str) -> None:
         """A page of the account's messages, newest first, as in the module's docstring."""
@@ -768,9 +840,16 @@ class FakeProvider:
         Messaging Service, whose next step is "queued")."""
         final = outcome.kind if outcome.kind in DELIVERY else "delivered"
         statuses = ["queued"] if sent.data.get("MessagingServiceSid") else []
-        statuses += (
-            ["failed"] if final == "failed" else ["sent"] if final == "sent" else ["sent", final]
-        )
+        if final == "read":
+            statuses += ["sent", "delivered", "read"]
+        else:
+            statuses += (
+                ["failed"]
+                if final == "failed"
+                else ["sent"]
+                if final == "sent"
+                else ["sent", final]
+            )
         if not (callback_url and self.status_callbacks):
             self._set_status(sent, statuses[-1], outcome.code)
             return
@@ -783,7 +862,9 @@ class FakeProvider:
             sent.status = status
             resource = self._resources.get(sent.id, {})
             resource.update(status=status, date_updated=_rfc2822(int(self.clock())))
-            if status in ("sent", "delivered", "undelivered") and not resource.get("date_sent"):
+            if status in ("sent", "delivered", "read", "undelivered") and not resource.get(
+                "date_sent"
+            ):
                 # Sent the moment it was accepted, by the clock of then: a callback thread late
                 # under load must not date it by a clock a test has moved on since.
                 resource["date_sent"] = resource["date_created"]

@@ -26,6 +26,15 @@ SMS_BACKENDS = {
     "outbox": "notifications.channels.outbox.OutboxSmsChannel",
     "twilio": "notifications.channels.sms.TwilioSmsChannel",
 }
+WHATSAPP_BACKENDS = {
+    "outbox": "notifications.channels.outbox.OutboxWhatsAppChannel",
+    "twilio": "notifications.channels.whatsapp.TwilioWhatsAppChannel",
+}
+# Each phone channel's backends, and the setting that chooses one.
+PHONE_BACKENDS = {
+    Channel.SMS: ("SMS_BACKEND", SMS_BACKENDS),
+    Channel.WHATSAPP: ("WHATSAPP_BACKEND", WHATSAPP_BACKENDS),
+}
 
 __all__ = [
     "FoundMessage",
@@ -48,8 +57,11 @@ def channel_for(channel: str):
 
 def provider_of(channel: str) -> str:
     """The provider a channel sends through, as the settings configure it: for email the
-    backend's module (email_provider), for SMS the SMS_BACKEND."""
-    return email_provider() if channel == Channel.EMAIL else settings.SMS_BACKEND
+    backend's module (email_provider), for SMS the SMS_BACKEND, for WhatsApp the
+    WHATSAPP_BACKEND."""
+    if channel == Channel.EMAIL:
+        return email_provider()
+    return getattr(settings, PHONE_BACKENDS[channel][0])
 
 
 def _measured_sender(channel: str):
@@ -57,15 +69,14 @@ def _measured_sender(channel: str):
         return MeasuredSender(
             EmailChannel(), channel=Channel.EMAIL.value, provider=provider_of(channel)
         )
+    setting, backends = PHONE_BACKENDS[channel]
     try:
-        path = SMS_BACKENDS[settings.SMS_BACKEND]
+        path = backends[getattr(settings, setting)]
     except KeyError:
         raise ValueError(
-            f"SMS_BACKEND={settings.SMS_BACKEND!r} is not one of {', '.join(SMS_BACKENDS)}"
+            f"{setting}={getattr(settings, setting)!r} is not one of {', '.join(backends)}"
         ) from None
-    return MeasuredSender(
-        import_string(path)(), channel=Channel.SMS.value, provider=provider_of(channel)
-    )
+    return MeasuredSender(import_string(path)(), channel=channel, provider=provider_of(channel))
 
 
 class MeasuredSender:

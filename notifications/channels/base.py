@@ -16,6 +16,10 @@ class OutgoingMessage:
     html_body: str = ""
     metadata: dict = field(default_factory=dict)
     headers: dict = field(default_factory=dict)
+    # WhatsApp: the approved content sent ("" when the template has none for the customer's
+    # language), and its variables, {"1": "...", ...}. `body` is then its words, for previews.
+    content_sid: str = ""
+    content_variables: dict = field(default_factory=dict)
 
 
 class SendError(Exception):

@@ -1,5 +1,6 @@
 """The local outbox: reminders written as files under OUTBOX_DIR instead of being sent, for the
-demo and for development. Email through Django's email API (as an EMAIL_BACKEND), SMS as JSON."""
+demo and for development. Email through Django's email API (as an EMAIL_BACKEND), SMS and
+WhatsApp as JSON."""
 
 import json
 import os
@@ -15,6 +16,7 @@ from django.utils import timezone
 from notifications.channels.base import FoundMessage, OutgoingMessage
 from notifications.channels.email import NOTIFICATION_HEADER
 from notifications.channels.sms import sms_segments
+from notifications.channels.whatsapp import require_content
 from notifications.files import write_atomically
 
 
@@ -89,5 +91,37 @@ class OutboxSmsChannel:
         return [FoundMessage(record["id"], datetime.fromisoformat(record["written_at"]))]
 
 
-def _sms_path(notification_id: int) -> Path:
-    return Path(settings.OUTBOX_DIR) / "sms" / f"notification-{notification_id}.json"
+def _sms_path(notification_id: int, folder: str = "sms") -> Path:
+    return Path(settings.OUTBOX_DIR) / folder / f"notification-{notification_id}.json"
+
+
+class OutboxWhatsAppChannel:
+    """Writes each WhatsApp message as JSON under OUTBOX_DIR/whatsapp: the approved content's
+    SID and variables it would send, and its words (the template's body) to read."""
+
+    can_look_up = True
+
+    def send(self, message: OutgoingMessage) -> str:
+        require_content(message)  # as the Twilio channel: the demo shows the fallback too
+        provider_id = f"outbox-{uuid.uuid4().hex}"
+        record = {
+            "id": provider_id,
+            "notification_id": message.notification_id,
+            "to": f"whatsapp:{message.to}",
+            "content_sid": message.content_sid,
+            "content_variables": message.content_variables,
+            "body": message.body,
+            "written_at": timezone.now().isoformat(),
+        }
+        write_atomically(
+            _sms_path(message.notification_id, "whatsapp"),
+            json.dumps(record, indent=2, ensure_ascii=False).encode(),
+        )
+        return provider_id
+
+    def find_sent(self, message: OutgoingMessage, *, since: datetime) -> list[FoundMessage]:
+        try:
+            record = json.loads(_sms_path(message.notification_id, "whatsapp").read_bytes())
+        except FileNotFoundError:
+            return []
+        return [FoundMessage(record["id"], datetime.fromisoformat(record["written_at"]))]

@@ -94,6 +94,18 @@ def test_consent_is_recorded_with_source_api_and_the_keys_name(integration, cust
     assert customer.email_consent is True
 
 
+def test_a_whatsapp_opt_in_is_recorded_with_source_api_and_the_keys_name(integration, customer):
+    response = integration.put(f"customers/{customer.pk}/consent", {"whatsapp": True})
+
+    assert response.status_code == 200
+    assert response.json()["whatsapp"] is True
+    assert response.json()["history"][0]["channel"] == "whatsapp"
+    customer.refresh_from_db()
+    assert customer.whatsapp_consent is True
+    change = ConsentChange.objects.get()
+    assert (change.channel, change.accepted, change.source) == ("whatsapp", True, "api")
+
+
 def test_consent_that_does_not_change_records_nothing(integration, customer):
     integration.put(f"customers/{customer.pk}/consent", {"email": True, "sms": True})
 

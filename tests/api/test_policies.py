@@ -47,6 +47,7 @@ def test_a_put_creates_the_policy_and_its_customer(integration, agent):
     assert answered["customer"]["consent"] == {
         "email": True,
         "sms": True,
+        "whatsapp": False,
         "email_undeliverable": False,
     }
 
@@ -67,6 +68,7 @@ def test_a_puts_answer_shows_the_policy_as_a_get_does_without_its_reminders(inte
     assert answered["customer"]["consent"] == {
         "email": True,
         "sms": False,
+        "whatsapp": False,
         "email_undeliverable": True,
     }
 

@@ -26,6 +26,7 @@ DEFAULT_RULES: list[tuple[int, str]] = importlib.import_module(
 
 Status = Notification.Status
 TWILIO_TEST_FROM = "+15005550006"  # Twilio's own magic test number
+TWILIO_WHATSAPP_TEST_FROM = "+14155238886"  # Twilio's WhatsApp sandbox number
 
 
 @pytest.fixture
@@ -69,12 +70,13 @@ def fake_provider():
 @pytest.fixture
 def providers(settings, fake_provider) -> FakeProvider:
     """The real channels, twilio's Client and anymail's Postmark backend, talking HTTP to the
-    fake provider; SMS from TWILIO_TEST_FROM."""
+    fake provider; SMS from TWILIO_TEST_FROM, WhatsApp from TWILIO_WHATSAPP_TEST_FROM."""
     for name, value in fake_provider.django_settings(anymail=dict(settings.ANYMAIL)).items():
         setattr(settings, name, value)
-    settings.SMS_BACKEND = "twilio"
+    settings.SMS_BACKEND = settings.WHATSAPP_BACKEND = "twilio"
     settings.TWILIO_FROM_NUMBER = TWILIO_TEST_FROM
     settings.TWILIO_MESSAGING_SERVICE_SID = ""
+    settings.TWILIO_WHATSAPP_FROM = TWILIO_WHATSAPP_TEST_FROM
     return fake_provider
 
 
@@ -90,10 +92,10 @@ def eager_tasks():
 
 @pytest.fixture
 def outbox(settings, tmp_path) -> Path:
-    """The local outbox, in this test's own directory, for both channels."""
+    """The local outbox, in this test's own directory, for every channel."""
     settings.OUTBOX_DIR = tmp_path / "outbox"
     settings.EMAIL_BACKEND = "notifications.channels.outbox.EmailBackend"
-    settings.SMS_BACKEND = "outbox"
+    settings.SMS_BACKEND = settings.WHATSAPP_BACKEND = "outbox"
     return settings.OUTBOX_DIR
 
 

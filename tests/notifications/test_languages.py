@@ -265,14 +265,17 @@ def test_the_customers_page_is_in_the_closest_language_the_site_has(
 
 
 def test_the_preview_says_which_translation_a_customer_gets_and_why(admin_client, seeded_defaults):
-    customer = make_customer("lea@mail.example", name="Lea", language="pt-BR")
+    customer = make_customer("lea@mail.example", name="Lea", language="ja")
     expiry = timezone.localdate() + timedelta(days=14)
     make_policy("HOME-9", customer=customer, agent=make_agent(), expiry_date=expiry)
     rule = ReminderRule.objects.get(lead_days=14, channel="email", product_line="")
     url = reverse("admin:notifications_reminderrule_preview", args=[rule.pk])
 
     html = admin_client.get(url, {"policy_number": "HOME-9"}).content.decode()
-    assert "In en: no translation in pt-BR or a language it belongs to" in html
+    assert "In en: no translation in ja or a language it belongs to" in html
+
+    html = admin_client.get(url, {"policy_number": "HOME-9", "language": "pt-BR"}).content.decode()
+    assert "In pt: no translation in pt-BR: pt, the language it belongs to" in html
 
     html = admin_client.get(url, {"policy_number": "HOME-9", "language": "es-AR"}).content.decode()
     assert "In es: no translation in es-AR: es, the language it belongs to" in html

@@ -1,0 +1,106 @@
+"""WhatsApp through Twilio's Messages API, with the same twilio client as SMS. A business may
+start a WhatsApp conversation only with content Meta approved: the message is its Content SID
+and variables, from and to "whatsapp:" addresses, its status reported to the same signed
+callback as an SMS's."""
+
+import json
+from datetime import datetime
+
+import urllib3
+from django.conf import settings
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+
+from notifications.channels.base import (
+    FoundMessage,
+    OutgoingMessage,
+    PermanentSendError,
+    TransientSendError,
+    may_have_reached_provider,
+)
+from notifications.channels.sms import (
+    LOOKUP_LIMIT,
+    _client,
+    _page_error,
+    classify_twilio_error,
+    status_callback_url,
+)
+
+PREFIX = "whatsapp:"
+
+
+def address(number: str) -> str:
+    """A number as Twilio's WhatsApp address: "whatsapp:+14155550100"."""
+    return number if number.startswith(PREFIX) else f"{PREFIX}{number}"
+
+
+def require_content(message: OutgoingMessage) -> None:
+    """Refuse a message with no approved content. Free text would fail anyway (Twilio 63016,
+    outside the 24-hour window): the reminder fails for good here, and its rule's fallback
+    goes instead."""
+    if not settings.TWILIO_WHATSAPP_FROM and settings.WHATSAPP_BACKEND == "twilio":
+        raise PermanentSendError("no WhatsApp sender: set TWILIO_WHATSAPP_FROM")
+    if not message.content_sid:
+        raise PermanentSendError(
+            "no approved WhatsApp content (Content SID) for the customer's language or the "
+            "default one: add it to the template"
+        )
+
+
+class TwilioWhatsAppChannel:
+    can_look_up = True
+
+    def send(self, message: OutgoingMessage) -> str:
+        require_content(message)
+        try:
+            sent = _client().messages.create(
+                to=address(message.to),
+                from_=address(settings.TWILIO_WHATSAPP_FROM),
+                content_sid=message.content_sid,
+                content_variables=json.dumps(message.content_variables, ensure_ascii=False),
+                status_callback=status_callback_url(message.notification_id),
+            )
+        except (TwilioRestException, TwilioServiceException) as error:
+            raise classify_twilio_error(error) from error
+        except urllib3.exceptions.HTTPError as error:  # refused, reset, timed out
+            raise TransientSendError(
+                f"Twilio unreachable: {error.__class__.__name__}",
+                maybe_sent=may_have_reached_provider(error),
+            ) from error
+        return sent.sid
+
+    def find_sent(self, message: OutgoingMessage, *, since: datetime) -> list[FoundMessage]:
+        """The WhatsApp messages Twilio accepted for this notification since `since`: its latest
+        messages to the customer's WhatsApp address (at most LOOKUP_LIMIT) whose body, the
+        content as Twilio filled it in, holds each of this reminder's variables, in order. The
+        variables name the policy and its expiry, so the message is this notification's own.
+        Raises TransientSendError when Twilio cannot answer now."""
+        values = [value for value in message.content_variables.values() if value]
+        if not values:
+            raise TransientSendError("no content variables to match Twilio's messages with")
+        found = []
+        try:
+            for sent in _client().messages.stream(
+                to=address(message.to), limit=LOOKUP_LIMIT, page_size=50
+            ):
+                created = sent.date_created
+                if (created is None or created >= since) and _holds_in_order(sent.body, values):
+                    found.append(FoundMessage(sent.sid, created))
+        except TwilioException as error:  # a page that came back an error
+            raise TransientSendError(
+                f"Twilio's message list failed: {_page_error(error)}"
+            ) from error
+        except urllib3.exceptions.HTTPError as error:
+            raise TransientSendError(
+                f"Twilio's message list unreachable: {error.__class__.__name__}"
+            ) from error
+        return found
+
+
+def _holds_in_order(body: str | None, values: list[str]) -> bool:
+    position = 0
+    for value in values:
+        position = (body or "").find(value, position)
+        if position < 0:
+            return False
+        position += len(value)
+    return True
