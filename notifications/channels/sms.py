@@ -4,6 +4,8 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
 from urllib.parse import urlencode
@@ -85,6 +87,21 @@ def status_callback_url(notification_id: int) -> str:
     """Where Twilio reports this message's status; it names the notification it is about."""
     query = urlencode({"notification": notification_id})
     return f"{settings.PUBLIC_BASE_URL.rstrip('/')}{reverse('twilio-status')}?{query}"
+
+
+@contextmanager
+def twilio_errors() -> Iterator[None]:
+    """A send's failures as dispatch acts on them: Twilio's refusals by their code, and the
+    network's (refused, reset, timed out) as transient, perhaps reaching Twilio."""
+    try:
+        yield
+    except (TwilioRestException, TwilioServiceException) as error:
+        raise classify_twilio_error(error) from error
+    except urllib3.exceptions.HTTPError as error:
+        raise TransientSendError(
+            f"Twilio unreachable: {error.__class__.__name__}",
+            maybe_sent=may_have_reached_provider(error),
+        ) from error
 
 
 @lru_cache(maxsize=1)
@@ -185,20 +202,13 @@ class TwilioSmsChannel:
                 sender["shorten_urls"] = True
         else:
             sender = {"from_": settings.TWILIO_FROM_NUMBER}
-        try:
+        with twilio_errors():
             sent = client.messages.create(
                 to=message.to,
                 body=message.body,
                 status_callback=status_callback_url(message.notification_id),
                 **sender,
             )
-        except (TwilioRestException, TwilioServiceException) as error:
-            raise classify_twilio_error(error) from error
-        except urllib3.exceptions.HTTPError as error:  # refused, reset, timed out
-            raise TransientSendError(
-                f"Twilio unreachable: {error.__class__.__name__}",
-                maybe_sent=may_have_reached_provider(error),
-            ) from error
         return sent.sid
 
     def find_sent(self, message: OutgoingMessage, *, since: datetime) -> list[FoundMessage]:

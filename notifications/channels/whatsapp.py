@@ -8,21 +8,20 @@ from datetime import datetime
 
 import urllib3
 from django.conf import settings
-from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+from twilio.base.exceptions import TwilioException
 
 from notifications.channels.base import (
     FoundMessage,
     OutgoingMessage,
     PermanentSendError,
     TransientSendError,
-    may_have_reached_provider,
 )
 from notifications.channels.sms import (
     LOOKUP_LIMIT,
     _client,
     _page_error,
-    classify_twilio_error,
     status_callback_url,
+    twilio_errors,
 )
 
 PREFIX = "whatsapp:"
@@ -51,7 +50,7 @@ class TwilioWhatsAppChannel:
 
     def send(self, message: OutgoingMessage) -> str:
         require_content(message)
-        try:
+        with twilio_errors():
             sent = _client().messages.create(
                 to=address(message.to),
                 from_=address(settings.TWILIO_WHATSAPP_FROM),
@@ -59,13 +58,6 @@ class TwilioWhatsAppChannel:
                 content_variables=json.dumps(message.content_variables, ensure_ascii=False),
                 status_callback=status_callback_url(message.notification_id),
             )
-        except (TwilioRestException, TwilioServiceException) as error:
-            raise classify_twilio_error(error) from error
-        except urllib3.exceptions.HTTPError as error:  # refused, reset, timed out
-            raise TransientSendError(
-                f"Twilio unreachable: {error.__class__.__name__}",
-                maybe_sent=may_have_reached_provider(error),
-            ) from error
         return sent.sid
 
     def find_sent(self, message: OutgoingMessage, *, since: datetime) -> list[FoundMessage]:
