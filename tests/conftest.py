@@ -58,6 +58,7 @@ def seeded_defaults(db):
         ("0003_template_languages_and_html", "update_default_templates"),
         ("0018_any_language_and_plain_wording", "reword_shipped_templates"),
         ("0020_sms_renew_link", "add_renew_link"),
+        ("0021_digests", "create_digest_templates"),
     ]:
         module = importlib.import_module(f"notifications.migrations.{migration}")
         getattr(module, seed)(django_apps, schema_editor=None)

@@ -16,6 +16,8 @@ class OutgoingMessage:
     html_body: str = ""
     metadata: dict = field(default_factory=dict)
     headers: dict = field(default_factory=dict)
+    # A digest's: the message carries several reminders, and names this instead of one.
+    digest_id: int | None = None
 
 
 class SendError(Exception):
