@@ -15,6 +15,7 @@ from notifications.models import (
     CircuitBreaker,
     ConsentChange,
     DeliveryEvent,
+    Digest,
     HousekeepingRun,
     InboundMessage,
     MessageTemplate,
@@ -161,8 +162,8 @@ class TemplateTranslationInline(admin.StackedInline):
 
 @admin.register(MessageTemplate)
 class MessageTemplateAdmin(PreviewAdminMixin, admin.ModelAdmin):
-    list_display = ["name", "channel", "languages"]
-    list_filter = ["channel"]
+    list_display = ["name", "channel", "kind", "languages"]
+    list_filter = ["channel", "kind"]
     search_fields = ["name", "subject", "body"]
     inlines = [TemplateTranslationInline]
 
@@ -339,6 +340,16 @@ class WorkerLeaseAdmin(ReadOnlyAdmin):
     @admin.display(description="notifications sending", ordering="sending_count")
     def sending(self, lease: WorkerLease) -> int:
         return lease.sending_count
+
+
+@admin.register(Digest)
+class DigestAdmin(ReadOnlyAdmin):
+    """The messages that carried several reminders: what each said, to whom, and which."""
+
+    list_display = ["id", "channel", "to", "provider_message_id", "created_at"]
+    list_filter = ["channel"]
+    search_fields = ["to", "provider_message_id", "notifications__policy__policy_number"]
+    date_hierarchy = "created_at"
 
 
 @admin.register(ReminderRun)

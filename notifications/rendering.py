@@ -93,10 +93,13 @@ def preview(
     *,
     lead_days: int | None = None,
     links_shortened: bool | None = None,
+    others: list[Policy] = (),
 ):
     """What `policy`'s customer would read from `template` today, with links that open no
-    customer's page; nothing is saved or sent. `links_shortened`: as compose."""
+    customer's page; nothing is saved or sent. `links_shortened`: as compose. `others`: the
+    other policies a digest lists."""
     today = timezone.localdate(timezone=policy.customer.timezone)
+    lines = ProductLines([policy.product_line, *(other.product_line for other in others)])
     return compose(
         template,
         policy=policy,
@@ -104,9 +107,10 @@ def preview(
         expiry_date=policy.expiry_date,
         lead_days=lead_days if lead_days is not None else (policy.expiry_date - today).days,
         notification_id=0,
-        product_line=ProductLines([policy.product_line]).get(policy.product_line),
+        product_line=lines.get(policy.product_line),
         token=lambda: PREVIEW_TOKEN,
         links_shortened=links_shortened,
+        others=[(other, other.expiry_date, lines.get(other.product_line)) for other in others],
     )
 
 

@@ -10,13 +10,20 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings as django_settings
-from django.db import OperationalError
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, OperationalError
 from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
-from notifications import dispatch, leases, planning, recovery, rendering
+from notifications import dispatch, leases, planning, previews, recovery, rendering
 from notifications.channels.sms import sms_segments
-from notifications.models import Digest, MessageTemplate, Notification, WorkerLease
+from notifications.models import (
+    Digest,
+    MessageTemplate,
+    Notification,
+    ReminderRule,
+    WorkerLease,
+)
 from notifications.services import renew_policy
 from notifications.tasks import daily_scan
 from tests.factories import make_agent, make_customer, make_policy
@@ -337,3 +344,45 @@ def test_a_twilio_status_callback_for_a_digest_sms_delivers_each_of_its_reminder
     assert set(Notification.objects.filter(channel="email").values_list("status", flat=True)) == {
         Status.SENT
     }
+
+
+def test_an_admin_previews_the_digest_template_with_the_customers_policies_due_together(
+    admin_client, customer
+):
+    policies_due_together(customer, 3)
+    template = MessageTemplate.objects.get(channel="email", kind=MessageTemplate.Kind.DIGEST)
+
+    response = admin_client.get(
+        f"/admin/notifications/messagetemplate/{template.pk}/preview/",
+        {"policy_number": "HOME-2", "language": "es"},
+    )
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "3 de sus pólizas vencen pronto" in page
+    assert all(number in page for number in NUMBERS)
+
+
+def test_a_digest_template_previewed_on_a_made_up_policy_lists_two(customer):
+    template = MessageTemplate.objects.get(channel="sms", kind=MessageTemplate.Kind.DIGEST)
+
+    preview = previews.preview(template, previews.sample_policy())
+
+    assert "SAMPLE-0001" in preview.message.body
+    assert "SAMPLE-0002" in preview.message.body
+    assert preview.sms_segments == 1
+
+
+def test_a_rule_cannot_use_a_digest_template(customer):
+    template = MessageTemplate.objects.get(channel="email", kind=MessageTemplate.Kind.DIGEST)
+    rule = ReminderRule(lead_days=3, channel="email", template=template)
+
+    with pytest.raises(ValidationError, match="Choose a reminder template"):
+        rule.full_clean()
+
+
+def test_a_channel_has_one_digest_template(customer):
+    with pytest.raises(IntegrityError):
+        MessageTemplate.objects.create(
+            name="another", channel="email", kind="digest", subject="s", body="b"
+        )
