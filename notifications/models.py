@@ -217,6 +217,8 @@ class ReminderRule(models.Model):
                 errors["fallback_template"] = "Only an SMS rule falls back, to email."
             elif self.fallback_template.channel != Channel.EMAIL:
                 errors["fallback_template"] = "Choose an email template to fall back to."
+            elif self.fallback_template.kind != MessageTemplate.Kind.REMINDER:
+                errors["fallback_template"] = "Choose a reminder template to fall back to."
         if errors:
             raise ValidationError(errors)
 
