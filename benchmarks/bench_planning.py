@@ -106,7 +106,7 @@ def main() -> None:
         ]
         ReminderRule.objects.all().delete()
         for channel in ("email", "sms"):
-            template = MessageTemplate.objects.filter(channel=channel).first()
+            template = MessageTemplate.objects.filter(channel=channel, kind="reminder").first()
             for lead in LEAD_DAYS:
                 ReminderRule.objects.create(lead_days=lead, channel=channel, template=template)
         sizes = [int(size) for size in args.sizes.split(",")]

@@ -132,7 +132,7 @@ def replace_rules(lead_days: Iterable[int]) -> None:
     default templates the migrations seed."""
     ReminderRule.objects.all().delete()
     for channel in ("email", "sms"):
-        template = MessageTemplate.objects.filter(channel=channel).first()
+        template = MessageTemplate.objects.filter(channel=channel, kind="reminder").first()
         if template is None:
             raise RuntimeError(f"no {channel} template: the migrations seed one per channel")
         for lead in lead_days:

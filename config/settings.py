@@ -347,6 +347,12 @@ REMINDER_FANOUT_CHUNK = env_int("REMINDER_FANOUT_CHUNK", 1000)
 # in flight than 20 once a send cost ~2.5 ms of CPU (at 50, a process spent more CPU on its GIL).
 REMINDER_SEND_BATCH_SIZE = env_int("REMINDER_SEND_BATCH_SIZE", 100)
 REMINDER_SEND_THREADS = env_int("REMINDER_SEND_THREADS", 30)
+# One customer's reminders on one of these channels, sent together, go as one message (a
+# digest, from the channel's digest template). SMS is off by default: a list of policies is
+# long for a text; with it on, an SMS digest longer than SMS_DIGEST_MAX_SEGMENTS segments is
+# sent as separate SMS instead.
+DIGEST_CHANNELS = env_list("DIGEST_CHANNELS", ["email"])
+SMS_DIGEST_MAX_SEGMENTS = env_int("SMS_DIGEST_MAX_SEGMENTS", 2)
 # A transient provider error is retried for this many hours after the first one, per channel
 # (0: not retried), or until the reminder stops being useful (notifications.retries). Meanwhile
 # the reminder waits in the database (deferred), first REMINDER_RETRY_BACKOFF_SECONDS, doubling

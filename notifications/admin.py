@@ -15,6 +15,7 @@ from notifications.models import (
     CircuitBreaker,
     ConsentChange,
     DeliveryEvent,
+    Digest,
     HousekeepingRun,
     InboundMessage,
     MessageTemplate,
@@ -170,8 +171,8 @@ class WhatsAppContentInline(admin.StackedInline):
 
 @admin.register(MessageTemplate)
 class MessageTemplateAdmin(PreviewAdminMixin, admin.ModelAdmin):
-    list_display = ["name", "channel", "languages"]
-    list_filter = ["channel"]
+    list_display = ["name", "channel", "kind", "languages"]
+    list_filter = ["channel", "kind"]
     search_fields = ["name", "subject", "body"]
     inlines = [TemplateTranslationInline, WhatsAppContentInline]
 
@@ -348,6 +349,16 @@ class WorkerLeaseAdmin(ReadOnlyAdmin):
     @admin.display(description="notifications sending", ordering="sending_count")
     def sending(self, lease: WorkerLease) -> int:
         return lease.sending_count
+
+
+@admin.register(Digest)
+class DigestAdmin(ReadOnlyAdmin):
+    """The messages that carried several reminders: what each said, to whom, and which."""
+
+    list_display = ["id", "channel", "to", "provider_message_id", "created_at"]
+    list_filter = ["channel"]
+    search_fields = ["to", "provider_message_id", "notifications__policy__policy_number"]
+    date_hierarchy = "created_at"
 
 
 @admin.register(ReminderRun)

@@ -20,7 +20,7 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from notifications import circuit, fallback, leases, lifecycle, reach, retries, tracking
+from notifications import circuit, digests, fallback, leases, lifecycle, reach, retries, tracking
 from notifications.channels import (
     NotTried,
     OutgoingMessage,
@@ -28,9 +28,9 @@ from notifications.channels import (
     TransientSendError,
     sending_through,
 )
-from notifications.models import Channel, DeliveryEvent, Notification, ReminderRule
+from notifications.models import Channel, DeliveryEvent, Digest, Notification, ReminderRule
 from notifications.quiet_hours import next_sms_window
-from notifications.rendering import ProductLines, render
+from notifications.rendering import ProductLines
 from notifications.updates import each_row
 from policies.models import Policy
 
@@ -169,11 +169,13 @@ class ClaimLapsed(NotTried):
 
 
 def _send_concurrently(notifications: list[Notification], lease_id: int) -> Iterator[list]:
-    """Render each notification here (CPU work, and any database read stays on this thread's
+    """Render each message here (CPU work, and any database read stays on this thread's
     connection), then send them on this process's send threads: the provider's latency, not
-    our CPU, is what a send waits for. Yields (notification, future) pairs as the sends
-    complete: each time, all that completed since the last; a notification whose template
-    does not render comes with a future holding that error."""
+    our CPU, is what a send waits for. A customer's reminders on a digest channel go as one
+    message (notifications.digests), each of them paired with its one future. Yields
+    (notification, future) pairs as the sends complete: each time, all that completed since
+    the last; a notification whose template does not render comes with a future holding that
+    error."""
     if not notifications:
         return
     pool = send_threads()
@@ -184,20 +186,18 @@ def _send_concurrently(notifications: list[Notification], lease_id: int) -> Iter
         }
         futures, rendering_failed = {}, []
         lines = ProductLines(notification.policy.product_line for notification in notifications)
-        for notification in notifications:
-            try:
-                message = render(notification, lines)
-            except Exception as error:  # a template that does not render: this one only
-                rendering_failed.append((notification, _failed(error)))
+        for members, message in digests.messages_for(notifications, lines, lease_id):
+            if isinstance(message, Exception):  # a template that does not render: these only
+                rendering_failed += [(notification, _failed(message)) for notification in members]
                 continue
-            sender = channels[notification.channel]
-            futures[pool.submit(_send_held, sender, message, lease_id)] = notification
+            sender = channels[members[0].channel]
+            futures[pool.submit(_send_held, sender, message, lease_id)] = members
         if rendering_failed:
             yield rendering_failed
         pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            yield [(futures[future], future) for future in done]
+            yield [(notification, future) for future in done for notification in futures[future]]
 
 
 def _send_held(sender, message: OutgoingMessage, lease_id: int) -> str:
@@ -252,21 +252,28 @@ class _BatchRecord:
         self.unsent: dict[int, str] = {}  # never handed to the provider, and why
         self.broken: dict[int, str] = {}
         self.answers: defaultdict[str, circuit.Answers] = defaultdict(circuit.Answers)
+        self.digests_sent: dict[int, str] = {}
+        self._counted: set[int] = set()  # the sends counted for the breaker: a digest's once
 
     def add(self, notification: Notification, result: Future) -> None:
-        """File a send's result by what the provider (or our own code) said."""
+        """File a send's result by what the provider (or our own code) said. A digest's one
+        result is filed for each of its reminders."""
+        first = id(result) not in self._counted
+        self._counted.add(id(result))
+        answers = self.answers[notification.channel] if first else circuit.Answers()
         try:
             self.sent[notification.pk] = result.result()
-            self.answers[notification.channel].answered += 1
+            answers.answered += 1
+            if notification.digest_id:
+                self.digests_sent[notification.digest_id] = self.sent[notification.pk]
         except PermanentSendError as error:
             self.failed[notification] = error
-            self.answers[notification.channel].answered += 1
+            answers.answered += 1
         except TransientSendError as error:
             if error.maybe_sent:
                 self.unconfirmed[notification.pk] = f"attempt {notification.attempts}: {error}"
             else:
                 self.transient[notification] = error
-            answers = self.answers[notification.channel]
             answers.unanswered += 1  # no answer in time counts as none, for the breaker
             answers.last_error = str(error)
         except NotTried as error:
@@ -334,6 +341,10 @@ class _BatchRecord:
             }
             if self._move(self.sent, Status.SENT, last_error="", **sent) < len(self.sent):
                 keep_provider_ids(self.sent, sent)
+            if self.digests_sent:
+                Digest.objects.filter(pk__in=self.digests_sent).update(
+                    provider_message_id=each_row(Digest, self.digests_sent, "provider_message_id")
+                )
             outcomes |= {pk: Outcome(Status.SENT, sid) for pk, sid in self.sent.items()}
         outcomes |= self._save_failed() | self._save_transient()
         return outcomes

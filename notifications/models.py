@@ -33,10 +33,23 @@ TEMPLATE_HELP = (
 
 class MessageTemplate(models.Model):
     """The words of a reminder on one channel; rules point at a template. Its own text is in
-    the default language (LANGUAGE_CODE); translations add the others."""
+    the default language (LANGUAGE_CODE); translations add the others. A digest template
+    writes one message for several reminders of a customer due together (one per channel)."""
+
+    class Kind(models.TextChoices):
+        REMINDER = "reminder", "Reminder (one policy)"
+        DIGEST = "digest", "Digest (several policies due together)"
 
     name = models.CharField(max_length=100, unique=True)
     channel = models.CharField(max_length=8, choices=Channel.choices)
+    kind = models.CharField(
+        max_length=8,
+        choices=Kind.choices,
+        default=Kind.REMINDER,
+        db_default=Kind.REMINDER,
+        help_text="A digest lists its policies with {% for policy in policies %}; rules use "
+        "reminder templates, and a channel has at most one digest template.",
+    )
     subject = models.CharField(
         max_length=200,
         blank=True,
@@ -60,10 +73,20 @@ class MessageTemplate(models.Model):
             models.CheckConstraint(
                 condition=Q(channel__in=Channel.values), name="template_channel_valid"
             ),
+            models.CheckConstraint(
+                condition=Q(kind__in=["reminder", "digest"]), name="template_kind_valid"
+            ),
+            # Sending picks the channel's digest template with no choice to make.
+            models.UniqueConstraint(
+                fields=["channel"],
+                condition=Q(kind="digest"),
+                name="template_one_digest_per_channel",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.get_channel_display()})"
+        digest = ", digest" if self.kind == self.Kind.DIGEST else ""
+        return f"{self.name} ({self.get_channel_display()}{digest})"
 
     def clean(self):
         if self.channel != Channel.EMAIL and (self.subject or self.html_body):
@@ -268,6 +291,8 @@ class ReminderRule(models.Model):
         errors = {}
         if self.template_id and self.template.channel != self.channel:
             errors["template"] = f"Choose an {self.get_channel_display()} template."
+        elif self.template_id and self.template.kind != MessageTemplate.Kind.REMINDER:
+            errors["template"] = "Choose a reminder template: digests are sent on their own."
         if self.fallback_template_id:
             allowed = FALLBACK_CHANNELS.get(self.channel, ())
             if not allowed:
@@ -278,6 +303,8 @@ class ReminderRule(models.Model):
                     if allowed == (Channel.EMAIL,)
                     else "Choose an SMS or email template to fall back to."
                 )
+            elif self.fallback_template.kind != MessageTemplate.Kind.REMINDER:
+                errors["fallback_template"] = "Choose a reminder template to fall back to."
         if errors:
             raise ValidationError(errors)
 
@@ -337,6 +364,32 @@ class WorkerLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} (until {self.expires_at:%H:%M:%S})"
+
+
+class Digest(models.Model):
+    """One message that carried several reminders of one customer on one channel, due together.
+    Written before the message goes, with what it says to whom: recovery asks the provider about
+    this message once, for all its reminders (a worker may die mid-send), never sending it
+    twice. Each reminder points at the one message it went in (Notification.digest)."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="digests")
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    to = models.CharField(max_length=254)
+    subject = models.CharField(max_length=255, blank=True)
+    body = models.TextField(help_text="As sent: what Twilio's copy is matched by in recovery.")
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(channel__in=Channel.values), name="digest_channel_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()} digest {self.pk} to {self.to}"
 
 
 class Notification(models.Model):
@@ -410,6 +463,16 @@ class Notification(models.Model):
         help_text="When the first transient provider error of its current retry budget came: "
         "it is retried until the channel's budget has passed since (notifications.retries).",
     )
+    digest = models.ForeignKey(
+        Digest,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        db_index=False,  # most reminders go alone: see the partial index below
+        related_name="notifications",
+        help_text="The one message it went in with other reminders due together; empty when "
+        "it went (or goes) on its own.",
+    )
     failed_transiently = models.BooleanField(
         default=False,
         db_default=False,  # planning inserts its rows in bulk, past the ORM
@@ -441,6 +504,10 @@ class Notification(models.Model):
             models.Index(fields=["run", "channel", "status"], name="notification_run"),
             models.Index(
                 fields=["lease"], condition=Q(lease__isnull=False), name="notification_lease"
+            ),
+            # A digest's reminders: tracking and recovery apply one message's news to all.
+            models.Index(
+                fields=["digest"], condition=Q(digest__isnull=False), name="notification_digest"
             ),
             models.Index(
                 fields=["provider_message_id"],

@@ -99,38 +99,83 @@ def claim_for_enqueue(*, limit: int, stalled_after: timedelta) -> list[int]:
     sends it again. Concurrent callers never get the same ids. A paused provider's reminders
     stay in the database, but for the one that probes it when a probe is due
     (notifications.circuit)."""
+    return [pk for pk, _ in _claim(limit=limit, stalled_after=stalled_after)]
+
+
+def _claim(*, limit: int, stalled_after: timedelta) -> list[tuple[int, tuple]]:
+    """`claim_for_enqueue`, each id with the key of the digest it may go in (customer and
+    channel, on a digest channel; its own id otherwise). A customer's other reminders on a
+    digest channel that are released now come along, past `limit`: a digest's reminders must
+    be claimed together to go in one message (notifications.digests)."""
     now = timezone.now()
     released = Q(status=Status.PLANNED) | Q(status=Status.DEFERRED, send_after__lte=now)
     paused = circuit.paused_channels()
     with transaction.atomic():
-        ids = list(
+        sendable = released & ~Q(channel__in=paused) if paused else released
+        rows = list(
             Notification.objects.filter(
-                (released & ~Q(channel__in=paused) if paused else released)
-                | Q(status=Status.QUEUED, status_changed_at__lt=now - stalled_after)
+                sendable | Q(status=Status.QUEUED, status_changed_at__lt=now - stalled_after)
             )
             .order_by("id")
             .select_for_update(skip_locked=True)
-            .values_list("id", flat=True)[:limit]
+            .values_list("id", "customer_id", "channel")[:limit]
         )
+        rows += _digest_siblings(rows, sendable)
         if paused:
-            ids += circuit.claim_probes(Notification.objects.filter(released), paused)
+            probes = circuit.claim_probes(Notification.objects.filter(released), paused)
+            rows += [(pk, None, None) for pk in probes]
+        ids = [pk for pk, _, _ in rows]
         lifecycle.move(ids, Status.QUEUED, queued_at=now)
-    return ids
+    digest_channels = set(settings.DIGEST_CHANNELS)
+    return [
+        (pk, (customer, channel) if channel in digest_channels else ("alone", pk))
+        for pk, customer, channel in rows
+    ]
+
+
+def _digest_siblings(rows: list[tuple], sendable: Q) -> list[tuple]:
+    """The customers' other reminders released now on the digest channels, that `rows` left
+    out (past the limit): locked with them, so that they go in the same digest."""
+    digest_channels = set(settings.DIGEST_CHANNELS)
+    customers = {customer for _, customer, channel in rows if channel in digest_channels}
+    if not customers:
+        return []
+    return list(
+        Notification.objects.filter(
+            sendable, customer_id__in=customers, channel__in=digest_channels
+        )
+        .exclude(pk__in=[pk for pk, _, _ in rows])
+        .order_by("id")
+        .select_for_update(skip_locked=True)
+        .values_list("id", "customer_id", "channel")
+    )
 
 
 def fan_out(*, publish: Callable[[list[list[int]]], None]) -> int:
     """Hand every notification due to go (newly planned, released from waiting, or stalled) to
     `publish`, as batches of REMINDER_SEND_BATCH_SIZE ids, claimed REMINDER_FANOUT_CHUNK at a
-    time so that a day of millions never sits in memory. Returns how many were handed on."""
+    time so that a day of millions never sits in memory. A customer's reminders that may go as
+    one digest share a batch. Returns how many were handed on."""
     stalled_after = timedelta(minutes=settings.REMINDER_REQUEUE_AFTER_MINUTES)
-    size = settings.REMINDER_SEND_BATCH_SIZE
     total = 0
-    while ids := claim_for_enqueue(
-        limit=settings.REMINDER_FANOUT_CHUNK, stalled_after=stalled_after
-    ):
-        publish([ids[start : start + size] for start in range(0, len(ids), size)])
-        total += len(ids)
+    while claimed := _claim(limit=settings.REMINDER_FANOUT_CHUNK, stalled_after=stalled_after):
+        publish(batches(claimed, size=settings.REMINDER_SEND_BATCH_SIZE))
+        total += len(claimed)
     return total
+
+
+def batches(claimed: list[tuple[int, tuple]], *, size: int) -> list[list[int]]:
+    """Ids in batches of about `size`, each digest's ids whole in one (a batch grows past
+    `size` rather than split a digest)."""
+    together: dict[tuple, list[int]] = {}
+    for pk, key in claimed:
+        together.setdefault(key, []).append(pk)
+    batched: list[list[int]] = [[]]
+    for ids in together.values():
+        if batched[-1] and len(batched[-1]) + len(ids) > size:
+            batched.append([])
+        batched[-1] += ids
+    return [batch for batch in batched if batch]
 
 
 class Reminder(NamedTuple):

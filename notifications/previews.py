@@ -108,13 +108,14 @@ def preview(template: MessageTemplate, policy: Policy, *, language: str = "", le
         policy.customer = customer
     words = template.in_language(policy.customer.language)
     language, why = words.language, words.why
+    others = others_in_digest(policy) if template.kind == MessageTemplate.Kind.DIGEST else []
     try:
         if template.channel != Channel.SMS:
-            message = rendering.preview(template, policy, lead_days=lead_days)
+            message = rendering.preview(template, policy, lead_days=lead_days, others=others)
             return Preview(template=template, language=language, why=why, message=message)
         both_ways = {
             shortened: rendering.preview(
-                template, policy, lead_days=lead_days, links_shortened=shortened
+                template, policy, lead_days=lead_days, links_shortened=shortened, others=others
             )
             for shortened in (False, True)
         }
@@ -135,6 +136,38 @@ def preview(template: MessageTemplate, policy: Policy, *, language: str = "", le
     return Preview(
         template=template, language=language, why=why, message=message, sms_length=sms_length
     )
+
+
+# A digest's preview lists the customer's other policies expiring this close to the one shown.
+DIGEST_PREVIEW_DAYS = 14
+
+
+def others_in_digest(policy: Policy) -> list[Policy]:
+    """What a digest previewed for `policy` lists besides it: the customer's other active
+    policies expiring within DIGEST_PREVIEW_DAYS of it, or else a made-up second one."""
+    others = []
+    if policy.pk:
+        window = timedelta(days=DIGEST_PREVIEW_DAYS)
+        others = list(
+            Policy.objects.select_related("agent__user")
+            .filter(
+                customer_id=policy.customer_id,
+                status=Policy.Status.ACTIVE,
+                expiry_date__range=(policy.expiry_date - window, policy.expiry_date + window),
+            )
+            .exclude(pk=policy.pk)
+            .order_by("expiry_date", "policy_number")[:5]
+        )
+    return others or [
+        Policy(
+            policy_number="SAMPLE-0002",
+            product_line="home" if policy.product_line != "home" else "auto",
+            start_date=policy.start_date,
+            expiry_date=policy.expiry_date + timedelta(days=3),
+            customer=policy.customer,
+            agent=policy.agent,
+        )
+    ]
 
 
 def previews_for_rule(rule: ReminderRule, policy: Policy, *, language: str = "") -> list[Preview]:

@@ -6,7 +6,11 @@ say (down, 5xx): it is asked again later, with growing waits, and never sent bli
 A provider with no lookup (SMTP, an ESP without a message search) cannot be asked: there the
 channel is at-least-once, and recovery waits REMINDER_RESEND_UNCONFIRMED_AFTER_MINUTES after the
 attempt began (time for the provider's callback, which names the notification, to report it)
-before sending again."""
+before sending again.
+
+A digest (several reminders in one message) is reconciled as the one message it is: its
+reminders are taken over together, the provider is asked once about the message as recorded
+before it went (notifications.digests), and the answer settles each of them alike."""
 
 import logging
 import random
@@ -28,7 +32,7 @@ from notifications.channels import (
     TransientSendError,
     sending_through,
 )
-from notifications.models import DeliveryEvent, Notification
+from notifications.models import DeliveryEvent, Digest, Notification
 from notifications.rendering import render
 from notifications.signals import reconciled, tell
 
@@ -89,9 +93,10 @@ def _recover(lease_id: int, limit: int) -> dict[str, int]:
             .select_for_update(skip_locked=True, of=("self",))
             .values_list("id", flat=True)[:limit]
         )
+        ids += _rest_of_their_digests(ids)
         Notification.objects.filter(pk__in=ids).update(lease_id=lease_id)
     notifications = list(
-        Notification.objects.select_related(*dispatch.SEND_RELATED)
+        Notification.objects.select_related(*dispatch.SEND_RELATED, "digest")
         .filter(pk__in=ids, lease_id=lease_id)
         .order_by("pk")
     )
@@ -112,6 +117,32 @@ def _recover(lease_id: int, limit: int) -> dict[str, int]:
     return dict(outcomes)
 
 
+def _rest_of_their_digests(ids: list[int]) -> list[int]:
+    """The other abandoned reminders of the digests among `ids` (past the limit), locked with
+    them: a digest's message is asked about once, for all it carried."""
+    digests = Notification.objects.filter(pk__in=ids, digest__isnull=False).values("digest_id")
+    return list(
+        abandoned()
+        .filter(digest_id__in=digests)
+        .exclude(pk__in=ids)
+        .select_for_update(skip_locked=True, of=("self",))
+        .values_list("id", flat=True)
+    )
+
+
+def _by_message(notifications: list[Notification]) -> list[list[Notification]]:
+    """The notifications by the message they went in: a digest's together, the others alone."""
+    messages: dict[tuple, list[Notification]] = {}
+    for notification in notifications:
+        key = (
+            ("digest", notification.digest_id)
+            if notification.digest_id
+            else ("alone", notification.pk)
+        )
+        messages.setdefault(key, []).append(notification)
+    return list(messages.values())
+
+
 def _ask_providers(notifications: list[Notification]) -> Iterator[tuple]:
     """(notification, provider, answer) for each: the provider's FoundMessage, None (it has
     no such message), the TransientSendError it could not answer with, or WAITING /
@@ -123,35 +154,49 @@ def _ask_providers(notifications: list[Notification]) -> Iterator[tuple]:
             for name in {notification.channel for notification in notifications}
         }
         futures = []
-        for notification in notifications:
-            sender = senders[notification.channel]
+        for members in _by_message(notifications):
+            sender = senders[members[0].channel]
             if sender.can_look_up:
-                futures.append((notification, sender, pool.submit(_look_up, sender, notification)))
+                futures.append((members, sender, pool.submit(_look_up, sender, members)))
             else:
-                yield notification, sender.provider, _unverifiable(notification)
-        for notification, sender, future in futures:
+                for notification in members:
+                    yield notification, sender.provider, _unverifiable(notification)
+        for members, sender, future in futures:
             try:
                 answer = future.result()
             except TransientSendError as error:
                 answer = error
             except Exception as error:  # a bug: asked again later, never sent blindly
-                logger.error("could not reconcile notification %s", notification.pk, exc_info=True)
+                logger.error("could not reconcile notification %s", members[0].pk, exc_info=True)
                 answer = TransientSendError(f"unexpected error: {error!r}")
-            yield notification, sender.provider, answer
+            for notification in members:
+                yield notification, sender.provider, answer
 
 
-def _look_up(sender, notification: Notification) -> FoundMessage | None:
-    """The provider's message for this attempt: accepted since it began (less the clock skew
-    between us and the provider), and not the one an earlier attempt recorded (a reminder
-    retried by hand after the provider reported it failed)."""
-    try:
-        message = render(notification)
-    except Exception:  # a template broken since: an email is found by its id all the same
-        message = OutgoingMessage(notification.pk, to=notification.customer.email, body="")
-    earliest = notification.status_changed_at - CLOCK_SKEW
+def _look_up(sender, members: list[Notification]) -> FoundMessage | None:
+    """The provider's message for this attempt of `members` (one notification, or a digest's):
+    accepted since it began (less the clock skew between us and the provider), and not the
+    one an earlier attempt recorded (a reminder retried by hand after the provider reported
+    it failed)."""
+    notification = members[0]
+    if digest := notification.digest:  # asked about as it was sent, whoever is in it now
+        message = OutgoingMessage(
+            notification.pk,
+            to=digest.to,
+            subject=digest.subject,
+            body=digest.body,
+            digest_id=digest.pk,
+        )
+    else:
+        try:
+            message = render(notification)
+        except Exception:  # a template broken since: an email is found by its id all the same
+            message = OutgoingMessage(notification.pk, to=notification.customer.email, body="")
+    earliest = min(member.status_changed_at for member in members) - CLOCK_SKEW
+    earlier = {member.provider_message_id for member in members}
     for found in sender.find_sent(message, since=earliest):
         recent = found.accepted_at is None or found.accepted_at >= earliest
-        if recent and found.provider_message_id != notification.provider_message_id:
+        if recent and found.provider_message_id not in earlier:
             return found
     return None
 
@@ -184,6 +229,10 @@ def _settle(notification: Notification, answer, lease_id: int) -> str:
         }
         if not lifecycle.move(notification.pk, Status.SENT, held_by=lease_id, **sent):
             dispatch.keep_provider_ids([notification.pk], sent)
+        if notification.digest_id:
+            Digest.objects.filter(pk=notification.digest_id).update(
+                provider_message_id=answer.provider_message_id
+            )
         _tell_timeline(
             notification,
             answer.provider_message_id,

@@ -37,6 +37,40 @@ def render(notification: Notification, lines: "ProductLines | None" = None) -> O
     )
 
 
+def render_digest(
+    template: MessageTemplate,
+    notifications: list[Notification],
+    lines: "ProductLines | None" = None,
+) -> OutgoingMessage:
+    """One message for several reminders of one customer on one channel, from the channel's
+    digest `template`: `policies` lists each, soonest expiry first, and the single values
+    (policy, expiry_date, days_left...) are the soonest's. Its digest id is the caller's to
+    set (notifications.digests)."""
+    first, *others = sorted(
+        notifications, key=lambda n: (n.expiry_date, n.policy.policy_number, n.pk)
+    )
+    lines = lines or ProductLines(n.policy.product_line for n in notifications)
+    return compose(
+        template,
+        policy=first.policy,
+        customer=first.customer,
+        expiry_date=first.expiry_date,
+        lead_days=first.lead_days,
+        notification_id=first.pk,
+        product_line=lines.get(first.policy.product_line),
+        others=[(n.policy, n.expiry_date, lines.get(n.policy.product_line)) for n in others],
+    )
+
+
+def digest_template(channel: str) -> MessageTemplate | None:
+    """The channel's digest template (at most one: a constraint), with its translations."""
+    return (
+        MessageTemplate.objects.prefetch_related("translations")
+        .filter(channel=channel, kind=MessageTemplate.Kind.DIGEST)
+        .first()
+    )
+
+
 class ProductLines:
     """Product lines with their names, by code: one load for a batch of reminders."""
 
@@ -59,10 +93,13 @@ def preview(
     *,
     lead_days: int | None = None,
     links_shortened: bool | None = None,
+    others: list[Policy] = (),
 ):
     """What `policy`'s customer would read from `template` today, with links that open no
-    customer's page; nothing is saved or sent. `links_shortened`: as compose."""
+    customer's page; nothing is saved or sent. `links_shortened`: as compose. `others`: the
+    other policies a digest lists."""
     today = timezone.localdate(timezone=policy.customer.timezone)
+    lines = ProductLines([policy.product_line, *(other.product_line for other in others)])
     return compose(
         template,
         policy=policy,
@@ -70,9 +107,10 @@ def preview(
         expiry_date=policy.expiry_date,
         lead_days=lead_days if lead_days is not None else (policy.expiry_date - today).days,
         notification_id=0,
-        product_line=ProductLines([policy.product_line]).get(policy.product_line),
+        product_line=lines.get(policy.product_line),
         token=lambda: PREVIEW_TOKEN,
         links_shortened=links_shortened,
+        others=[(other, other.expiry_date, lines.get(other.product_line)) for other in others],
     )
 
 
@@ -87,12 +125,14 @@ def compose(
     product_line: ProductLine | None = None,
     token: Callable[[], str] | None = None,
     links_shortened: bool | None = None,
+    others: list[tuple[Policy, datetime.date, ProductLine | None]] = (),
 ) -> OutgoingMessage:
     """The message `template` makes for this reminder, in the language its words are in (the
     customer's, or the closest the template has: MessageTemplate.in_language). `token`: the
     signed token of the customer's links (by default, theirs). `links_shortened`: whether an
     SMS's links will be shortened (by default, as the settings say), which decides if it
-    carries the renew link."""
+    carries the renew link. `others`: the other policies (with their expiry and product line)
+    of a digest, listed after this one in `policies`."""
     words = template.in_language(customer.language)
     text = words.text
     is_email = template.channel == Channel.EMAIL
@@ -125,12 +165,17 @@ def compose(
             token=token,
             with_preferences_url="preferences_url" in names,
         )
+        values["policies"] += [
+            policy_item(other, customer, other_expiry, words.language, other_line)
+            for other, other_expiry, other_line in others
+        ]
         if template.channel == Channel.SMS:
             if links_shortened is None:
                 links_shortened = sms.shortens_links()
-            values["renew_url"] = sms.renew_link_for_sms(
-                values["renew_url"], links_shortened=links_shortened
-            )
+            for item in [values, *values["policies"]]:
+                item["renew_url"] = sms.renew_link_for_sms(
+                    item["renew_url"], links_shortened=links_shortened
+                )
         filled = {
             name: part.render(values, autoescape=name == "html_body").strip() if part else ""
             for name, part in parts.items()
@@ -164,9 +209,7 @@ def values_for(
     dates; the texts among them in `language`, the language of the words they go into (by
     default the customer's). `token`: a callable returning the customer's signed token."""
     language = language or customer.language
-    # "Today" is the customer's today: late evening in Los Angeles is tomorrow in UTC.
-    today = timezone.localdate(timezone=customer.timezone)
-    days_left = (expiry_date - today).days
+    item = policy_item(policy, customer, expiry_date, language, product_line)
     agent = policy.agent
     values = {
         "customer": {
@@ -178,22 +221,46 @@ def values_for(
         "policy": {
             "policy_number": policy.policy_number,
             "product_line": policy.product_line,
-            "product_name": product_line.name_in(language) if product_line else policy.product_line,
+            "product_name": item["product_name"],
             "start_date": policy.start_date,
             "expiry_date": policy.expiry_date,
         },
         "agent": {"name": agent.name, "email": agent.email, "phone": agent.phone},
         "expiry_date": expiry_date,
-        "expiry_date_text": date_text(expiry_date, language),
-        "days_left": days_left,
-        "days_left_text": days_left_text(days_left, language),
+        "expiry_date_text": item["expiry_date_text"],
+        "days_left": item["days_left"],
+        "days_left_text": item["days_left_text"],
         "lead_days": lead_days,
-        "renew_url": renew_url(policy, product_line),
+        "renew_url": item["renew_url"],
+        # A reminder's own policy alone; a digest's adds the others (compose's `others`).
+        "policies": [item],
     }
     if with_preferences_url:
         token = token or functools.partial(preferences.token_for, customer)
         values["preferences_url"] = preferences.preferences_url(customer, token())
     return values
+
+
+def policy_item(
+    policy: Policy,
+    customer: Customer,
+    expiry_date: datetime.date,
+    language: str,
+    product_line: ProductLine | None = None,
+) -> dict:
+    """One policy as `policies` lists it (templating.POLICY_ITEM), its texts in `language`."""
+    # "Today" is the customer's today: late evening in Los Angeles is tomorrow in UTC.
+    days_left = (expiry_date - timezone.localdate(timezone=customer.timezone)).days
+    return {
+        "policy_number": policy.policy_number,
+        "product_line": policy.product_line,
+        "product_name": product_line.name_in(language) if product_line else policy.product_line,
+        "expiry_date": expiry_date,
+        "expiry_date_text": date_text(expiry_date, language),
+        "days_left": days_left,
+        "days_left_text": days_left_text(days_left, language),
+        "renew_url": renew_url(policy, product_line),
+    }
 
 
 @functools.lru_cache(maxsize=1024)

@@ -1,6 +1,10 @@
 """The template language of reminders, locked down: admins write the words, and a template may
 only format the facts of one reminder that rendering hands it as plain values.
 
+One loop is allowed: `{% for policy in policies %}` over the reminders of a digest (one message
+listing several policies), not nested, over nothing else; the list is as long as a batch at
+most, so the output stays bounded by the template's size times that.
+
 Its own Engine has no loaders, nothing to `{% load %}`, and only the tags and filters below: no
 `include`, `extends`, `debug`, `url` or `csrf_token`, and no `safe` nor `autoescape`, so the
 HTML body escapes every value; no filter that pads, repeats or joins, so a short template cannot
@@ -33,7 +37,14 @@ VARIABLES: dict[str, tuple[str, ...] | None] = {
     "lead_days": None,
     "renew_url": None,
     "preferences_url": None,
+    "policies": None,  # a digest's policies (a reminder's own alone): only to loop over
 }
+# The fields of each item of `policies`, as `{% for policy in policies %}` names them.
+POLICY_ITEM = (
+    *("policy_number", "product_line", "product_name", "expiry_date", "expiry_date_text"),
+    *("days_left", "days_left_text", "renew_url"),
+)
+LOOP_FIELDS = ("counter", "counter0", "revcounter", "revcounter0", "first", "last")
 AVAILABLE = ", ".join(
     f"{name}.{field}" if fields else name
     for name, fields in VARIABLES.items()
@@ -53,12 +64,35 @@ SAMPLE_VALUES = {
     "lead_days": 30,
     "renew_url": "mailto:sam@agency.example",
     "preferences_url": "https://renewly.example/preferences/token/",
+    "policies": [
+        {
+            "policy_number": "P-1",
+            "product_line": "auto",
+            "product_name": "car insurance",
+            "expiry_date": datetime.date(2026, 12, 2),
+            "expiry_date_text": "December 2, 2026",
+            "days_left": 30,
+            "days_left_text": "in 30 days",
+            "renew_url": "mailto:sam@agency.example",
+        },
+        {
+            "policy_number": "H-2",
+            "product_line": "home",
+            "product_name": "home insurance",
+            "expiry_date": datetime.date(2026, 12, 5),
+            "expiry_date_text": "December 5, 2026",
+            "days_left": 33,
+            "days_left_text": "in 33 days",
+            "renew_url": "mailto:sam@agency.example",
+        },
+    ],
 }
 MAX_SOURCE_CHARACTERS = 20_000
 MAX_RENDERED_CHARACTERS = 100_000
 
 TAGS = {
     "if": defaulttags.do_if,
+    "for": defaulttags.do_for,  # over `policies` only, not nested: see _loop_variable
     "firstof": defaulttags.firstof,
     "comment": defaulttags.comment,
     "spaceless": defaulttags.spaceless,
@@ -154,9 +188,16 @@ def check(source: str) -> CompiledTemplate:
     try:
         template = ENGINE.from_string(source)
         names = set()
+        in_loop = {}  # id(node) -> the loop variable its loop names
+        for loop in template.nodelist.get_nodes_by_type(defaulttags.ForNode):
+            loop_variable = _loop_variable(loop)
+            for node in loop.nodelist_loop.get_nodes_by_type(Node):
+                in_loop[id(node)] = loop_variable
         for node in template.nodelist.get_nodes_by_type(Node):
             for variable in _variables_of(node):
-                names.add(_checked(variable, line=node.token.lineno))
+                names.add(
+                    _checked(variable, line=node.token.lineno, loop_variable=in_loop.get(id(node)))
+                )
     except TemplateSyntaxError as error:
         raise TemplateProblem(_syntax_problem(error)) from None
     except TemplateProblem:
@@ -184,10 +225,39 @@ def _syntax_problem(error: TemplateSyntaxError) -> str:
     return f"Line {line}: {message}" if line else message
 
 
-def _checked(variable: Variable, *, line: int) -> str:
+def _loop_variable(loop: defaulttags.ForNode) -> str:
+    """The one loop a template may have: over `policies`, as it is, with one name, and no loop
+    inside (a loop in a loop, or over a text, would multiply what a short template writes)."""
+    line = loop.token.lineno
+    sequence = loop.sequence
+    if (
+        not isinstance(sequence.var, Variable)
+        or sequence.var.lookups != ("policies",)
+        or sequence.filters
+        or len(loop.loopvars) != 1
+    ):
+        raise TemplateProblem(
+            f"Line {line}: a loop may only go over policies, one at a time: "
+            "{% for policy in policies %}."
+        )
+    if loop.nodelist_loop.get_nodes_by_type(defaulttags.ForNode):
+        raise TemplateProblem(f"Line {line}: a loop may not hold another loop.")
+    return loop.loopvars[0]
+
+
+def _checked(variable: Variable, *, line: int, loop_variable: str | None = None) -> str:
     name, *fields = variable.lookups
     if name in CONSTANTS and not fields:
         return name
+    if loop_variable and name == loop_variable:
+        if len(fields) == 1 and fields[0] in POLICY_ITEM:
+            return "policies"
+        raise TemplateProblem(
+            f"Line {line}: there is no value {variable.var!r}; each of the policies has "
+            f"{', '.join(POLICY_ITEM)}."
+        )
+    if loop_variable and name == "forloop" and len(fields) == 1 and fields[0] in LOOP_FIELDS:
+        return "policies"
     if name in VARIABLES:
         known_fields = VARIABLES[name]
         if known_fields is None and not fields:
@@ -211,6 +281,8 @@ def _variables_of(node: Node):
         ]
     elif isinstance(node, defaulttags.FirstOfNode):
         expressions = node.vars
+    elif isinstance(node, defaulttags.ForNode):
+        expressions = [node.sequence]
     elif isinstance(node, defaulttags.FilterNode):
         # Its own expression filters the block's output, named "var": only the filters' arguments
         # can name a value.

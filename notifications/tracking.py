@@ -1,6 +1,8 @@
 """Delivery tracking, written once for every provider: a provider's webhook parses its payload
 into a TrackingEvent, and `apply` records it and moves the notification's status. A replayed
-event is recorded once; an event that arrives late never moves a status backwards."""
+event is recorded once; an event that arrives late never moves a status backwards. An event
+about a digest's message is about each of the reminders it carried: each records it on its
+own timeline, and each moves."""
 
 import logging
 from dataclasses import dataclass, field
@@ -42,6 +44,7 @@ class TrackingEvent:
     occurred_at: datetime
     provider_message_id: str = ""
     notification_id: int | None = None
+    digest_id: int | None = None
     error_code: str = ""
     reason: str = ""
     payload: dict = field(default_factory=dict)
@@ -49,30 +52,38 @@ class TrackingEvent:
 
 def apply(event: TrackingEvent) -> DeliveryEvent | None:
     """Record the event and act on it. Returns None for a replay (nothing happens twice)."""
-    notification = _find_notification(event)
+    notifications = _find_notifications(event)
+    # A digest's reminders each record the event, under an id of their own: the provider's
+    # event id once per reminder, so that a replay is still told by it.
+    each = len(notifications) > 1
     try:
         with transaction.atomic():
-            recorded = DeliveryEvent.objects.create(
-                notification=notification,
-                provider=event.provider,
-                event_type=event.event_type,
-                provider_event_id=event.event_id,
-                provider_message_id=event.provider_message_id,
-                occurred_at=event.occurred_at,
-                error_code=event.error_code,
-                reason=event.reason,
-                raw_payload=event.payload,
-            )
+            recorded = [
+                DeliveryEvent.objects.create(
+                    notification=notification,
+                    provider=event.provider,
+                    event_type=event.event_type,
+                    provider_event_id=f"{event.event_id}/{notification.pk}"
+                    if each
+                    else event.event_id,
+                    provider_message_id=event.provider_message_id,
+                    occurred_at=event.occurred_at,
+                    error_code=event.error_code,
+                    reason=event.reason,
+                    raw_payload=event.payload,
+                )
+                for notification in notifications or [None]
+            ]
     except IntegrityError:
         return None  # the same event again: its effects were applied the first time
-    if notification is None:
+    if not notifications:
         logger.warning(
             "%s %s event for an unknown message %r",
             event.provider,
             event.event_type,
             event.provider_message_id,
         )
-        return recorded
+        return recorded[0]
     target = STATUS_AFTER.get(event.event_type)
     if target:
         fields = {}
@@ -80,17 +91,20 @@ def apply(event: TrackingEvent) -> DeliveryEvent | None:
             fields[TIMESTAMP_OF[target]] = event.occurred_at
         if target in (Status.FAILED, Status.BOUNCED):
             fields["last_error"] = describe(event)
-        moved = lifecycle.move(notification.pk, target, **fields)
-        if (
-            moved
-            and target == Status.FAILED
-            and fallback.falls_back_on_failure_report(notification)
-        ):
-            _fall_back(notification)
+        moved = lifecycle.move(
+            [notification.pk for notification in notifications], target, **fields
+        )
+        if moved and target == Status.FAILED:
+            for notification in notifications:
+                if fallback.falls_back_on_failure_report(notification):
+                    _fall_back(notification)
     apply_to_customer(
-        notification.customer_id, event.event_type, event.error_code, channel=notification.channel
+        notifications[0].customer_id,
+        event.event_type,
+        event.error_code,
+        channel=notifications[0].channel,
     )
-    return recorded
+    return recorded[0]
 
 
 def _fall_back(notification: Notification) -> None:
@@ -132,12 +146,17 @@ def describe(event: TrackingEvent) -> str:
     return f"{event.provider}: {event.reason or event.event_type}{code}"
 
 
-def _find_notification(event: TrackingEvent) -> Notification | None:
-    """The notification an event is about: by the id we attached to the message, else by
-    the provider's message id."""
-    notifications = Notification.objects.only("pk", "customer_id", "status", "channel")
+def _find_notifications(event: TrackingEvent) -> list[Notification]:
+    """The notifications an event is about: by the id we attached to the message (a
+    notification's, or a digest's: all it carried), else by the provider's message id (which
+    a digest's reminders share)."""
+    notifications = Notification.objects.only("pk", "customer_id", "status", "channel").order_by(
+        "pk"
+    )
     if event.notification_id is not None:
-        return notifications.filter(pk=event.notification_id).first()
+        return list(notifications.filter(pk=event.notification_id))
+    if event.digest_id is not None:
+        return list(notifications.filter(digest_id=event.digest_id))
     if event.provider_message_id:
-        return notifications.filter(provider_message_id=event.provider_message_id).first()
-    return None
+        return list(notifications.filter(provider_message_id=event.provider_message_id))
+    return []

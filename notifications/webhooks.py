@@ -93,8 +93,9 @@ def twilio_status(request):
     if not message_sid or not status:
         return HttpResponseBadRequest("MessageSid and MessageStatus are required.")
     notification = request.GET.get("notification", "")
-    if notification and not notification.isdigit():
-        return HttpResponseBadRequest("notification must be a number.")
+    digest = request.GET.get("digest", "")  # a digest's message: every reminder it carried
+    if any(value and not value.isdigit() for value in (notification, digest)):
+        return HttpResponseBadRequest("notification and digest must be numbers.")
     error_code = params.get("ErrorCode", "")
     tracking.apply(
         tracking.TrackingEvent(
@@ -105,6 +106,7 @@ def twilio_status(request):
             occurred_at=timezone.now(),
             provider_message_id=message_sid,
             notification_id=int(notification) if notification else None,
+            digest_id=int(digest) if digest and not notification else None,
             error_code=error_code,
             reason=TWILIO_ERRORS.get(error_code, ""),
             payload=params,
@@ -163,6 +165,7 @@ def record_email_event(sender, event, esp_name, **kwargs):
     """anymail's normalized tracking event, from whichever ESP's webhook, into ours."""
     metadata = event.metadata or {}
     notification = str(metadata.get("notification_id", ""))
+    digest = str(metadata.get("digest_id", ""))  # a digest's email: every reminder it carried
     tracking.apply(
         tracking.TrackingEvent(
             provider=esp_name.lower(),
@@ -171,6 +174,7 @@ def record_email_event(sender, event, esp_name, **kwargs):
             occurred_at=event.timestamp or timezone.now(),
             provider_message_id=event.message_id or "",
             notification_id=int(notification) if notification.isdigit() else None,
+            digest_id=int(digest) if digest.isdigit() else None,
             error_code=event.reject_reason or "",
             reason=event.description or event.mta_response or "",
             payload=_as_json(event.esp_event),

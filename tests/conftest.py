@@ -59,6 +59,8 @@ def seeded_defaults(db):
         ("0018_any_language_and_plain_wording", "reword_shipped_templates"),
         ("0020_sms_renew_link", "add_renew_link"),
         ("0021_german_french_portuguese", "add_translations"),
+        ("0024_digests", "create_digest_templates"),
+        ("0026_digests_in_more_languages", "add_translations"),
     ]:
         module = importlib.import_module(f"notifications.migrations.{migration}")
         getattr(module, seed)(django_apps, schema_editor=None)

@@ -118,7 +118,7 @@ def make_rule(
     """A rule; without `template`, any of the channel's templates (or a new one)."""
     template = (
         template
-        or MessageTemplate.objects.filter(channel=channel).first()
+        or MessageTemplate.objects.filter(channel=channel, kind="reminder").first()
         or make_template(channel)
     )
     return ReminderRule.objects.create(

@@ -20,6 +20,8 @@ class OutgoingMessage:
     # language), and its variables, {"1": "...", ...}. `body` is then its words, for previews.
     content_sid: str = ""
     content_variables: dict = field(default_factory=dict)
+    # A digest's: the message carries several reminders, and names this instead of one.
+    digest_id: int | None = None
 
 
 class SendError(Exception):

@@ -23,6 +23,7 @@ from notifications.channels.base import (
 )
 
 NOTIFICATION_HEADER = "X-Renewly-Notification"
+DIGEST_HEADER = "X-Renewly-Digest"
 
 
 def email_provider() -> str:
@@ -100,9 +101,13 @@ class EmailChannel:
         return connection
 
     def send(self, message: OutgoingMessage) -> str:
-        message_id = make_msgid(
-            idstring=f"notification-{message.notification_id}", domain="renewly"
-        )
+        if message.digest_id:
+            named = {DIGEST_HEADER: str(message.digest_id)}
+            idstring = f"digest-{message.digest_id}"
+        else:
+            named = {NOTIFICATION_HEADER: str(message.notification_id)}
+            idstring = f"notification-{message.notification_id}"
+        message_id = make_msgid(idstring=idstring, domain="renewly")
         email = EmailMultiAlternatives(
             subject=message.subject,
             body=message.body,
@@ -110,7 +115,7 @@ class EmailChannel:
             to=[message.to],
             headers={
                 **message.headers,
-                NOTIFICATION_HEADER: str(message.notification_id),
+                **named,
                 "Message-ID": message_id,
             },
         )
@@ -138,7 +143,9 @@ class EmailChannel:
         """The emails the backend accepted for this notification (any attempt's: the caller
         tells them apart by time and id). Raises TransientSendError when the provider cannot
         answer now. Every email carries its notification's id as metadata, which is what
-        Postmark's search filters by."""
+        Postmark's search filters by; a digest's carries its digest's id instead."""
+        if message.digest_id:
+            return find_emails(self._connection(), "digest_id", message.digest_id)
         return find_emails(self._connection(), "notification_id", message.notification_id)
 
 

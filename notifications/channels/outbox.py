@@ -14,7 +14,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.utils import timezone
 
 from notifications.channels.base import FoundMessage, OutgoingMessage
-from notifications.channels.email import NOTIFICATION_HEADER
+from notifications.channels.email import DIGEST_HEADER, NOTIFICATION_HEADER
 from notifications.channels.sms import sms_segments
 from notifications.channels.whatsapp import require_content
 from notifications.files import write_atomically
@@ -39,12 +39,18 @@ class EmailBackend(BaseEmailBackend):
 REPORT_HEADER = "X-Renewly-Report"
 REPORT_METADATA = "weekly_report"  # a weekly report's id, in its email's metadata
 # The metadata that names an email, and the header its outbox file is named by.
-NAMING_HEADERS = {"notification_id": NOTIFICATION_HEADER, REPORT_METADATA: REPORT_HEADER}
+NAMING_HEADERS = {
+    "notification_id": NOTIFICATION_HEADER,
+    "digest_id": DIGEST_HEADER,
+    REPORT_METADATA: REPORT_HEADER,
+}
 
 
 def _email_path(headers: dict) -> Path:
     if notification := headers.get(NOTIFICATION_HEADER):
         name = f"notification-{notification}"
+    elif digest := headers.get(DIGEST_HEADER):
+        name = f"digest-{digest}"
     elif report := headers.get(REPORT_HEADER):
         name = f"report-{report}"
     else:
@@ -70,13 +76,14 @@ class OutboxSmsChannel:
         record = {
             "id": provider_id,
             "notification_id": message.notification_id,
+            "digest_id": message.digest_id,
             "to": message.to,
             "body": message.body,
             "segments": sms_segments(message.body),
             "written_at": timezone.now().isoformat(),
         }
         write_atomically(
-            _sms_path(message.notification_id),
+            _sms_path(message),
             json.dumps(record, indent=2, ensure_ascii=False).encode(),
         )
         return provider_id
@@ -85,14 +92,18 @@ class OutboxSmsChannel:
 
     def find_sent(self, message: OutgoingMessage, *, since: datetime) -> list[FoundMessage]:
         try:
-            record = json.loads(_sms_path(message.notification_id).read_bytes())
+            record = json.loads(_sms_path(message).read_bytes())
         except FileNotFoundError:
             return []
         return [FoundMessage(record["id"], datetime.fromisoformat(record["written_at"]))]
 
 
-def _sms_path(notification_id: int, folder: str = "sms") -> Path:
-    return Path(settings.OUTBOX_DIR) / folder / f"notification-{notification_id}.json"
+def _sms_path(message: OutgoingMessage, folder: str = "sms") -> Path:
+    if message.digest_id:
+        name = f"digest-{message.digest_id}"
+    else:
+        name = f"notification-{message.notification_id}"
+    return Path(settings.OUTBOX_DIR) / folder / f"{name}.json"
 
 
 class OutboxWhatsAppChannel:
@@ -114,14 +125,14 @@ class OutboxWhatsAppChannel:
             "written_at": timezone.now().isoformat(),
         }
         write_atomically(
-            _sms_path(message.notification_id, "whatsapp"),
+            _sms_path(message, "whatsapp"),
             json.dumps(record, indent=2, ensure_ascii=False).encode(),
         )
         return provider_id
 
     def find_sent(self, message: OutgoingMessage, *, since: datetime) -> list[FoundMessage]:
         try:
-            record = json.loads(_sms_path(message.notification_id, "whatsapp").read_bytes())
+            record = json.loads(_sms_path(message, "whatsapp").read_bytes())
         except FileNotFoundError:
             return []
         return [FoundMessage(record["id"], datetime.fromisoformat(record["written_at"]))]

@@ -83,9 +83,10 @@ def with_short_links(body: str) -> str:
     return WEB_LINK.sub(lambda link: placeholder, body)
 
 
-def status_callback_url(notification_id: int) -> str:
-    """Where Twilio reports this message's status; it names the notification it is about."""
-    query = urlencode({"notification": notification_id})
+def status_callback_url(notification_id: int, digest_id: int | None = None) -> str:
+    """Where Twilio reports this message's status; it names the notification it is about, or
+    the digest (whose every reminder the status is about)."""
+    query = urlencode({"digest": digest_id} if digest_id else {"notification": notification_id})
     return f"{settings.PUBLIC_BASE_URL.rstrip('/')}{reverse('twilio-status')}?{query}"
 
 
@@ -206,7 +207,7 @@ class TwilioSmsChannel:
             sent = client.messages.create(
                 to=message.to,
                 body=message.body,
-                status_callback=status_callback_url(message.notification_id),
+                status_callback=status_callback_url(message.notification_id, message.digest_id),
                 **sender,
             )
         return sent.sid

@@ -63,7 +63,7 @@ def test_the_upload_poller_runs_by_the_nonce_the_header_names(client):
 def test_only_the_admins_email_preview_allows_inline_styles(client, seeded_defaults):
     boss = get_user_model().objects.create_superuser("boss", "boss@insurer.example", "pw")
     client.force_login(boss)
-    template = MessageTemplate.objects.filter(channel="email").first()
+    template = MessageTemplate.objects.filter(channel="email", kind="reminder").first()
     change = f"/admin/notifications/messagetemplate/{template.pk}/change/"
 
     assert directives(client.get(change))["style-src"] == ["'self'"]

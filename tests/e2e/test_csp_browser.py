@@ -53,7 +53,11 @@ def test_the_admin_change_form_and_preview_work_with_no_violation(
     customer = make_customer("luz@mail.example", name="Luz Ortega", language="es")
     today = timezone.localdate()
     make_policy("HOME-3", customer=customer, agent=make_agent(), expiry_date=today + timedelta(30))
-    template = MessageTemplate.objects.filter(channel="email").exclude(html_body="").first()
+    template = (
+        MessageTemplate.objects.filter(channel="email", kind="reminder")
+        .exclude(html_body="")
+        .first()
+    )
 
     log_in(page, live_server, "/admin/login/", "boss")
     page.wait_for_url(f"{live_server.url}/admin/")

@@ -187,7 +187,9 @@ def sms_rule_falls_back(queued):
     from notifications.models import MessageTemplate
 
     rule = queued["sms"].rule
-    rule.fallback_template = MessageTemplate.objects.filter(channel="email").first()
+    rule.fallback_template = MessageTemplate.objects.filter(
+        channel="email", kind="reminder"
+    ).first()
     rule.full_clean()
     rule.save()
     # Only the SMS reminder exists: the email rule's own reminder is not part of this story.

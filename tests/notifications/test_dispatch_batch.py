@@ -195,7 +195,7 @@ def test_a_transient_error_with_no_retry_budget_fails(providers, queued, setting
 def test_a_permanently_failed_sms_in_a_batch_falls_back_to_email(providers, queued):
     sms = queued[(SMS, 1)]
     rule = sms.rule
-    rule.fallback_template = MessageTemplate.objects.filter(channel=EMAIL).first()
+    rule.fallback_template = MessageTemplate.objects.filter(channel=EMAIL, kind="reminder").first()
     rule.save()
     queued[(EMAIL, 1)].delete()  # only the SMS rule's reminder is part of this story
     providers.script(phone(1), ["invalid"])

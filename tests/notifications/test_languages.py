@@ -318,8 +318,12 @@ def test_german_french_and_brazilian_customers_read_the_seeded_reminders_in_thei
     customer = make_customer("eu@mail.example", language=language, phone="+4915112345678")
     expiry = timezone.localdate(timezone=customer.timezone) + timedelta(days=14)
     policy = make_policy("AUTO-7", customer=customer, agent=make_agent(), expiry_date=expiry)
-    email = MessageTemplate.objects.prefetch_related("translations").get(channel="email")
-    text = MessageTemplate.objects.prefetch_related("translations").get(channel="sms")
+    email = MessageTemplate.objects.prefetch_related("translations").get(
+        name="Renewal reminder (email)"
+    )
+    text = MessageTemplate.objects.prefetch_related("translations").get(
+        name="Renewal reminder (SMS)"
+    )
 
     assert rendering.preview(email, policy).subject == subject
     message = rendering.preview(text, policy)

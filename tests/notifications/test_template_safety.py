@@ -133,6 +133,8 @@ def test_a_template_sees_plain_values_only(policy):
     def plain(value) -> bool:
         if isinstance(value, dict):
             return all(isinstance(key, str) and plain(item) for key, item in value.items())
+        if isinstance(value, list):  # a digest's policies: a list of plain dicts
+            return all(isinstance(item, dict) and plain(item) for item in value)
         return isinstance(value, str | int | datetime.date)
 
     assert plain(values)
