@@ -57,9 +57,10 @@ def test_an_admin_previews_a_rule_for_a_policy(admin_page, live_server):
     admin_page.fill("#id_policy_number", "HOME-3")
     admin_page.click("#preview-form input[type=submit]")
 
-    assert "Su póliza de auto HOME-3 vence en 30 días" in admin_page.text_content(
+    assert "Su póliza de auto HOME-3 vence dentro de 30 días" in admin_page.text_content(
         ".preview-subject"
     )
+    assert "In es: the customer's language, es" in admin_page.text_content(".preview-language")
     html = admin_page.frame_locator("iframe.preview-html")
     assert "Luz Ortega" in html.locator("body").text_content()
     screenshot(admin_page, "admin-preview")
