@@ -352,7 +352,15 @@ REMINDER_SEND_THREADS = env_int("REMINDER_SEND_THREADS", 30)
 # long for a text; with it on, an SMS digest longer than SMS_DIGEST_MAX_SEGMENTS segments is
 # sent as separate SMS instead.
 DIGEST_CHANNELS = env_list("DIGEST_CHANNELS", ["email"])
+# WhatsApp sends approved content, one policy's values: no list of policies to fill it with.
+if unknown := set(DIGEST_CHANNELS) - {"email", "sms"}:
+    raise ImproperlyConfigured(
+        f"DIGEST_CHANNELS may name email and sms, not {', '.join(sorted(unknown))}."
+    )
 SMS_DIGEST_MAX_SEGMENTS = env_int("SMS_DIGEST_MAX_SEGMENTS", 2)
+# At most this many reminders in one digest: a customer with a fleet's policies due together
+# gets several digests of this many, not one message past any length a reader takes.
+DIGEST_MAX_POLICIES = env_int("DIGEST_MAX_POLICIES", 20)
 # A transient provider error is retried for this many hours after the first one, per channel
 # (0: not retried), or until the reminder stops being useful (notifications.retries). Meanwhile
 # the reminder waits in the database (deferred), first REMINDER_RETRY_BACKOFF_SECONDS, doubling

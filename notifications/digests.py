@@ -54,7 +54,8 @@ def messages_for(
 
 
 def group(notifications: list[Notification]) -> list[list[Notification]]:
-    """The notifications by customer and channel, on the digest channels; alone on the others."""
+    """The notifications by customer and channel, on the digest channels, at most
+    DIGEST_MAX_POLICIES a group; alone on the other channels."""
     digest_channels = set(settings.DIGEST_CHANNELS)
     groups: dict[tuple, list[Notification]] = defaultdict(list)
     for notification in notifications:
@@ -63,7 +64,12 @@ def group(notifications: list[Notification]) -> list[list[Notification]]:
         else:
             key = ("alone", notification.pk)
         groups[key].append(notification)
-    return list(groups.values())
+    most = settings.DIGEST_MAX_POLICIES
+    return [
+        members[start : start + most]
+        for members in groups.values()
+        for start in range(0, len(members), most)
+    ]
 
 
 def _digest_message(

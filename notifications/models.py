@@ -95,15 +95,16 @@ class MessageTemplate(models.Model):
             )
         if self.channel == Channel.EMAIL and not self.subject:
             raise ValidationError({"subject": "An email needs a subject."})
+        if self.kind == self.Kind.DIGEST and self.channel == Channel.WHATSAPP:
+            raise ValidationError(
+                {"kind": "WhatsApp sends one policy's approved content: it has no digest."}
+            )
 
     def in_language(self, language: str) -> "Words":
         """The words for a customer who reads `language`, and why those: its translation in
         that language, else in the broadest language it belongs to (pt-BR: pt), else the
         template's own, in the site's default language (policies.languages.fallbacks)."""
-        translations = {
-            languages.canonical(translation.language): translation
-            for translation in self.translations.all()
-        }
+        translations = languages.by_language(self.translations.all())
         default = languages.canonical(settings.LANGUAGE_CODE)
         # The template's own words are the default language's, unless a translation says
         # otherwise.
@@ -125,10 +126,9 @@ def _why(wanted: str, chosen: str) -> str:
         asked = languages.canonical(wanted)
     except languages.UnknownLanguage:
         return f"{wanted!r} is not a language tag: the default language, {chosen}"
-    parts = asked.split("-")
     if asked == chosen:
         return f"the customer's language, {chosen}"
-    if chosen in {"-".join(parts[:end]) for end in range(1, len(parts))}:
+    if chosen in languages.broader(asked):
         return f"no translation in {asked}: {chosen}, the language it belongs to"
     return f"no translation in {asked} or a language it belongs to: the default language, {chosen}"
 
@@ -139,9 +139,7 @@ class TemplateTranslation(models.Model):
     template = models.ForeignKey(
         MessageTemplate, on_delete=models.CASCADE, related_name="translations"
     )
-    language = models.CharField(
-        max_length=languages.MAX_LENGTH,
-        validators=[languages.validate_language],
+    language = languages.CanonicalLanguageField(
         help_text="Any language tag, e.g. de, fr, pt-BR (pt-BR customers get a pt translation "
         "when there is no pt-BR one).",
     )
@@ -159,9 +157,6 @@ class TemplateTranslation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.template.name} [{self.language}]"
-
-    def clean(self):
-        self.language = languages.tidied(self.language)  # "pt_br" is stored pt-BR
 
 
 # What rendering reads from a template or a translation.
@@ -181,9 +176,7 @@ class WhatsAppContent(models.Model):
     template = models.ForeignKey(
         MessageTemplate, on_delete=models.CASCADE, related_name="whatsapp_contents"
     )
-    language = models.CharField(
-        max_length=languages.MAX_LENGTH,
-        validators=[languages.validate_language],
+    language = languages.CanonicalLanguageField(
         help_text="Any language tag the content is approved in, e.g. es, pt-BR.",
     )
     content_sid = models.CharField(
@@ -216,7 +209,6 @@ class WhatsAppContent(models.Model):
         return f"{self.template.name} [{self.language}]: {self.content_sid}"
 
     def clean(self):
-        self.language = languages.tidied(self.language)
         if self.template_id and self.template.channel != Channel.WHATSAPP:
             raise ValidationError({"template": "Only a WhatsApp template has approved content."})
         for number, line in enumerate(self.variable_lines(), start=1):
@@ -226,6 +218,15 @@ class WhatsAppContent(models.Model):
                 raise ValidationError(
                     {"variables": f"Variable {{{{{number}}}}}: {' '.join(error.messages)}"}
                 ) from None
+        # Recovery tells a message Twilio accepted by its variables: two reminders of one
+        # customer due the same day differ only by their policy's number.
+        if not any("policy.policy_number" in line for line in self.variable_lines()):
+            raise ValidationError(
+                {
+                    "variables": "One variable must be {{ policy.policy_number }}: the message "
+                    "names its policy, and a lost worker's send is found by it."
+                }
+            )
 
     def variable_lines(self) -> list[str]:
         """Each variable's template, in order; blank lines are not variables."""

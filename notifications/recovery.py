@@ -266,7 +266,7 @@ def _settle(notification: Notification, answer, lease_id: int) -> str:
     _release(
         notification,
         lease_id,
-        now + _next_wait(now - notification.status_changed_at),
+        now + _next_wait(now - notification.status_changed_at, notification),
         f"sent without an answer, and the provider cannot say yet whether it has it: {answer}",
     )
     return UNAVAILABLE
@@ -300,9 +300,12 @@ def _release(notification: Notification, lease_id: int, until: datetime, why: st
     ).update(lease=None, recover_after=until, last_error=why)
 
 
-def _next_wait(elapsed: timedelta) -> timedelta:
+def _next_wait(elapsed: timedelta, notification: Notification) -> timedelta:
+    """Half what it has waited so far, within bounds, jittered by message: a digest's
+    reminders wait alike, to be asked about together again, as the one message they are."""
     wait = min(max(elapsed / 2, SHORTEST_WAIT), LONGEST_WAIT)
-    return wait * random.uniform(0.75, 1.0)
+    message = notification.digest_id or -notification.pk
+    return wait * random.Random(message).uniform(0.75, 1.0)
 
 
 def _tell_timeline(notification: Notification, provider_message_id: str, what: str) -> None:

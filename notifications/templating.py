@@ -194,6 +194,7 @@ def check(source: str) -> CompiledTemplate:
             for node in loop.nodelist_loop.get_nodes_by_type(Node):
                 in_loop[id(node)] = loop_variable
         for node in template.nodelist.get_nodes_by_type(Node):
+            _check_node(node, loop_variables=set(in_loop.values()))
             for variable in _variables_of(node):
                 names.add(
                     _checked(variable, line=node.token.lineno, loop_variable=in_loop.get(id(node)))
@@ -223,6 +224,25 @@ def _syntax_problem(error: TemplateSyntaxError) -> str:
     elif "Invalid filter" in message:
         message += f" (reminder templates have only: {', '.join(FILTERS)})"
     return f"Line {line}: {message}" if line else message
+
+
+def _check_node(node: Node, *, loop_variables: set[str]) -> None:
+    """What no value check sees: `{% firstof ... as policies %}` would put a text where the
+    loop expects the policies (a loop over its characters), and `{{ policies }}` would write
+    Python's own view of them; the list is for looping over and counting (|length)."""
+    line = node.token.lineno
+    alias = getattr(node, "asvar", None)
+    if alias and (alias in VARIABLES or alias in loop_variables or alias == "forloop"):
+        raise TemplateProblem(f"Line {line}: 'as {alias}' would hide the value {alias}.")
+    if isinstance(node, VariableNode):
+        expression = node.filter_expression
+        printed = isinstance(expression.var, Variable) and expression.var.lookups == ("policies",)
+        filters = [function.__name__ for function, _ in expression.filters]
+        if printed and filters[:1] != ["length"]:
+            raise TemplateProblem(
+                f"Line {line}: the policies are listed with {{% for policy in policies %}} "
+                "and counted with {{ policies|length }}; they are not written as they are."
+            )
 
 
 def _loop_variable(loop: defaulttags.ForNode) -> str:

@@ -54,8 +54,9 @@ def apply(event: TrackingEvent) -> DeliveryEvent | None:
     """Record the event and act on it. Returns None for a replay (nothing happens twice)."""
     notifications = _find_notifications(event)
     # A digest's reminders each record the event, under an id of their own: the provider's
-    # event id once per reminder, so that a replay is still told by it.
-    each = len(notifications) > 1
+    # event id once per reminder, so that a replay is still told by it (even by a reminder
+    # that went in the digest and is now its only member left).
+    each = bool(notifications) and (len(notifications) > 1 or event.digest_id is not None)
     try:
         with transaction.atomic():
             recorded = [

@@ -14,10 +14,7 @@ def content_for(template: MessageTemplate, language: str) -> WhatsAppContent | N
     """The approved content a customer reading `language` gets, by the same fallbacks as a
     template's words (policies.languages.closest), or None when the template has none in that
     language nor in the default one. Reads the prefetched contents, if any."""
-    contents = {
-        languages.canonical(content.language): content
-        for content in template.whatsapp_contents.all()
-    }
+    contents = languages.by_language(template.whatsapp_contents.all())
     return contents.get(languages.closest(language, contents))
 
 

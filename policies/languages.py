@@ -7,8 +7,10 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from babel import Locale, UnknownLocaleError
+from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import models
 
 MAX_LENGTH = 35  # BCP 47's practical limit for a language-script-region tag
 # Tags CLDR reads as a language that say nothing about one.
@@ -58,14 +60,21 @@ def validate_language(tag: str) -> None:
 
 def fallbacks(tag: str) -> list[str]:
     """The languages to write to someone who reads `tag`, best first: the tag itself, then
-    ever broader ones (zh-Hant-TW, zh-Hant, zh), then the site's default (LANGUAGE_CODE)."""
+    the broader ones it belongs to (zh-Hant-TW, zh-Hant, zh), then the site's default
+    (LANGUAGE_CODE)."""
     try:
-        parts = canonical(tag).split("-")
+        chain = [canonical(tag), *broader(tag)]
     except UnknownLanguage:
-        parts = []
-    chain = ["-".join(parts[:end]) for end in range(len(parts), 0, -1)]
+        chain = []
     default = canonical(settings.LANGUAGE_CODE)
     return chain + ([default] if default not in chain else [])
+
+
+def broader(tag: str) -> list[str]:
+    """The languages a tag belongs to, narrowest first: pt-BR → [pt]; zh-Hant-TW → [zh-Hant,
+    zh]."""
+    parts = canonical(tag).split("-")
+    return ["-".join(parts[:end]) for end in range(len(parts) - 1, 0, -1)]
 
 
 def closest(tag: str, available: Iterable[str]) -> str:
@@ -78,6 +87,19 @@ def closest(tag: str, available: Iterable[str]) -> str:
     return canonical(settings.LANGUAGE_CODE)
 
 
+def by_language(items: Iterable) -> dict:
+    """Items that have a `language` (translations, names, contents), by its canonical tag; one
+    stored in a form no longer known (Babel upgraded, a shell's insert) is left out, not an
+    error that would stop every reminder of its template."""
+    found = {}
+    for item in items:
+        try:
+            found[canonical(item.language)] = item
+        except UnknownLanguage:
+            continue
+    return found
+
+
 def site_language(tag: str) -> str:
     """The language of the site's own pages (LANGUAGES, those it has words for) for `tag`."""
     return closest(tag, (canonical(code) for code, _ in settings.LANGUAGES))
@@ -86,3 +108,32 @@ def site_language(tag: str) -> str:
 def babel_locale(tag: str) -> Locale:
     """Babel's locale for a tag `canonical` accepted (dates, numbers and plurals in it)."""
     return Locale.parse(canonical(tag), sep="-")
+
+
+class LanguageTagFormField(forms.CharField):
+    def to_python(self, value):
+        return tidied(super().to_python(value))
+
+
+class CanonicalLanguageField(models.CharField):
+    """A language a translation, a name or a content is written in, stored in its canonical
+    form (pt_br is pt-BR) by forms and full_clean alike: so that the unique language of each
+    row is checked as stored, and two spellings of one language are one language."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("max_length", MAX_LENGTH)
+        kwargs.setdefault("validators", [validate_language])
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self):
+        name, path, args, kwargs = super().deconstruct()
+        kwargs.pop("validators", None)
+        if kwargs.get("max_length") == MAX_LENGTH:
+            kwargs.pop("max_length")
+        return name, path, args, kwargs
+
+    def to_python(self, value):
+        return tidied(super().to_python(value)) if value else value
+
+    def formfield(self, **kwargs):
+        return super().formfield(**{"form_class": LanguageTagFormField, **kwargs})

@@ -1,3 +1,4 @@
+import string
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -17,15 +18,28 @@ RENEW_URL_FIELDS = ("policy_number", "agent_email", "product_line")
 
 
 def validate_renew_url(template: str) -> None:
+    """A link naming only {policy_number}, {agent_email} and {product_line}, as they are (no
+    format spec, conversion, attribute or index: `{agent_email:>9999}` would write megabytes)."""
+    problem = ValidationError(
+        "A renew link may name only {policy_number}, {agent_email} and {product_line}, each as "
+        "it is; write a literal brace as {{ or }}.",
+        code="invalid_renew_url",
+    )
     try:
-        filled = template.format(**dict.fromkeys(RENEW_URL_FIELDS, "x"))
-    except (KeyError, IndexError, ValueError, AttributeError):
-        raise ValidationError(
-            "A renew link may name only {policy_number}, {agent_email} and {product_line}; "
-            "write a literal brace as {{ or }}.",
-            code="invalid_renew_url",
-        ) from None
-    if urlsplit(filled).scheme not in ("https", "http", "mailto"):
+        fields = [
+            (name, spec, conversion)
+            for _, name, spec, conversion in string.Formatter().parse(template)
+            if name is not None
+        ]
+    except ValueError:
+        raise problem from None
+    if any(name not in RENEW_URL_FIELDS or spec or conversion for name, spec, conversion in fields):
+        raise problem
+    if urlsplit(template.format(**dict.fromkeys(RENEW_URL_FIELDS, "x"))).scheme not in (
+        "https",
+        "http",
+        "mailto",
+    ):
         raise ValidationError(
             "A renew link starts with https://, http:// or mailto:.", code="invalid_renew_url"
         )
@@ -137,18 +151,14 @@ class ProductLine(models.Model):
     def name_in(self, language: str) -> str:
         """The line's name for a reader of `language` (the same fallbacks as a template's
         words), or its code when it has none of them."""
-        names = {languages.canonical(name.language): name.name for name in self.names.all()}
-        for candidate in languages.fallbacks(language):
-            if candidate in names:
-                return names[candidate]
-        return self.code
+        names = languages.by_language(self.names.all())
+        chosen = languages.closest(language, names)
+        return names[chosen].name if chosen in names else self.code
 
 
 class ProductLineName(models.Model):
     product_line = models.ForeignKey(ProductLine, on_delete=models.CASCADE, related_name="names")
-    language = models.CharField(
-        max_length=languages.MAX_LENGTH,
-        validators=[languages.validate_language],
+    language = languages.CanonicalLanguageField(
         help_text="Any language tag, e.g. de, pt-BR.",
     )
     name = models.CharField(
@@ -165,9 +175,6 @@ class ProductLineName(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} [{self.language}]"
-
-    def clean(self):
-        self.language = languages.tidied(self.language)  # "pt_br" is stored pt-BR
 
 
 class PolicyStatus(models.TextChoices):
@@ -223,6 +230,10 @@ class Policy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.policy_number} ({self.product_line}, expires {self.expiry_date})"
+
+    def clean(self):
+        # As imports write it: the code names a ProductLine, and rules scope to it.
+        self.product_line = self.product_line.strip().lower()
 
 
 class ImportJobStatus(models.TextChoices):

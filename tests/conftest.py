@@ -9,6 +9,7 @@ from django.http import HttpRequest
 from django.test import Client
 
 from events import outbox
+from notifications import leases
 from tests.factories import make_agent
 
 
@@ -91,6 +92,13 @@ def test_client_login_brings_a_request(monkeypatch):
         return login(self, request=HttpRequest(), **credentials)
 
     monkeypatch.setattr(Client, "login", login_with_request)
+
+
+@pytest.fixture(autouse=True)
+def a_lease_of_its_own(monkeypatch):
+    """Each test's sends claim under a lease of their own: the process keeps its lease's id
+    from test to test, and a row an earlier test's connection may still hold is not renewed."""
+    monkeypatch.setattr(leases, "_lease", leases.ProcessLease())
 
 
 @pytest.fixture(autouse=True)

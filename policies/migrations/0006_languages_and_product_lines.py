@@ -13,8 +13,11 @@ def lines_of_existing_policies(apps, schema_editor):
     Policy = apps.get_model("policies", "Policy")
     ProductLine = apps.get_model("policies", "ProductLine")
     codes = Policy.objects.order_by().values_list("product_line", flat=True).distinct()
+    # Lines are lower case, as imports write codes; a policy typed "Auto" in the admin is
+    # named by the line "auto".
     ProductLine.objects.bulk_create(
-        [ProductLine(code=code) for code in codes if code], ignore_conflicts=True
+        [ProductLine(code=code) for code in {code.strip().lower() for code in codes} if code],
+        ignore_conflicts=True,
     )
 
 

@@ -173,3 +173,10 @@ def test_link_shortening_with_a_messaging_service_is_accepted(tmp_path):
         TWILIO_MESSAGING_SERVICE_SID=SERVICE,
         TWILIO_LINK_SHORTENING_DOMAIN="go.insurer.example",
     )
+
+
+def test_a_digest_channel_that_cannot_have_digests_is_named(tmp_path):
+    result = settings_in_fresh_process(tmp_path, DEBUG="1", DIGEST_CHANNELS="email,whatsapp")
+
+    assert result.returncode != 0
+    assert "DIGEST_CHANNELS may name email and sms, not whatsapp" in result.stderr

@@ -386,3 +386,25 @@ def test_a_channel_has_one_digest_template(customer):
         MessageTemplate.objects.create(
             name="another", channel="email", kind="digest", subject="s", body="b"
         )
+
+
+def test_a_customer_with_more_policies_due_than_a_digest_lists_gets_several_digests(
+    providers, customer, eager_tasks, settings
+):
+    settings.DIGEST_MAX_POLICIES = 2
+    policies_due_together(customer, 3)
+
+    daily_scan.apply(args=[timezone.localdate().isoformat()])
+
+    emails = sent(providers, "email")
+    assert sorted(len([n for n in NUMBERS if n in email.body]) for email in emails) == [1, 2]
+    members = Notification.objects.filter(channel="email")
+    assert {n.status for n in members} == {Status.SENT}
+    assert Digest.objects.count() == 1  # the one of two; a digest of one is a reminder
+
+
+def test_whatsapp_has_no_digest_template(db):
+    template = MessageTemplate(name="WA digest", channel="whatsapp", kind="digest", body="-")
+
+    with pytest.raises(ValidationError):
+        template.full_clean()

@@ -329,3 +329,33 @@ def test_german_french_and_brazilian_customers_read_the_seeded_reminders_in_thei
     message = rendering.preview(text, policy)
     assert message.body.startswith(sms.format(date=rendering.date_text(expiry, language)))
     assert sms_segments(message.body) <= 2
+
+
+def test_two_spellings_of_one_language_are_one_language_in_the_admin(admin_client):
+    data = {
+        "code": "boat",
+        "renew_url": "",
+        "names-TOTAL_FORMS": "2",
+        "names-INITIAL_FORMS": "0",
+        "names-MIN_NUM_FORMS": "0",
+        "names-MAX_NUM_FORMS": "1000",
+        "names-0-language": "pt-BR",
+        "names-0-name": "seguro náutico",
+        "names-1-language": "pt_br",
+        "names-1-name": "seguro de barco",
+    }
+
+    page = admin_client.post(reverse("admin:policies_productline_add"), data)
+
+    assert page.status_code == 200
+    assert "duplicate" in page.content.decode()
+    assert not ProductLine.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "link",
+    ["https://x.example/{agent_email:>9999}", "https://x.example/{policy_number.__class__}"],
+)
+def test_a_renew_link_may_not_format_its_values(db, link):
+    with pytest.raises(ValidationError):
+        ProductLine(code="home", renew_url=link).full_clean()

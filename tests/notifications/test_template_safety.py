@@ -3,6 +3,7 @@ password hash, no other customer, no other template, no debug dump, through the 
 its preview, its test send or the daily sends."""
 
 import datetime
+import re
 from datetime import timedelta
 
 import pytest
@@ -252,3 +253,21 @@ def test_a_test_email_carries_no_customers_links_nor_one_click_unsubscribe(
     assert "List-Unsubscribe" not in sent.message()
     assert preferences.token_for(policy.customer) not in sent.body
     assert "/preferences/preview/" in sent.body
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        (
+            "{% firstof customer.name as policies %}"
+            "{% for policy in policies %}{{ policy.policy_number }}{% endfor %}",
+            "'as policies' would hide the value policies",
+        ),
+        ("{% now 'Y' as policy %}{{ policy }}", "'as policy' would hide the value policy"),
+        ("{{ policies }}", "they are not written as they are"),
+        ('{{ policies|default:"none" }}', "they are not written as they are"),
+    ],
+)
+def test_a_digest_template_cannot_turn_its_list_into_something_else(source, problem):
+    with pytest.raises(templating.TemplateProblem, match=re.escape(problem)):
+        templating.check(source)

@@ -8,6 +8,7 @@ reconciled after a crash without a second message."""
 from datetime import date, timedelta
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from notifications.models import (
@@ -666,3 +667,18 @@ def test_an_admin_maps_a_whatsapp_template_to_its_approved_content(admin_client)
 
     assert page.status_code == 200
     assert CONTENT_EN in page.content.decode()
+
+
+def test_an_approved_content_must_name_its_policy(db):
+    template = MessageTemplate.objects.create(name="WA", channel="whatsapp", body="-")
+    content = WhatsAppContent(
+        template=template,
+        language="en",
+        content_sid=f"HX{1:032x}",
+        variables="{{ customer.name }}\n{{ expiry_date_text }}",
+    )
+
+    with pytest.raises(ValidationError, match=r"policy\.policy_number"):
+        content.full_clean()
+    content.variables += "\n{{ policy.policy_number }}"
+    content.full_clean()
