@@ -225,21 +225,25 @@ class TwilioSmsChannel:
         if not message.body:
             raise TransientSendError("no body to match Twilio's messages with")
         sent_body = _as_twilio_keeps(message.body)
-        found = []
-        try:
-            for sent in _client().messages.stream(to=message.to, limit=LOOKUP_LIMIT, page_size=50):
-                created = sent.date_created
-                if (created is None or created >= since) and sent_body.match(sent.body or ""):
-                    found.append(FoundMessage(sent.sid, created))
-        except TwilioException as error:  # a page that came back an error: "Unable to fetch page"
-            raise TransientSendError(
-                f"Twilio's message list failed: {_page_error(error)}"
-            ) from error
-        except urllib3.exceptions.HTTPError as error:
-            raise TransientSendError(
-                f"Twilio's message list unreachable: {error.__class__.__name__}"
-            ) from error
-        return found
+        return sent_to(message.to, since=since, matches=lambda body: bool(sent_body.match(body)))
+
+
+def sent_to(to: str, *, since: datetime, matches) -> list[FoundMessage]:
+    """Twilio's latest messages to `to` (at most LOOKUP_LIMIT) created since `since` whose body
+    `matches`; TransientSendError when Twilio cannot list them now."""
+    found = []
+    try:
+        for sent in _client().messages.stream(to=to, limit=LOOKUP_LIMIT, page_size=50):
+            created = sent.date_created
+            if (created is None or created >= since) and matches(sent.body or ""):
+                found.append(FoundMessage(sent.sid, created))
+    except TwilioException as error:  # a page that came back an error: "Unable to fetch page"
+        raise TransientSendError(f"Twilio's message list failed: {_page_error(error)}") from error
+    except urllib3.exceptions.HTTPError as error:
+        raise TransientSendError(
+            f"Twilio's message list unreachable: {error.__class__.__name__}"
+        ) from error
+    return found
 
 
 def _as_twilio_keeps(body: str) -> re.Pattern:

@@ -6,9 +6,7 @@ callback as an SMS's."""
 import json
 from datetime import datetime
 
-import urllib3
 from django.conf import settings
-from twilio.base.exceptions import TwilioException
 
 from notifications.channels.base import (
     FoundMessage,
@@ -17,9 +15,8 @@ from notifications.channels.base import (
     TransientSendError,
 )
 from notifications.channels.sms import (
-    LOOKUP_LIMIT,
     _client,
-    _page_error,
+    sent_to,
     status_callback_url,
     twilio_errors,
 )
@@ -69,23 +66,9 @@ class TwilioWhatsAppChannel:
         values = [value for value in message.content_variables.values() if value]
         if not values:
             raise TransientSendError("no content variables to match Twilio's messages with")
-        found = []
-        try:
-            for sent in _client().messages.stream(
-                to=address(message.to), limit=LOOKUP_LIMIT, page_size=50
-            ):
-                created = sent.date_created
-                if (created is None or created >= since) and _holds_in_order(sent.body, values):
-                    found.append(FoundMessage(sent.sid, created))
-        except TwilioException as error:  # a page that came back an error
-            raise TransientSendError(
-                f"Twilio's message list failed: {_page_error(error)}"
-            ) from error
-        except urllib3.exceptions.HTTPError as error:
-            raise TransientSendError(
-                f"Twilio's message list unreachable: {error.__class__.__name__}"
-            ) from error
-        return found
+        return sent_to(
+            address(message.to), since=since, matches=lambda body: _holds_in_order(body, values)
+        )
 
 
 def _holds_in_order(body: str | None, values: list[str]) -> bool:
