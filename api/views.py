@@ -19,7 +19,7 @@ from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import idempotent
 from api.problems import PROBLEM_CONTENT_TYPE, Problem
 from notifications import preferences, services
-from notifications.models import Channel, ConsentChange, NotificationStatus
+from notifications.models import Channel, ConsentChange, NotificationStatus, PolicyOutcome
 from policies import phones
 from policies.importers import (
     COLUMNS,
@@ -358,7 +358,10 @@ class PolicyChangeView(ApiView):
             raise Problem(404, f"No policy {policy_number!r}.")
         try:
             cancelled = services.change_policy(
-                policy=policy, to=self.change, new_expiry_date=new_expiry_date
+                policy=policy,
+                to=self.change,
+                new_expiry_date=new_expiry_date,
+                source=PolicyOutcome.Source.API,
             )
         except PolicyChangeError as error:
             raise Problem(422, str(error)) from None

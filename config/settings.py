@@ -339,6 +339,9 @@ REMINDER_RESEND_UNCONFIRMED_AFTER_MINUTES = env_int("REMINDER_RESEND_UNCONFIRMED
 # A send the provider cannot say anything about (its lookup failing) for this long fails, for
 # a person to check with the provider before retrying it.
 REMINDER_RECONCILE_FOR_HOURS = env_int("REMINDER_RECONCILE_FOR_HOURS", 24)
+# Days past its expiry an active policy that was not renewed stays active before the daily scan
+# marks it lapsed (0: the day after its expiry).
+POLICY_LAPSE_GRACE_DAYS = env_int("POLICY_LAPSE_GRACE_DAYS", 0)
 # How many notifications the fan-out marks queued and publishes per round trip.
 REMINDER_FANOUT_CHUNK = env_int("REMINDER_FANOUT_CHUNK", 1000)
 # Notifications per send_batch task, claimed, loaded and recorded together; and the threads

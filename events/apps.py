@@ -19,5 +19,6 @@ class EventsConfig(AppConfig):
         signals.notifications_moved.connect(receivers.notifications_moved, dispatch_uid="events")
         signals.consent_changed.connect(receivers.consent_changed, dispatch_uid="events")
         signals.email_undeliverable.connect(receivers.email_undeliverable, dispatch_uid="events")
+        signals.policies_lapsed.connect(receivers.policies_lapsed, dispatch_uid="events")
         for changed in (post_save, post_delete):
             changed.connect(outbox.forget_subscribers, sender=Subscription, dispatch_uid="events")

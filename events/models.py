@@ -23,6 +23,7 @@ class EventType(models.TextChoices):
     CUSTOMER_OPTED_OUT = "customer.opted_out", "A customer refused a channel"
     CUSTOMER_OPTED_IN = "customer.opted_in", "A customer accepted a channel again"
     POLICY_UNREACHABLE = "policy.unreachable", "No channel is left to remind a customer"
+    POLICY_LAPSED = "policy.lapsed", "A policy ran out without a renewal"
 
 
 def new_secret() -> str:

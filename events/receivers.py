@@ -84,6 +84,33 @@ def email_undeliverable(sender, *, customer_ids: list[int], **_signal_arguments)
     record_unreachable(customer_ids)
 
 
+def policies_lapsed(sender, *, policy_ids: list[int], **_signal_arguments) -> None:
+    """policy.lapsed, once per policy and the expiry it ran out at."""
+    if not outbox.subscribers(EventType.POLICY_LAPSED):
+        return
+    policies = Policy.objects.filter(pk__in=policy_ids).values_list(
+        "pk", "policy_number", "customer_id", "expiry_date"
+    )
+    now = timezone.now().isoformat()
+    outbox.record(
+        EventType.POLICY_LAPSED,
+        [
+            Change(
+                customer_id=customer_id,
+                data={
+                    "policy_id": pk,
+                    "policy_number": number,
+                    "customer_id": customer_id,
+                    "expiry_date": expiry_date.isoformat(),
+                    "occurred_at": now,
+                },
+                once_key=f"{pk}:{expiry_date.isoformat()}",
+            )
+            for pk, number, customer_id, expiry_date in policies.order_by("pk")
+        ],
+    )
+
+
 def record_unreachable(customer_ids: list[int]) -> None:
     """policy.unreachable, once per policy and expiry date: the customer just lost a channel
     (refused it, or their address bounced) and none is left (notifications.selectors.

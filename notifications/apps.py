@@ -8,7 +8,11 @@ class NotificationsConfig(AppConfig):
     def ready(self):
         from celery.signals import worker_init, worker_process_init
 
-        from notifications import dispatch, leases, webhooks  # noqa: F401 - webhooks: anymail's
+        # webhooks: connects anymail's tracking signal on import.
+        from notifications import dispatch, leases, outcomes, webhooks  # noqa: F401
+        from policies import signals
+
+        signals.policies_renewed.connect(outcomes.imported_renewals, dispatch_uid="outcomes")
 
         # Each worker process sends on threads of its own: the main process of a solo or
         # threads pool (worker_init), each child of a prefork pool (worker_process_init).

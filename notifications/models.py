@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.db.models.functions import Length
 from django.db.models.lookups import Exact
 
@@ -795,3 +795,70 @@ class CircuitBreaker(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_channel_display()} through {self.provider}: {self.state}"
+
+
+class PolicyOutcome(models.Model):
+    """How one term of a policy ended: renewed (by whom, how long before its expiry) or lapsed,
+    with the reminders about that expiry that went out before it, and the last one delivered
+    (the touch the renewal may owe to). The policy's timeline shows it among its reminders.
+    One per policy, term and kind: recording it again changes nothing. A lapsed policy renewed
+    late has both."""
+
+    class Kind(models.TextChoices):
+        RENEWED = "renewed", "Renewed"
+        LAPSED = "lapsed", "Lapsed"
+
+    class Source(models.TextChoices):
+        AGENT = "agent", "An agent, in the workspace"
+        API = "api", "The integration API"
+        IMPORT = "import", "A policy import"
+        SCAN = "scan", "The daily scan"
+
+    policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="outcomes")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    source = models.CharField(max_length=8, choices=Source.choices)
+    expiry_date = models.DateField(help_text="The expiry the term ran to.")
+    new_expiry_date = models.DateField(null=True, blank=True, help_text="Renewed: the new one.")
+    occurred_at = models.DateTimeField()
+    days_before_expiry = models.IntegerField(
+        help_text="From the day it happened to the expiry; negative: after the expiry."
+    )
+    reminders_sent = models.PositiveIntegerField(default=0)
+    reminders_delivered = models.PositiveIntegerField(default=0)
+    last_touch = models.ForeignKey(
+        Notification,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The last reminder delivered before it; none when none was.",
+    )
+    # Copied from the last touch: what a report reads stays when reminders are purged.
+    last_touch_channel = models.CharField(max_length=8, choices=Channel.choices, blank=True)
+    last_touch_lead_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_touch_template = models.ForeignKey(
+        MessageTemplate, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["policy", "expiry_date", "kind"], name="policy_outcome_once"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=["renewed", "lapsed"]), name="policy_outcome_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="renewed", new_expiry_date__gt=F("expiry_date"))
+                | Q(kind="lapsed", new_expiry_date__isnull=True),
+                name="policy_outcome_renewed_to_later",
+            ),
+            models.CheckConstraint(
+                condition=Q(reminders_delivered__lte=F("reminders_sent")),
+                name="policy_outcome_delivered_were_sent",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.policy.policy_number} {self.get_kind_display().lower()} ({self.expiry_date})"

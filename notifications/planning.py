@@ -73,11 +73,16 @@ def cancel_outdated(*, policy_id: int | None = None) -> int:
     return len(cancelled_outdated(policy_id=policy_id))
 
 
-def cancelled_outdated(*, policy_id: int | None = None) -> list[int]:
-    """`cancel_outdated`, returning the ids of the reminders it cancelled."""
+def cancelled_outdated(
+    *, policy_id: int | None = None, policy_ids: list[int] | None = None
+) -> list[int]:
+    """`cancel_outdated`, returning the ids of the reminders it cancelled; with `policy_ids`,
+    only those policies' (a batch of lapses)."""
     waiting = Notification.objects.filter(status__in=lifecycle.WAITING)
     if policy_id is not None:
         waiting = waiting.filter(policy_id=policy_id)
+    if policy_ids is not None:
+        waiting = waiting.filter(policy_id__in=policy_ids)
     inactive = waiting.exclude(policy__status=Policy.Status.ACTIVE)
     moved = waiting.exclude(expiry_date=F("policy__expiry_date"))
     return lifecycle.move_returning_ids(

@@ -11,13 +11,14 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from notifications import dispatch, lifecycle, planning, retries
-from notifications.models import Notification
+from notifications import dispatch, lifecycle, outcomes, planning, retries
+from notifications.models import Notification, PolicyOutcome
 from notifications.tasks import send_batch
 from policies.models import Policy
 from policies.services import mark_cancelled, mark_lapsed, mark_renewed
 
 Status = Notification.Status
+Source = PolicyOutcome.Source
 
 
 class RetryError(Exception):
@@ -142,27 +143,38 @@ def _requeue(notification_ids: list[int]) -> int:
 
 
 @transaction.atomic
-def renew_policy(*, policy: Policy, new_expiry_date: date) -> int:
+def renew_policy(*, policy: Policy, new_expiry_date: date, source: str = Source.AGENT) -> int:
     """The customer renewed (policies.services.mark_renewed, which raises RenewalError for a
     renewal the policy cannot take), and the reminders about the old expiry that were not sent
     yet are cancelled by planning's own rule; the next daily scan plans the new term's. Returns
     how many reminders were cancelled."""
-    return len(change_policy(policy=policy, to="renewed", new_expiry_date=new_expiry_date))
+    return len(
+        change_policy(policy=policy, to="renewed", new_expiry_date=new_expiry_date, source=source)
+    )
 
 
 @transaction.atomic
 def change_policy(
-    *, policy: Policy, to: str, new_expiry_date: date | None = None
+    *, policy: Policy, to: str, new_expiry_date: date | None = None, source: str = Source.AGENT
 ) -> list[Notification]:
     """Renew ("renewed"), cancel ("cancelled") or lapse ("lapsed") the policy
     (policies.services, which raises PolicyChangeError for a change it cannot take) and cancel,
-    in the same transaction, the reminders it makes outdated (planning's own rule). Returns
-    those reminders, cancelled."""
+    in the same transaction, the reminders it makes outdated (planning's own rule). A renewal
+    or a lapse records the term's outcome (notifications.outcomes), told by `source`. Returns
+    the reminders cancelled."""
+    # Locked first: the expiry the term ran to is the one the change replaces.
+    old_expiry = (
+        Policy.objects.select_for_update().values_list("expiry_date", flat=True).get(pk=policy.pk)
+    )
     if to == "renewed":
         changed = mark_renewed(policy=policy, new_expiry_date=new_expiry_date)
+        term = outcomes.Term(changed.pk, old_expiry, changed.expiry_date)
+        outcomes.record([term], kind=outcomes.Kind.RENEWED, source=source)
     elif to == "cancelled":
         changed = mark_cancelled(policy=policy)
     else:
         changed = mark_lapsed(policy=policy)
     cancelled = planning.cancelled_outdated(policy_id=changed.pk)
+    if to == "lapsed":
+        outcomes.lapsed([outcomes.Term(changed.pk, old_expiry)], source=source)
     return list(Notification.objects.filter(pk__in=cancelled).order_by("due_on", "pk"))

@@ -21,7 +21,7 @@ reconciled = Signal()
 # ("accepted"; "refused": a missing or wrong signature or credentials; "invalid").
 webhook_received = Signal()
 
-# The three below are sent inside the transaction of the change they announce, with
+# The four below are sent inside the transaction of the change they announce, with
 # Signal.send, not `tell`: a receiver that fails rolls the change back, so that whatever a
 # receiver records (events' outbox) commits exactly when the change does.
 
@@ -32,6 +32,9 @@ notifications_moved = Signal()
 # whose consent changed), channel, accepted (True: opted in), source (ConsentChange.Source),
 # changed_by (who, where the source says: an API key's name).
 consent_changed = Signal()
+
+# Active policies lapsed (outcomes: the daily scan past their expiry, or the API): policy_ids.
+policies_lapsed = Signal()
 
 # Customers' email address bounced, and is undeliverable from now (tracking): customer_ids.
 email_undeliverable = Signal()

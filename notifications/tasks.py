@@ -6,19 +6,23 @@ from celery import shared_task
 from celery.utils.log import get_task_logger
 from django.utils import timezone
 
-from notifications import dispatch, planning, recovery, reports
+from notifications import dispatch, outcomes, planning, recovery, reports
 
 logger = get_task_logger(__name__)
 
 
 @shared_task
 def daily_scan(run_date: str | None = None) -> dict:
-    """Plan the reminders due on run_date (default: today in TIME_ZONE), then fan them out."""
+    """Plan the reminders due on run_date (default: today in TIME_ZONE), fan them out, and
+    mark lapsed the policies whose expiry and grace period passed without a renewal."""
     day = date.fromisoformat(run_date) if run_date else timezone.localdate()
     run = planning.plan_due(run_date=day)  # committed before any task is sent for it
+    lapsed = outcomes.lapse_expired(run_date=day)
     run.enqueued = fan_out()
     run.save(update_fields=["enqueued"])
-    logger.info("scan %s: %s planned, %s enqueued", day, run.planned, run.enqueued)
+    logger.info(
+        "scan %s: %s planned, %s enqueued, %s lapsed", day, run.planned, run.enqueued, lapsed
+    )
     return {
         "run_id": run.pk,
         "run_date": day.isoformat(),
@@ -26,6 +30,7 @@ def daily_scan(run_date: str | None = None) -> dict:
         "skipped": run.skipped,
         "cancelled": run.cancelled,
         "enqueued": run.enqueued,
+        "lapsed": lapsed,
     }
 
 

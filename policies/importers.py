@@ -37,7 +37,7 @@ from django.core.validators import EmailValidator, validate_email
 from django.db import DataError, IntegrityError, models, transaction
 from django.utils import timezone
 
-from policies import import_store, languages, phones, services
+from policies import import_store, languages, phones, services, signals
 from policies.models import Agent, Customer, Policy, ProductLine
 
 COLUMNS = (
@@ -61,6 +61,7 @@ CUSTOMER_FIELDS = ("name", "phone", "timezone", "language")
 POLICY_NUMBER = COLUMNS.index("policy_number")
 POLICY_STATUSES = tuple(Policy.Status.values)
 AGENT_AT = POLICY_FIELDS.index("agent_id")
+EXPIRY_AT = POLICY_FIELDS.index("expiry_date")
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 ProgressCallback = Callable[[int, int], None]
@@ -690,6 +691,7 @@ def _upsert(
         Policy, "policy_number", [row.policy_number for row in rows], POLICY_FIELDS
     )
     new, changed, refused = [], [], []
+    stored_by_pk: dict[int, tuple] = {}
     outcomes: dict[int, str] = {}
     for row in rows:
         values = row.policy_values(customer_ids[row.customer_email])
@@ -704,10 +706,19 @@ def _upsert(
         elif current[1] != values:
             outcomes[row.line] = RowOutcome.UPDATED
             changed.append((current[0], *values))
+            stored_by_pk[current[0]] = current[1]
         else:
             outcomes[row.line] = RowOutcome.UNCHANGED
     store.insert(Policy, ("policy_number", *POLICY_FIELDS), new, key="policy_number", now=now)
     store.update(Policy, POLICY_FIELDS, changed, now=now)
+    # A later expiry is a renewal; an earlier one, a correction.
+    renewals = [
+        (pk, stored_by_pk[pk][EXPIRY_AT], values[EXPIRY_AT])
+        for pk, *values in changed
+        if values[EXPIRY_AT] > stored_by_pk[pk][EXPIRY_AT]
+    ]
+    if renewals:
+        signals.policies_renewed.send(__name__, renewals=renewals)
     # A code seen for the first time gets its line, for an admin to name; unchanged rows'
     # lines were added when they were written.
     written = {

@@ -114,6 +114,7 @@ def policy_detail(request, book, policy_id: int):
             "book": book,
             "policy": policy,
             "timeline": selectors.policy_timeline(policy),
+            "outcomes": policy.outcomes.select_related("last_touch_template"),
             "renew_form": RenewForm(),
         },
     )

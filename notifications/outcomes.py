@@ -1,0 +1,132 @@
+"""How a policy's term ends, recorded once per term: a renewal (the agent's button, the API, an
+import with a later expiry) or a lapse (the daily scan, once the expiry and the grace period
+passed, or the API). Each outcome keeps the reminders that went out about that expiry before
+it, and the last one delivered: what renewal rates by channel, lead time and template read."""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from notifications import planning, signals
+from notifications.models import Notification, PolicyOutcome, ReminderRule
+from policies.models import Policy
+
+Kind = PolicyOutcome.Kind
+Source = PolicyOutcome.Source
+# Policies lapsed per transaction: each batch's lock on its rows is short.
+LAPSE_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Term:
+    """A term that just ended: which policy, the expiry it ran to, and its new one if renewed."""
+
+    policy_id: int
+    expiry_date: date
+    new_expiry_date: date | None = None
+
+
+def record(terms: Iterable[Term], *, kind: str, source: str, at: datetime | None = None) -> None:
+    """Write the outcome of each term, ended at `at` (now), with its reminders' counts and last
+    delivered touch; a term recorded before is left as it was."""
+    terms = list(terms)
+    if not terms:
+        return
+    at = at or timezone.now()
+    day = timezone.localdate(at)
+    touches = _touches(terms, before=at)
+    outcomes = []
+    for term in terms:
+        sent, delivered, last = touches.get((term.policy_id, term.expiry_date), (0, 0, None))
+        outcomes.append(
+            PolicyOutcome(
+                policy_id=term.policy_id,
+                kind=kind,
+                source=source,
+                expiry_date=term.expiry_date,
+                new_expiry_date=term.new_expiry_date,
+                occurred_at=at,
+                days_before_expiry=(term.expiry_date - day).days,
+                reminders_sent=sent,
+                reminders_delivered=delivered,
+                last_touch=last,
+                last_touch_channel=last.channel if last else "",
+                last_touch_lead_days=last.lead_days if last else None,
+                last_touch_template=last.rule.template_for(last.channel) if last else None,
+            )
+        )
+    PolicyOutcome.objects.bulk_create(outcomes, ignore_conflicts=True)
+
+
+def _touches(
+    terms: list[Term], *, before: datetime
+) -> dict[tuple[int, date], tuple[int, int, Notification | None]]:
+    """Per (policy, expiry): the reminders about that expiry sent before `before`, those of
+    them delivered before it, and the last delivered. One query for all the terms."""
+    wanted = {(term.policy_id, term.expiry_date) for term in terms}
+    sent = Notification.objects.filter(
+        policy_id__in={term.policy_id for term in terms}, sent_at__lte=before
+    ).only("policy_id", "expiry_date", "channel", "lead_days", "rule_id", "delivered_at")
+    found: dict[tuple[int, date], tuple[int, int, Notification | None]] = {}
+    for reminder in sent:
+        key = (reminder.policy_id, reminder.expiry_date)
+        if key not in wanted:
+            continue
+        count, delivered, last = found.get(key, (0, 0, None))
+        if reminder.delivered_at is not None and reminder.delivered_at <= before:
+            delivered += 1
+            if last is None or (reminder.delivered_at, reminder.pk) > (last.delivered_at, last.pk):
+                last = reminder
+        found[key] = (count + 1, delivered, last)
+    rules = ReminderRule.objects.select_related("template", "fallback_template").in_bulk(
+        {last.rule_id for _, _, last in found.values() if last}
+    )
+    for _, _, last in found.values():
+        if last:
+            last.rule = rules[last.rule_id]
+    return found
+
+
+def lapse_expired(*, run_date: date) -> int:
+    """Mark lapsed every active policy whose expiry passed more than POLICY_LAPSE_GRACE_DAYS
+    before `run_date`, a batch per transaction: its waiting reminders cancelled (planning's own
+    rule), its outcome recorded and `policies_lapsed` sent (events' policy.lapsed), all with
+    the change. Run again, it finds nothing. Returns how many lapsed."""
+    cutoff = run_date - timedelta(days=settings.POLICY_LAPSE_GRACE_DAYS)
+    # The scan's own index (policy_active_expiry): active, by expiry date.
+    expired = Policy.objects.filter(status=Policy.Status.ACTIVE, expiry_date__lt=cutoff)
+    count = 0
+    while True:
+        with transaction.atomic():
+            rows = list(
+                expired.order_by("pk")
+                .select_for_update(skip_locked=True)
+                .values_list("pk", "expiry_date")[:LAPSE_BATCH]
+            )
+            if not rows:
+                return count
+            ids = [pk for pk, _ in rows]
+            Policy.objects.filter(pk__in=ids).update(
+                status=Policy.Status.LAPSED, updated_at=timezone.now()
+            )
+            planning.cancelled_outdated(policy_ids=ids)
+            lapsed([Term(pk, expiry) for pk, expiry in rows], source=Source.SCAN)
+            count += len(ids)
+
+
+def lapsed(terms: list[Term], *, source: str) -> None:
+    """What a lapse records, in its transaction: the terms' outcomes, and `policies_lapsed`
+    (Signal.send: a receiver that fails rolls the lapse back, so its event commits with it)."""
+    record(terms, kind=Kind.LAPSED, source=source)
+    signals.policies_lapsed.send(__name__, policy_ids=[term.policy_id for term in terms])
+
+
+def imported_renewals(sender, *, renewals: list[tuple[int, date, date]], **_arguments) -> None:
+    """policies.signals.policies_renewed: an import moved these policies' expiry later."""
+    record(
+        [Term(pk, old, new) for pk, old, new in renewals], kind=Kind.RENEWED, source=Source.IMPORT
+    )
