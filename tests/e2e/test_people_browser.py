@@ -90,8 +90,10 @@ def test_an_agent_sees_only_their_notices_filters_them_and_renews_a_policy(
     page.fill("#id_new_expiry_date", renewed_to.isoformat())
     page.click("#renew-submit")
     page.wait_for_selector(f"#policy-expiry:text('{renewed_to.isoformat()}')")
-    statuses = {item["notification"]: item["status"] for item in rows(page, ".timeline-item")}
+    timeline = rows(page, "#timeline .timeline-item[data-notification]")
+    statuses = {item["notification"]: item["status"] for item in timeline}
     assert {statuses[pk] for pk in pending} == {Status.CANCELLED}
+    assert "Renewed to " + renewed_to.isoformat() in page.text_content("#outcomes")
 
     page.goto(f"{live_server.url}/")
     assert {row["policy"] for row in rows(page)} == {"AUTO-1"}  # HOME-2's reminders are gone
