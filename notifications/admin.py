@@ -20,6 +20,7 @@ from notifications.models import (
     InboundMessage,
     MessageTemplate,
     Notification,
+    PolicyOutcome,
     ReminderRule,
     ReminderRun,
     TemplateTranslation,
@@ -359,6 +360,28 @@ class DigestAdmin(ReadOnlyAdmin):
     list_filter = ["channel"]
     search_fields = ["to", "provider_message_id", "notifications__policy__policy_number"]
     date_hierarchy = "created_at"
+
+
+@admin.register(PolicyOutcome)
+class PolicyOutcomeAdmin(ReadOnlyAdmin):
+    """How each term ended (renewed or lapsed), with the reminders before it and the last one
+    delivered: written by the engine, read here."""
+
+    list_display = [
+        "policy",
+        "kind",
+        "source",
+        "expiry_date",
+        "new_expiry_date",
+        "days_before_expiry",
+        "reminders_delivered",
+        "last_touch_channel",
+        "last_touch_lead_days",
+    ]
+    list_filter = ["kind", "source", "last_touch_channel"]
+    search_fields = ["policy__policy_number"]
+    list_select_related = ["policy"]
+    date_hierarchy = "occurred_at"
 
 
 @admin.register(ReminderRun)

@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from notifications import dispatch, lifecycle, outcomes, planning, retries
-from notifications.models import Notification, PolicyOutcome
+from notifications.models import Channel, Notification, PolicyOutcome
 from notifications.tasks import send_batch
 from policies.models import Policy
 from policies.services import mark_cancelled, mark_lapsed, mark_renewed
@@ -28,6 +28,15 @@ class RetryError(Exception):
 # Notifications an outage retry checks, moves and publishes at a time.
 RETRY_CHUNK = 1000
 NO_LONGER_FAILED = "Only a failed notice can be retried; this one is no longer failed."
+
+
+# A message on each channel, in a sentence.
+MESSAGE = {Channel.EMAIL: "email", Channel.SMS: "SMS", Channel.WHATSAPP: "WhatsApp message"}
+A_MESSAGE = {
+    Channel.EMAIL: "An email",
+    Channel.SMS: "An SMS",
+    Channel.WHATSAPP: "A WhatsApp message",
+}
 
 
 def retry_failed(*, notification: Notification) -> None:
@@ -95,9 +104,11 @@ def why_not_retry(notifications: list[Notification]) -> dict[int, str]:
     longer be sent (notifications.dispatch.why_not_send) or is no longer useful
     (notifications.retries)."""
     useless = retries.no_longer_useful(notifications, today=timezone.localdate())
-    replaced = set(
+    # The channel each failed reminder's stand-in went by (an email for an SMS; an SMS or an
+    # email for a WhatsApp message).
+    replaced = dict(
         Notification.objects.filter(fallback_for__in=notifications).values_list(
-            "fallback_for", flat=True
+            "fallback_for", "channel"
         )
     )
     refusals = {}
@@ -106,7 +117,8 @@ def why_not_retry(notifications: list[Notification]) -> dict[int, str]:
             refusals[notification.pk] = NO_LONGER_FAILED
         elif notification.pk in replaced:
             refusals[notification.pk] = (
-                "An email was sent in place of this SMS; a retry would remind the customer twice."
+                f"{A_MESSAGE[replaced[notification.pk]]} was sent in place of this "
+                f"{MESSAGE[notification.channel]}; a retry would remind the customer twice."
             )
         elif reason := dispatch.why_not_send(notification) or useless.get(notification.pk):
             refusals[notification.pk] = f"This notice cannot be sent any more: {reason}."

@@ -79,6 +79,8 @@ def staff_roles(db):
     integration.grant_integration_permissions(django_apps, schema_editor=None)
     lines = importlib.import_module("notifications.migrations.0019_product_line_roles")
     lines.grant_product_line_permissions(django_apps, schema_editor=None)
+    outcomes = importlib.import_module("notifications.migrations.0029_outcome_roles")
+    outcomes.grant_outcome_permissions(django_apps, schema_editor=None)
     return module.ROLES
 
 

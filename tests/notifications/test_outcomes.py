@@ -19,6 +19,7 @@ from tests.factories import (
     make_customer,
     make_notification,
     make_policy,
+    make_staff,
     make_subscription,
     rule_for,
 )
@@ -200,3 +201,22 @@ def test_a_renewal_with_no_delivered_reminder_records_no_touch(client, agent):
     assert (outcome.reminders_sent, outcome.reminders_delivered) == (0, 0)
     assert outcome.last_touch is None
     assert (outcome.last_touch_channel, outcome.last_touch_template) == ("", None)
+
+
+def test_support_reads_the_outcomes_in_the_admin(client, agent, staff_roles):
+    policy = a_policy(agent, expiry_date=TODAY - timedelta(days=1))
+    scan(TODAY)
+    support = make_staff("sam", roles=["Support (read-only)"], password="s3cret-pass-9")
+    client.force_login(support)
+
+    page = client.get(reverse("admin:notifications_policyoutcome_changelist"))
+
+    assert page.status_code == 200
+    assert policy.policy_number in page.content.decode()
+    outcome = policy.outcomes.get()
+    change = client.post(
+        reverse("admin:notifications_policyoutcome_change", args=[outcome.pk]), {"kind": "renewed"}
+    )
+    assert change.status_code == 403
+    outcome.refresh_from_db()
+    assert outcome.kind == "lapsed"

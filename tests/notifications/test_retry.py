@@ -16,7 +16,14 @@ from notifications.channels.outbox import OutboxSmsChannel
 from notifications.models import Notification, ReminderRule
 from notifications.services import RetryError, renew_policy, retry_failed, retry_outage
 from policies.models import Customer
-from tests.factories import make_agent, make_customer, make_policy, make_rule, make_staff
+from tests.factories import (
+    make_agent,
+    make_customer,
+    make_notification,
+    make_policy,
+    make_rule,
+    make_staff,
+)
 from tests.fake_provider import ALL
 from tests.notifications.conftest import retry_for_hours
 from workspace.selectors import NoticeFilters, book_of, pending_notices
@@ -84,6 +91,27 @@ def test_a_retry_by_hand_starts_a_fresh_budget_of_automatic_retries(
     assert failed_sms.last_error == "attempt 1 failed: provider timed out"
     assert timezone.now() - failed_sms.failing_since < timedelta(minutes=1)
     assert not failed_sms.failed_transiently
+
+
+@pytest.mark.parametrize(
+    ("stand_in", "said"),
+    [
+        ("sms", "An SMS was sent in place of this WhatsApp message"),
+        ("email", "An email was sent in place of this WhatsApp message"),
+    ],
+)
+def test_a_failed_whatsapp_message_whose_stand_in_went_is_not_retried(db, stand_in, said):
+    customer = make_customer("wa@mail.example", phone="+14155550100", whatsapp_consent=True)
+    policy = make_policy(
+        "W-7", customer=customer, agent=make_agent(), expiry_date=TODAY + timedelta(7)
+    )
+    failed = make_notification(policy, channel="whatsapp", lead_days=7, status=Status.FAILED)
+    make_notification(
+        policy, channel=stand_in, lead_days=7, status=Status.SENT, fallback_for=failed
+    )
+
+    with pytest.raises(RetryError, match=said):
+        retry_failed(notification=failed)
 
 
 def test_a_failed_sms_whose_email_went_in_its_place_is_not_retried(failed_sms):
