@@ -88,27 +88,7 @@ def policies_lapsed(sender, *, policy_ids: list[int], **_signal_arguments) -> No
     """policy.lapsed, once per policy and the expiry it ran out at."""
     if not outbox.subscribers(EventType.POLICY_LAPSED):
         return
-    policies = Policy.objects.filter(pk__in=policy_ids).values_list(
-        "pk", "policy_number", "customer_id", "expiry_date"
-    )
-    now = timezone.now().isoformat()
-    outbox.record(
-        EventType.POLICY_LAPSED,
-        [
-            Change(
-                customer_id=customer_id,
-                data={
-                    "policy_id": pk,
-                    "policy_number": number,
-                    "customer_id": customer_id,
-                    "expiry_date": expiry_date.isoformat(),
-                    "occurred_at": now,
-                },
-                once_key=f"{pk}:{expiry_date.isoformat()}",
-            )
-            for pk, number, customer_id, expiry_date in policies.order_by("pk")
-        ],
-    )
+    _record_per_policy(EventType.POLICY_LAPSED, Policy.objects.filter(pk__in=policy_ids))
 
 
 def record_unreachable(customer_ids: list[int]) -> None:
@@ -122,10 +102,15 @@ def record_unreachable(customer_ids: list[int]) -> None:
         customer__in=unreachable_customers().filter(pk__in=customer_ids),
         status=Policy.Status.ACTIVE,
         expiry_date__gte=today,
-    ).values_list("pk", "policy_number", "customer_id", "expiry_date")
+    )
+    _record_per_policy(EventType.POLICY_UNREACHABLE, policies)
+
+
+def _record_per_policy(event_type: str, policies) -> None:
+    """One `event_type` event per policy and the expiry date it is about, never twice."""
     now = timezone.now().isoformat()
     outbox.record(
-        EventType.POLICY_UNREACHABLE,
+        event_type,
         [
             Change(
                 customer_id=customer_id,
@@ -138,7 +123,9 @@ def record_unreachable(customer_ids: list[int]) -> None:
                 },
                 once_key=f"{pk}:{expiry_date.isoformat()}",
             )
-            for pk, number, customer_id, expiry_date in policies.order_by("pk")
+            for pk, number, customer_id, expiry_date in policies.order_by("pk").values_list(
+                "pk", "policy_number", "customer_id", "expiry_date"
+            )
         ],
     )
 
