@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.db.models.functions import TruncWeek
 
+from notifications import retention as retention_figures
 from notifications.models import PENDING_FOR_AGENTS, DeliveryEvent, Notification
 from policies.models import Agent, Policy
 
@@ -19,6 +20,8 @@ OUTCOMES = {
     "failed": (Status.FAILED, Status.BOUNCED),
 }
 UPCOMING_DAYS = 90
+# Days of expiries the dashboard's retention figures may cover; the second is the default.
+RETENTION_PERIODS = (30, 90, 365)
 PAGE_SIZE = 50
 
 
@@ -311,3 +314,10 @@ def dashboard(book: Book, *, today: date, weeks_back: int = 8, weeks_ahead: int 
 def _as_date(value) -> date:
     # TruncWeek of a DateField is a date on PostgreSQL, a datetime on some backends.
     return value.date() if hasattr(value, "date") else value
+
+
+def retention(book: Book, *, today: date, days: int) -> retention_figures.Retention:
+    """The renewal rates of the book's terms that expired in the `days` days before today;
+    over every book, with the by-agent table."""
+    start, end = retention_figures.period_ending(today - timedelta(days=1), days=days)
+    return retention_figures.figures(start=start, end=end, agent=book.agent)
