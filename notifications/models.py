@@ -867,12 +867,14 @@ class PolicyOutcome(models.Model):
         "policies.Agent", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     product_line = models.CharField(max_length=64, blank=True)
+    # When the row was written (occurred_at may be earlier): what retention.refresh recounts.
+    recorded_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
         indexes = [
             # retention.refresh: the expiry days to count again, and each day's outcomes.
-            models.Index(fields=["occurred_at"], name="policy_outcome_occurred"),
+            models.Index(fields=["recorded_at"], name="policy_outcome_recorded"),
             models.Index(fields=["expiry_date"], name="policy_outcome_expiry"),
         ]
         constraints = [

@@ -32,7 +32,7 @@ from policies.models import Agent, Policy
 Dimension = RetentionDay.Dimension
 Kind = PolicyOutcome.Kind
 FEW = 20
-# Outcomes are written in transactions that may commit a while after their occurred_at: each
+# Outcomes are written in transactions that may commit a while after their recorded_at: each
 # refresh also recounts the days touched in this much time before the last one.
 REFRESH_OVERLAP = timedelta(days=1)
 # Expiry days recounted per round: a first refresh of a large book holds one batch in memory.
@@ -59,7 +59,7 @@ def refresh(*, days: Iterable[date] | None = None, now: datetime | None = None) 
         last = RetentionDay.objects.aggregate(last=Max("computed_at"))["last"]
         outcomes = PolicyOutcome.objects.all()
         if last is not None:
-            outcomes = outcomes.filter(occurred_at__gte=last - REFRESH_OVERLAP)
+            outcomes = outcomes.filter(recorded_at__gte=last - REFRESH_OVERLAP)
         days = outcomes.order_by().values_list("expiry_date", flat=True).distinct()
     days = sorted(set(days))
     for start in range(0, len(days), DAYS_PER_BATCH):
