@@ -82,6 +82,7 @@ def test_an_unknown_period_shows_the_default_with_a_plain_message(client, books,
 
     assert 'id="retention-period-error"' in page
     assert "showing the last 90 days of expiries instead" in page
+    assert '<option value="90" selected>' in page
     assert f"from {(TODAY - timedelta(days=90)).isoformat()}" in page
 
 
