@@ -278,7 +278,8 @@ def copy_outcome_book(count: int, *, agent_ids: list[int], today: date) -> dict[
                     "attempts": 0 if status == "planned" else 1,
                     "sent_at": sent_at,
                     "delivered_at": delivered_at,
-                    "provider_message_id": f"r-{pk}" if sent_at else "",
+                    # Zero-padded: its index grows at one end (a random insert reads a page each).
+                    "provider_message_id": f"r-{pk:09d}" if sent_at else "",
                 }
 
     def outcomes():
@@ -334,6 +335,7 @@ def _outcome_row(pk, n, term, kind, days_before, occurred_at, rules, agent_id) -
         "expiry_date": term.expiry_date,
         "new_expiry_date": term.expiry_date + timedelta(days=365) if kind == "renewed" else None,
         "occurred_at": occurred_at,
+        "recorded_at": occurred_at,
         "days_before_expiry": days_before,
         "reminders_sent": len(sent),
         "reminders_delivered": len(delivered),
