@@ -31,6 +31,7 @@ django.setup()
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.core.management import call_command
 from django.db import connection
 from django.db.models import Count, Q
 from django.test import Client
@@ -64,6 +65,13 @@ def seed_book(*, policies: int) -> Seeded:
     manager = get_user_model().objects.create_user("bench-manager", "manager@agency.example")
     manager.user_permissions.add(Permission.objects.get(codename="view_all_books"))
     return Seeded(today, Agent.objects.select_related("user").get(pk=agent_ids[0]), manager)
+
+
+def seeded_before() -> Seeded:
+    """The Seeded context of a database an earlier run kept."""
+    agent = Agent.objects.select_related("user").get(user__username="agent0")
+    manager = get_user_model().objects.get(username="bench-manager")
+    return Seeded(timezone.localdate(), agent, manager)
 
 
 # More rows for pages added later: each gets the Seeded context once the book is seeded.
@@ -127,6 +135,9 @@ def main() -> None:
         "--fail-over-ms", type=float, default=0, help="exit 1 if a page's p95 is over this"
     )
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument(
+        "--reuse", action="store_true", help="time again a database --keep kept (migrated first)"
+    )
     parser.add_argument("--smoke", action="store_true", help="a few thousand rows, seconds")
     args = parser.parse_args()
     if args.smoke:
@@ -136,14 +147,21 @@ def main() -> None:
     setup_test_environment()  # the test Client's host, "testserver", is allowed
     # A database of its own: other benchmarks may be running on the same server.
     connection.settings_dict["TEST"]["NAME"] = connection.settings_dict["NAME"] + "_reports"
-    connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    if args.reuse:
+        args.keep = True
+        connection.settings_dict["NAME"] = connection.settings_dict["TEST"]["NAME"]
+        call_command("migrate", verbosity=0)
+        seeded = seeded_before()
+    else:
+        connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
-        started = time.perf_counter()
-        seeded = seed_book(policies=args.policies)
-        for seeder in SEEDERS:
-            seeder(seeded)
-        print(f"seeding took {time.perf_counter() - started:.1f} s")
-        count_figures(seeded.today)
+        if not args.reuse:
+            started = time.perf_counter()
+            seeded = seed_book(policies=args.policies)
+            for seeder in SEEDERS:
+                seeder(seeded)
+            print(f"seeding took {time.perf_counter() - started:.1f} s")
+            count_figures(seeded.today)
         clients = {"agent": Client(), "manager": Client()}
         clients["agent"].force_login(seeded.agent.user)
         clients["manager"].force_login(seeded.manager)
