@@ -253,7 +253,8 @@ def copy_outcome_book(count: int, *, agent_ids: list[int], today: date) -> dict[
                 "customer_id": n,
                 "agent_id": _book_agent(n, agent_ids),
                 "start_date": term.expiry_date - timedelta(days=365),
-                "expiry_date": term.expiry_date + timedelta(days=365 if renewed else 0),
+                # A renewed policy's next term is still to come (the scan would have lapsed it).
+                "expiry_date": today + timedelta(days=1 + n % 365) if renewed else term.expiry_date,
                 "status": "lapsed" if term.ending == "lapsed" else "active",
             }
 
