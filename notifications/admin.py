@@ -11,15 +11,15 @@ from django.utils import timezone
 
 from notifications import circuit, preferences, previews, services
 from notifications.models import (
+    CallListEmail,
+    CallListRule,
+    CallOutcome,
     Channel,
     CircuitBreaker,
     ConsentChange,
     DeliveryEvent,
     Digest,
     HousekeepingRun,
-    CallListEmail,
-    CallListRule,
-    CallOutcome,
     InboundMessage,
     MessageTemplate,
     Notification,
