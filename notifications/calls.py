@@ -11,7 +11,7 @@ from functools import partial
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import BooleanField, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery
 from django.urls import reverse
 from django.utils import timezone
 
@@ -19,7 +19,7 @@ from notifications import claimed_emails, planning, reach
 from notifications.channels.outbox import CALL_LIST_HEADER, CALL_LIST_METADATA
 from notifications.explanations import explain_error
 from notifications.models import CallListEmail, CallListRule, CallOutcome, Channel, Notification
-from notifications.selectors import unreachable_customers
+from notifications.selectors import reachable_on_none
 from policies.models import RENEWAL_DECLINED, Agent, Customer, Policy
 
 Status = Notification.Status
@@ -43,10 +43,12 @@ def needs_a_call(policies: QuerySet[Policy], *, today: date) -> QuerySet[Policy]
     renew the term. Soonest expiry first. Each has `unreachable`, `last_status` and
     `last_error` annotated for `reason_to_call`.
 
-    The window is walked by the daily scan's index (policy_active_expiry); each policy in it
-    costs a few lookups by the notifications' natural key (policy, expiry_date, ...) and the
-    customer's primary key, so the cost follows the policies expiring in the window, not the
-    book's size."""
+    The window is walked by an index on active policies' expiry (an agent's: by agent and
+    expiry, policy_active_agent_expiry); each policy in it costs a lookup of its customer's row
+    and two of its reminders by the notifications' natural key (policy, expiry_date, ...), so
+    the cost follows the policies expiring in the window, not the book's size. Scalar
+    subqueries, not EXISTS: under an OR, PostgreSQL hashes an EXISTS over every delivered
+    reminder (millions) instead of probing the index for each policy."""
     days = CallListRule.current().days_before_expiry
     about_term = Notification.objects.filter(
         policy=OuterRef("pk"), expiry_date=OuterRef("expiry_date")
@@ -60,12 +62,18 @@ def needs_a_call(policies: QuerySet[Policy], *, today: date) -> QuerySet[Policy]
         )
         .exclude(RENEWAL_DECLINED)
         .annotate(
-            delivered=Exists(about_term.filter(status=Status.DELIVERED)),
-            unreachable=Exists(unreachable_customers().filter(pk=OuterRef("customer_id"))),
+            delivered_id=Subquery(about_term.filter(status=Status.DELIVERED).values("id")[:1]),
+            unreachable=ExpressionWrapper(
+                reachable_on_none(via="customer__"), output_field=BooleanField()
+            ),
             last_status=Subquery(last.values("status")[:1]),
             last_error=Subquery(last.values("last_error")[:1]),
         )
-        .filter(Q(delivered=False) | Q(unreachable=True) | Q(last_status__in=FAILED))
+        .filter(
+            Q(delivered_id__isnull=True)
+            | reachable_on_none(via="customer__")
+            | Q(last_status__in=FAILED)
+        )
         .select_related("customer", "agent__user")
         .order_by("expiry_date", "id")
     )

@@ -247,6 +247,13 @@ class Policy(models.Model):
                 condition=Q(status=PolicyStatus.ACTIVE),
                 name="policy_active_expiry",
             ),
+            # An agent's policies about to expire, soonest first: their call list
+            # (notifications.calls.needs_a_call) and upcoming expiries.
+            models.Index(
+                fields=["agent", "expiry_date"],
+                condition=Q(status=PolicyStatus.ACTIVE),
+                name="policy_active_agent_expiry",
+            ),
             # ... and the policies changed since the last scan, whose reminders it re-examines.
             models.Index(fields=["updated_at"], name="policy_updated_at"),
         ]

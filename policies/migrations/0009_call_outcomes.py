@@ -29,4 +29,12 @@ class Migration(migrations.Migration):
                 null=True,
             ),
         ),
+        migrations.AddIndex(
+            model_name="policy",
+            index=models.Index(
+                condition=models.Q(("status", "active")),
+                fields=["agent", "expiry_date"],
+                name="policy_active_agent_expiry",
+            ),
+        ),
     ]
