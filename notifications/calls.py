@@ -11,7 +11,7 @@ from functools import partial
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
-from django.db.models import BooleanField, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery
 from django.urls import reverse
 from django.utils import timezone
 
@@ -19,14 +19,14 @@ from notifications import claimed_emails, planning, reach
 from notifications.channels.outbox import CALL_LIST_HEADER, CALL_LIST_METADATA
 from notifications.explanations import explain_error
 from notifications.models import CallListEmail, CallListRule, CallOutcome, Channel, Notification
-from notifications.selectors import reachable_on_none
+from notifications.selectors import unreachable_customers
 from policies.models import RENEWAL_DECLINED, Agent, Customer, Policy
 
 Status = Notification.Status
 Outcome = CallOutcome.Outcome
-# A reminder that went to the provider: what "the last reminder" of a term is among.
-TRIED = (Status.SENT, Status.DELIVERED, Status.FAILED, Status.BOUNCED)
 FAILED = (Status.FAILED, Status.BOUNCED)
+# A reminder whose fate is known: what "the last reminder" of a term is among.
+SETTLED = (Status.DELIVERED, *FAILED)
 NOTHING_DELIVERED = "No reminder delivered yet"
 # Policies an agent's morning email lists; the rest are on the workspace's page.
 EMAIL_LISTS_AT_MOST = 50
@@ -39,21 +39,24 @@ class CallError(Exception):
 def needs_a_call(policies: QuerySet[Policy], *, today: date) -> QuerySet[Policy]:
     """Of `policies`, the active ones expiring within the CallListRule's days (today included)
     whose customer no reminder about the current expiry reached, whom no channel can reach
-    any more, or whose last reminder about it failed; not those whose customer declined to
-    renew the term. Soonest expiry first. Each has `unreachable`, `last_status` and
-    `last_error` annotated for `reason_to_call`.
+    any more, or whose last reminder about it to be delivered or fail failed (one still on its
+    way does not count yet); not those whose customer declined to renew the term. Soonest
+    expiry first. Each has `unreachable_id`, `last_status` and `last_error` annotated for
+    `reason_to_call`.
 
     The window is walked by an index on active policies' expiry (an agent's: by agent and
     expiry, policy_active_agent_expiry); each policy in it costs a lookup of its customer's row
-    and two of its reminders by the notifications' natural key (policy, expiry_date, ...), so
+    and one of its last settled reminder (notification_settled_by_term, index only), so
     the cost follows the policies expiring in the window, not the book's size. Scalar
-    subqueries, not EXISTS: under an OR, PostgreSQL hashes an EXISTS over every delivered
-    reminder (millions) instead of probing the index for each policy."""
+    subqueries, not EXISTS nor a join: under an OR, PostgreSQL hashes an EXISTS over every
+    delivered reminder, and a join over every customer (millions), instead of probing an index
+    for each policy."""
     days = CallListRule.current().days_before_expiry
-    about_term = Notification.objects.filter(
-        policy=OuterRef("pk"), expiry_date=OuterRef("expiry_date")
-    )
-    last = about_term.filter(status__in=TRIED).order_by("-status_changed_at", "-id")
+    # The term's last reminder whose fate is known: delivered, or failed for good.
+    last = Notification.objects.filter(
+        policy=OuterRef("pk"), expiry_date=OuterRef("expiry_date"), status__in=SETTLED
+    ).order_by("-status_changed_at")
+    unreachable = unreachable_customers().filter(pk=OuterRef("customer_id")).order_by()
     return (
         policies.filter(
             status=Policy.Status.ACTIVE,
@@ -62,26 +65,27 @@ def needs_a_call(policies: QuerySet[Policy], *, today: date) -> QuerySet[Policy]
         )
         .exclude(RENEWAL_DECLINED)
         .annotate(
-            delivered_id=Subquery(about_term.filter(status=Status.DELIVERED).values("id")[:1]),
-            unreachable=ExpressionWrapper(
-                reachable_on_none(via="customer__"), output_field=BooleanField()
-            ),
             last_status=Subquery(last.values("status")[:1]),
-            last_error=Subquery(last.values("last_error")[:1]),
+            unreachable_id=Subquery(unreachable.values("id")[:1]),
         )
         .filter(
-            Q(delivered_id__isnull=True)
-            | reachable_on_none(via="customer__")
+            Q(last_status__isnull=True)
             | Q(last_status__in=FAILED)
+            | Q(unreachable_id__isnull=False)
         )
-        .select_related("customer", "agent__user")
+        # Read for the rows shown only: a subquery in the SELECT list runs after the LIMIT.
+        .annotate(last_error=Subquery(last.values("last_error")[:1]))
+        # The customers of the page only, by primary key: a join would let the planner hash
+        # every customer of the database first.
+        .select_related("agent__user")
+        .prefetch_related("customer")
         .order_by("expiry_date", "id")
     )
 
 
 def reason_to_call(policy: Policy) -> str:
     """Why a policy of `needs_a_call` is on the list, in plain words."""
-    if policy.unreachable:
+    if policy.unreachable_id is not None:
         reasons = dict.fromkeys(
             reach.why_unreachable(channel, policy.customer) for channel in Channel.values
         )

@@ -522,6 +522,13 @@ class Notification(models.Model):
                 condition=Q(status__in=PENDING_FOR_AGENTS),
                 name="notification_pending_due",
             ),
+            # A term's last reminder delivered or failed for good: the agents' call list
+            # (notifications.calls.needs_a_call), read from the index alone for each policy.
+            models.Index(
+                fields=["policy", "expiry_date", "-status_changed_at", "status"],
+                condition=Q(status__in=["delivered", "failed", "bounced"]),
+                name="notification_settled_by_term",
+            ),
             # The admin's outage retry: the few that gave up on provider errors, by when.
             models.Index(
                 fields=["status_changed_at"],

@@ -40,44 +40,17 @@ def run_summary(run: ReminderRun) -> dict[str, dict[str, int]]:
     }
 
 
-def reachable_on(channel: str, *, via: str = "") -> Q:
-    """Who a reminder can reach on `channel`, as a filter on customers (or on rows that reach
-    their customer by `via`, e.g. "customer__"): the rule planning's Candidate.reachable_by and
-    dispatch's why_not_send apply row by row (notifications.reach)."""
-    rules = {
-        Channel.EMAIL: Q(email_consent=True, email_undeliverable=False) & ~Q(email=""),
-        Channel.SMS: Q(sms_consent=True) & ~Q(phone="") & ~Q(phone=F("wrong_phone")),
-        Channel.WHATSAPP: Q(whatsapp_consent=True) & ~Q(phone="") & ~Q(phone=F("wrong_phone")),
-    }
-    return _prefixed(rules[channel], via) if via else rules[channel]
-
-
-def reachable_on_none(*, via: str = "") -> Q:
-    """Customers no channel can reach."""
-    return ~(
-        reachable_on(Channel.EMAIL, via=via)
-        | reachable_on(Channel.SMS, via=via)
-        | reachable_on(Channel.WHATSAPP, via=via)
-    )
-
-
-def _prefixed(q: Q, via: str) -> Q:
-    """`q` with each lookup and each F() it compares with reached through `via`."""
-    prefixed = Q(_connector=q.connector, _negated=q.negated)
-    for child in q.children:
-        if isinstance(child, Q):
-            prefixed.children.append(_prefixed(child, via))
-        else:
-            lookup, value = child
-            if isinstance(value, F):
-                value = F(via + value.name)
-            prefixed.children.append((via + lookup, value))
-    return prefixed
-
-
-REACHABLE_BY = {channel: reachable_on(channel) for channel in Channel.values}
+# Who a reminder can reach on each channel, as a filter on customers: the rule planning's
+# Candidate.reachable_by and dispatch's why_not_send apply row by row (notifications.reach).
+REACHABLE_BY = {
+    Channel.EMAIL: Q(email_consent=True, email_undeliverable=False) & ~Q(email=""),
+    Channel.SMS: Q(sms_consent=True) & ~Q(phone="") & ~Q(phone=F("wrong_phone")),
+    Channel.WHATSAPP: Q(whatsapp_consent=True) & ~Q(phone="") & ~Q(phone=F("wrong_phone")),
+}
 
 
 def unreachable_customers() -> QuerySet[Customer]:
     """Customers no channel can reach: no reminder can go to them any more."""
-    return Customer.objects.filter(reachable_on_none())
+    return Customer.objects.exclude(
+        REACHABLE_BY[Channel.EMAIL] | REACHABLE_BY[Channel.SMS] | REACHABLE_BY[Channel.WHATSAPP]
+    )

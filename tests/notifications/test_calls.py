@@ -296,3 +296,14 @@ def test_the_morning_email_is_a_periodic_task_on_weekdays_at_eight(db, settings)
     assert task.task == "notifications.tasks.call_list_emails"
     assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week) == ("0", "8", "1-5")
     assert CallListRule.objects.get().days_before_expiry == 7
+
+
+def test_a_reminder_delivered_after_one_failed_takes_the_policy_off_the_list(agent, today):
+    policy = make_policy("P-F", customer=make_customer(), agent=agent, expiry_date=today)
+    earlier = timezone.now() - timedelta(days=3)
+    make_notification(
+        policy, channel="sms", lead_days=7, status=Status.FAILED, status_changed_at=earlier
+    )
+    assert "P-F" in on_list(agent, today)
+    make_notification(policy, lead_days=3, status=Status.DELIVERED)
+    assert on_list(agent, today) == {}
