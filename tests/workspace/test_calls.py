@@ -129,3 +129,20 @@ def test_a_policy_outside_the_book_is_not_found(client, alice):
 
 def test_the_call_list_is_in_the_navigation(client, alice):
     assert 'id="nav-calls"' in calls_page(client)
+
+
+def test_staff_record_calls_on_any_book_only_with_the_permission(client, db, staff_roles):
+    from tests.factories import make_staff
+
+    books = two_books(TODAY)
+    url = reverse("workspace:record-call", kwargs={"policy_id": books.my_policy.pk})
+    make_staff("sue", roles=["Support (read-only)"], password=PASSWORD)
+    make_staff("ria", roles=["Renewal admins"], password=PASSWORD)
+
+    client.login(username="sue", password=PASSWORD)
+    assert client.post(url, {"outcome": "reached"}).status_code == 403
+    assert not CallOutcome.objects.exists()
+
+    client.login(username="ria", password=PASSWORD)
+    assert client.post(url, {"outcome": "reached"}).status_code == 302
+    assert CallOutcome.objects.get().outcome == "reached"
