@@ -177,6 +177,7 @@ def main() -> None:
             ("upcoming expiries", reverse("workspace:expiries")),
             ("policy page (timeline)", reverse("workspace:policy", args=[policy_id])),
             ("dashboard", reverse("workspace:dashboard")),
+            ("needs a call", reverse("workspace:calls")),
         ]
         client.get(notices)  # warm the connection and the template cache
         print(f"{'page':<34} {'median':>9} {'p95':>9} {'runs':>5} {'bytes':>10}")

@@ -11,6 +11,9 @@ from django.utils import timezone
 
 from notifications import circuit, preferences, previews, services
 from notifications.models import (
+    CallListEmail,
+    CallListRule,
+    CallOutcome,
     Channel,
     CircuitBreaker,
     ConsentChange,
@@ -431,6 +434,37 @@ class WeeklyReportAdmin(ReadOnlyAdmin):
         "email_error",
     ]
     list_filter = ["week_start"]
+    list_select_related = ["agent__user"]
+
+
+@admin.register(CallListRule)
+class CallListRuleAdmin(admin.ModelAdmin):
+    """The one rule of the agents' call lists: edited, never added or removed."""
+
+    list_display = ["__str__", "days_before_expiry", "updated_at"]
+
+    def has_add_permission(self, request):
+        return not CallListRule.objects.exists()
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(CallOutcome)
+class CallOutcomeAdmin(ReadOnlyAdmin):
+    """Agents' calls and what came of them, recorded in the workspace."""
+
+    list_display = ["policy", "expiry_date", "outcome", "phone", "called_by", "called_at"]
+    list_filter = ["outcome"]
+    search_fields = ["policy__policy_number", "phone"]
+    list_select_related = ["policy", "called_by"]
+    date_hierarchy = "called_at"
+
+
+@admin.register(CallListEmail)
+class CallListEmailAdmin(ReadOnlyAdmin):
+    list_display = ["day", "agent", "policies", "emailed_at", "emailed_to", "email_error"]
+    list_filter = ["day"]
     list_select_related = ["agent__user"]
 
 

@@ -20,7 +20,17 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from notifications import circuit, digests, fallback, leases, lifecycle, reach, retries, tracking
+from notifications import (
+    circuit,
+    digests,
+    fallback,
+    leases,
+    lifecycle,
+    planning,
+    reach,
+    retries,
+    tracking,
+)
 from notifications.channels import (
     NotTried,
     OutgoingMessage,
@@ -442,6 +452,8 @@ def why_not_send(notification: Notification) -> str:
         return f"policy is {policy.get_status_display().lower()}"
     if policy.expiry_date != notification.expiry_date:
         return f"policy expiry date changed to {policy.expiry_date}"
+    if policy.renewal_declined:
+        return planning.DECLINED
     return reach.why_unreachable(notification.channel, notification.customer)
 
 

@@ -522,6 +522,13 @@ class Notification(models.Model):
                 condition=Q(status__in=PENDING_FOR_AGENTS),
                 name="notification_pending_due",
             ),
+            # A term's last reminder delivered or failed for good: the agents' call list
+            # (notifications.calls.needs_a_call), read from the index alone for each policy.
+            models.Index(
+                fields=["policy", "expiry_date", "-status_changed_at", "status"],
+                condition=Q(status__in=["delivered", "failed", "bounced"]),
+                name="notification_settled_by_term",
+            ),
             # The dashboard's counts by due week and status (workspace.selectors.dashboard),
             # read from the index alone; an agent's through policy_id (a 250,000-notification
             # book: 106-134 ms -> 32 ms; see make bench-reports).
@@ -611,7 +618,31 @@ class ReminderRun(models.Model):
         return f"Scan for {self.run_date} ({state}: {self.planned} planned)"
 
 
-class WeeklyReport(models.Model):
+class ClaimedEmail(models.Model):
+    """An email sent once, whatever the runs (notifications.claimed_emails): the weekly
+    report's, an agent's morning call list. Set by the run that claims the sending, before it
+    sends: a second run sends nothing. A claim never confirmed by emailed_at (its worker died,
+    its send got no answer) is reconciled with the email provider by the next run before
+    anything is sent again."""
+
+    email_claimed_at = models.DateTimeField(null=True, blank=True)
+    email_lease = models.ForeignKey(
+        WorkerLease,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The worker sending it; a claim whose lease lapsed is reconciled first.",
+    )
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    emailed_to = models.TextField(blank=True)
+    email_error = models.TextField(blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class WeeklyReport(ClaimedEmail):
     """One agent's week (Monday to Sunday in TIME_ZONE), or every agent's for admins (no
     agent): what their reminders did, and which policies expire soon with no delivered reminder.
     Stored once per agent and week, as figures here and a CSV and an SVG chart under
@@ -645,21 +676,6 @@ class WeeklyReport(models.Model):
     csv_name = models.CharField(max_length=255, help_text="The CSV's path under REPORTS_DIR.")
     chart_name = models.CharField(max_length=255, help_text="The SVG's path under REPORTS_DIR.")
     created_at = models.DateTimeField(auto_now_add=True)
-    # Set by the run that claims the sending, before it sends: a second run sends nothing. A
-    # claim never confirmed by emailed_at (its worker died, its send got no answer) is
-    # reconciled with the email provider by the next run before anything is sent again.
-    email_claimed_at = models.DateTimeField(null=True, blank=True)
-    email_lease = models.ForeignKey(
-        WorkerLease,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="+",
-        help_text="The worker sending it; a claim whose lease lapsed is reconciled first.",
-    )
-    emailed_at = models.DateTimeField(null=True, blank=True)
-    emailed_to = models.TextField(blank=True)
-    email_error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-week_start", "agent_id"]
@@ -901,6 +917,110 @@ class PolicyOutcome(models.Model):
 
     def __str__(self) -> str:
         return f"{self.policy.policy_number} {self.get_kind_display().lower()} ({self.expiry_date})"
+
+
+class CallListRule(models.Model):
+    """Which policies an agent should call: those expiring within `days_before_expiry` days
+    that no reminder reached (notifications.calls). One row, seeded by a migration and edited
+    in the admin; the call list and the morning email read it each time."""
+
+    days_before_expiry = models.PositiveSmallIntegerField(
+        default=7,
+        help_text="Policies expiring within this many days (today included) are on the call "
+        "list when no reminder reached their customer.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "call list rule"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(days_before_expiry__gte=0, days_before_expiry__lte=90),
+                name="call_list_rule_days_range",
+            ),
+            # One rule: the lone row has the primary key 1.
+            models.CheckConstraint(condition=Q(id=1), name="call_list_rule_single"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Call policies expiring within {self.days_before_expiry} days, none delivered"
+
+    @classmethod
+    def current(cls) -> "CallListRule":
+        """The rule; its default when an admin has not got it (the migration seeds it)."""
+        return cls.objects.filter(pk=1).first() or cls(pk=1)
+
+
+class CallOutcome(models.Model):
+    """What came of an agent's call to a policy's customer about one term (its expiry). It
+    shows in the policy's timeline; "wrong number" and "declined" change what reminders do
+    (notifications.calls)."""
+
+    class Outcome(models.TextChoices):
+        REACHED = "reached", "Reached"
+        VOICEMAIL = "voicemail", "Left a voicemail"
+        NO_ANSWER = "no_answer", "No answer"
+        WILL_RENEW = "will_renew", "Will renew"
+        DECLINED = "declined", "Declined to renew"
+        WRONG_NUMBER = "wrong_number", "Wrong number"
+
+    policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="calls")
+    expiry_date = models.DateField(help_text="The expiry of the term the call was about.")
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    phone = models.CharField(max_length=32, blank=True, help_text="The number called.")
+    called_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    called_at = models.DateTimeField()
+    note = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-called_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(
+                    outcome__in=[
+                        "reached",
+                        "voicemail",
+                        "no_answer",
+                        "will_renew",
+                        "declined",
+                        "wrong_number",
+                    ]
+                ),
+                name="call_outcome_valid",
+            ),
+        ]
+        indexes = [
+            # The policy's timeline, newest call first.
+            models.Index(fields=["policy", "-called_at"], name="call_outcome_policy"),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.policy.policy_number}: {self.get_outcome_display()} ({self.called_at:%Y-%m-%d})"
+        )
+
+
+class CallListEmail(ClaimedEmail):
+    """An agent's call list, emailed in the morning: at most once per agent and day, and not at
+    all on a day the list is empty."""
+
+    agent = models.ForeignKey(
+        "policies.Agent", on_delete=models.CASCADE, related_name="call_list_emails"
+    )
+    day = models.DateField()
+    policies = models.PositiveIntegerField(default=0, help_text="How many it listed.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-day", "agent_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["agent", "day"], name="call_list_email_once_a_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Call list of {self.agent} for {self.day}"
 
 
 class RetentionDay(models.Model):

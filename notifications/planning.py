@@ -14,9 +14,10 @@ from django.utils import timezone
 
 from notifications import circuit, lifecycle, reach
 from notifications.models import Channel, Notification, ReminderRule, ReminderRun
-from policies.models import Policy
+from policies.models import RENEWAL_DECLINED, Policy
 
 Status = Notification.Status
+DECLINED = "customer declined to renew"
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Candidate:
     email_undeliverable: bool
     sms_consent: bool
     whatsapp_consent: bool
+    wrong_phone: str
     updated_at: datetime
 
     def reachable_by(self, channel: str) -> bool:
@@ -68,7 +70,8 @@ def plan_due(*, run_date: date) -> ReminderRun:
 
 def cancel_outdated(*, policy_id: int | None = None) -> int:
     """Cancel reminders not yet sent whose policy was renewed, cancelled or lapsed, or whose
-    expiry date changed: the reminder is about an expiry that no longer stands. With
+    expiry date changed: the reminder is about an expiry that no longer stands; and those about
+    a term the customer told an agent they will not renew. With
     `policy_id`, only that policy's reminders are examined (an agent's renewal)."""
     return len(cancelled_outdated(policy_id=policy_id))
 
@@ -85,14 +88,23 @@ def cancelled_outdated(
         waiting = waiting.filter(policy_id__in=policy_ids)
     inactive = waiting.exclude(policy__status=Policy.Status.ACTIVE)
     moved = waiting.exclude(expiry_date=F("policy__expiry_date"))
-    return lifecycle.move_returning_ids(
-        inactive.values_list("id", flat=True),
-        Status.CANCELLED,
-        last_error="policy no longer active",
-    ) + lifecycle.move_returning_ids(
-        moved.values_list("id", flat=True),
-        Status.CANCELLED,
-        last_error="policy expiry date changed",
+    declined = waiting.filter(policy__renewal_declined_for=F("expiry_date"))
+    return (
+        lifecycle.move_returning_ids(
+            inactive.values_list("id", flat=True),
+            Status.CANCELLED,
+            last_error="policy no longer active",
+        )
+        + lifecycle.move_returning_ids(
+            moved.values_list("id", flat=True),
+            Status.CANCELLED,
+            last_error="policy expiry date changed",
+        )
+        + lifecycle.move_returning_ids(
+            declined.values_list("id", flat=True),
+            Status.CANCELLED,
+            last_error=DECLINED,
+        )
     )
 
 
@@ -304,6 +316,7 @@ def _candidates(
             )
     rows = (
         Policy.objects.filter(window & newly_due)
+        .exclude(RENEWAL_DECLINED)
         .values_list(
             "id",
             "customer_id",
@@ -315,6 +328,7 @@ def _candidates(
             "customer__email_undeliverable",
             "customer__sms_consent",
             "customer__whatsapp_consent",
+            "customer__wrong_phone",
             "updated_at",
         )
         .iterator(chunk_size=5000)

@@ -23,6 +23,8 @@ def why_unreachable(channel: str, customer) -> str:
         return "customer opted out of SMS"
     if not customer.phone:
         return "customer has no phone number"
+    if customer.phone == customer.wrong_phone:
+        return "customer's phone number is wrong"
     return ""
 
 

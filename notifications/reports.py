@@ -23,19 +23,11 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, get_connection
-from django.db import transaction
-from django.db.models import Count, Exists, OuterRef, Q
-from django.db.models.functions import Now
+from django.core.mail import EmailMultiAlternatives
+from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 
-from notifications import charts, leases, retention
-from notifications.channels import FoundMessage, TransientSendError
-from notifications.channels.email import (
-    classify_email_error,
-    email_backend_looks_up,
-    find_emails,
-)
+from notifications import charts, claimed_emails, retention
 from notifications.channels.outbox import REPORT_HEADER, REPORT_METADATA
 from notifications.files import write_atomically
 from notifications.models import ConsentChange, Notification, WeeklyReport
@@ -319,11 +311,7 @@ def _retention_csv(writer, rates: retention.Retention) -> None:
 def email_weekly_reports(*, week_start: date) -> int:
     """Email each report of the week, and of the few weeks before it, not emailed yet: an
     agent's to the agent, the all-agents one to REPORTS_ADMIN_EMAILS (if any). Returns how many
-    were sent. A run claims a report under its worker lease before sending it, so two runs never
-    both send it. A claim whose worker died, or whose send got no answer, may have been sent:
-    the next run asks the email provider first (Postmark's search by the report's metadata, the
-    outbox's file), and sends only what the provider does not have. A provider that cannot be
-    asked (SMTP) is at-least-once: sent again once REPORT_EMAIL_CLAIM_MINUTES have passed."""
+    were sent. Each is sent once, whatever the runs (notifications.claimed_emails)."""
     sent = 0
     reports = WeeklyReport.objects.filter(
         week_start__lte=week_start,
@@ -333,92 +321,11 @@ def email_weekly_reports(*, week_start: date) -> int:
     ).order_by("week_start", "pk")
     for report in reports.select_related("agent__user"):
         recipients = [report.agent.email] if report.agent else settings.REPORTS_ADMIN_EMAILS
-        if recipients and _claim_and_email(report, recipients):
+        if recipients and claimed_emails.claim_and_email(
+            report, recipients, send=_email, metadata_key=REPORT_METADATA
+        ):
             sent += 1
     return sent
-
-
-def _claim_and_email(report: WeeklyReport, recipients: list[str]) -> bool:
-    """Whether this run sent the report."""
-    lease_id = leases.current().renew()
-    won, earlier_claim = _claim(report, lease_id)
-    if not won:
-        return False  # another run, alive, is sending it
-    if earlier_claim is not None:
-        try:
-            found = _already_emailed(report, earlier_claim)
-        except TransientSendError as error:
-            _release(report, lease_id, keep_claim=True, error=str(error))
-            return False  # the next run asks again; never sent blindly
-        if found is not None:
-            _confirm(report, lease_id, recipients, sent_at=found.accepted_at)
-            return False
-    if not leases.current().holds(lease_id):  # the lookup took too long to be sure
-        _release(report, lease_id, keep_claim=earlier_claim is not None, error="lease lapsed")
-        return False
-    try:
-        _email(report, recipients)
-    except Exception as error:
-        send_error = classify_email_error(error)
-        maybe_sent = isinstance(send_error, TransientSendError) and send_error.maybe_sent
-        _release(report, lease_id, keep_claim=maybe_sent, error=str(error)[:2000])
-        if send_error is None:
-            raise  # a bug or a misconfiguration: not for the next run to hide
-        return False
-    _confirm(report, lease_id, recipients)
-    return True
-
-
-def _claim(report: WeeklyReport, lease_id: int) -> tuple[bool, datetime | None]:
-    """Claim the report for this run: whether it won the claim (not when a live run holds
-    it), and when an earlier claim began that may have sent it (None: there was none)."""
-    with transaction.atomic():
-        claimable = (
-            WeeklyReport.objects.select_for_update(of=("self",))
-            .filter(Q(email_lease__isnull=True) | Q(email_lease__expires_at__lt=Now()))
-            .filter(pk=report.pk, emailed_at__isnull=True)
-            .first()
-        )
-        if claimable is None:
-            return False, None
-        earlier = claimable.email_claimed_at
-        WeeklyReport.objects.filter(pk=report.pk).update(
-            email_lease_id=lease_id, email_claimed_at=earlier or timezone.now()
-        )
-    return True, earlier
-
-
-def _already_emailed(report: WeeklyReport, claimed_at: datetime) -> FoundMessage | None:
-    """The email an earlier claim sent, as the provider has it; None when it has none, or has
-    no lookup and the claim is old enough to send again (until then, as if it could not say)."""
-    if not email_backend_looks_up():
-        if timezone.now() - claimed_at < timedelta(minutes=settings.REPORT_EMAIL_CLAIM_MINUTES):
-            raise TransientSendError("the email backend cannot say whether it sent the report")
-        return None
-    connection = get_connection()
-    connection.open()
-    try:
-        found = find_emails(connection, REPORT_METADATA, report.pk)
-    finally:
-        connection.close()
-    return found[0] if found else None
-
-
-def _release(report: WeeklyReport, lease_id: int, *, keep_claim: bool, error: str) -> None:
-    """Give the claim back: kept as a claim (to be reconciled) when the report may have gone."""
-    fields = {"email_lease": None, "email_error": error}
-    if not keep_claim:
-        fields["email_claimed_at"] = None
-    WeeklyReport.objects.filter(pk=report.pk, email_lease_id=lease_id).update(**fields)
-
-
-def _confirm(report, lease_id, recipients, *, sent_at: datetime | None = None) -> None:
-    WeeklyReport.objects.filter(pk=report.pk, email_lease_id=lease_id).update(
-        emailed_at=sent_at or timezone.now(),
-        emailed_to=", ".join(recipients),
-        email_error="",
-        email_lease=None,
-    )
 
 
 def _retention_line(report: WeeklyReport) -> str:

@@ -30,3 +30,5 @@ WEEKLY_REPORT_TASK = "notifications.tasks.weekly_reports"
 HOUSEKEEPING_NAME = "Housekeeping"
 # ops.tasks.run_housekeeping, registered under the name it had before it moved to ops.
 HOUSEKEEPING_TASK = "notifications.tasks.run_housekeeping"
+CALL_LIST_NAME = "Morning call lists"
+CALL_LIST_TASK = "notifications.tasks.call_list_emails"

@@ -1,6 +1,6 @@
 """Read-only questions about notifications."""
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 
 from notifications.lifecycle import IN_FLIGHT
 from notifications.models import Channel, Notification, ReminderRun
@@ -44,8 +44,8 @@ def run_summary(run: ReminderRun) -> dict[str, dict[str, int]]:
 # Candidate.reachable_by and dispatch's why_not_send apply row by row (notifications.reach).
 REACHABLE_BY = {
     Channel.EMAIL: Q(email_consent=True, email_undeliverable=False) & ~Q(email=""),
-    Channel.SMS: Q(sms_consent=True) & ~Q(phone=""),
-    Channel.WHATSAPP: Q(whatsapp_consent=True) & ~Q(phone=""),
+    Channel.SMS: Q(sms_consent=True) & ~Q(phone="") & ~Q(phone=F("wrong_phone")),
+    Channel.WHATSAPP: Q(whatsapp_consent=True) & ~Q(phone="") & ~Q(phone=F("wrong_phone")),
 }
 
 

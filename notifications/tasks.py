@@ -6,7 +6,7 @@ from celery import shared_task
 from celery.utils.log import get_task_logger
 from django.utils import timezone
 
-from notifications import dispatch, outcomes, planning, recovery, reports, retention
+from notifications import calls, dispatch, outcomes, planning, recovery, reports, retention
 
 logger = get_task_logger(__name__)
 
@@ -88,3 +88,13 @@ def weekly_reports(week_start: str | None = None) -> dict:
     emailed = reports.email_weekly_reports(week_start=monday)
     logger.info("weekly reports for %s: %s stored, %s emailed", monday, len(stored), emailed)
     return {"week_start": monday.isoformat(), "reports": len(stored), "emailed": emailed}
+
+
+@shared_task
+def call_list_emails(day: str | None = None) -> dict:
+    """Weekday mornings (a PeriodicTask): each agent's call list by email, none when it is
+    empty. Run again the same day, it sends nothing twice."""
+    today = date.fromisoformat(day) if day else timezone.localdate()
+    emailed = calls.email_call_lists(day=today)
+    logger.info("call lists for %s: %s emailed", today, emailed)
+    return {"day": today.isoformat(), "emailed": emailed}

@@ -98,6 +98,13 @@ class Customer(models.Model):
     email_undeliverable = models.BooleanField(
         default=False, help_text="Mail to this address bounced: no more reminders by email."
     )
+    # The number itself, not a flag: a new number (an import, the API, the admin) is not the
+    # wrong one, so no writer of phones has to remember to clear anything.
+    wrong_phone = PhoneField(
+        blank=True,
+        help_text="A number an agent's call found wrong: no SMS or WhatsApp goes to it while it "
+        "is the customer's number.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -120,6 +127,10 @@ class Customer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} <{self.email}>" if self.email else self.name
+
+    @property
+    def phone_is_wrong(self) -> bool:
+        return bool(self.phone) and self.phone == self.wrong_phone
 
 
 class ProductLine(models.Model):
@@ -184,6 +195,10 @@ class PolicyStatus(models.TextChoices):
     LAPSED = "lapsed", "Lapsed"
 
 
+# Policies whose customer declined to renew the current term (Policy.renewal_declined_for).
+RENEWAL_DECLINED = Q(renewal_declined_for=models.F("expiry_date"))
+
+
 class Policy(models.Model):
     Status = PolicyStatus
 
@@ -197,6 +212,14 @@ class Policy(models.Model):
     start_date = models.DateField()
     expiry_date = models.DateField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # A date, not a status: the policy stays active (it still lapses at its expiry, and a
+    # renewal still takes), and a new expiry leaves the declined term behind by itself.
+    renewal_declined_for = models.DateField(
+        null=True,
+        blank=True,
+        help_text="The customer told an agent they will not renew the term ending on this date: "
+        "no more reminders about it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -224,6 +247,13 @@ class Policy(models.Model):
                 condition=Q(status=PolicyStatus.ACTIVE),
                 name="policy_active_expiry",
             ),
+            # An agent's policies about to expire, soonest first: their call list
+            # (notifications.calls.needs_a_call) and upcoming expiries.
+            models.Index(
+                fields=["agent", "expiry_date"],
+                condition=Q(status=PolicyStatus.ACTIVE),
+                name="policy_active_agent_expiry",
+            ),
             # ... and the policies changed since the last scan, whose reminders it re-examines.
             models.Index(fields=["updated_at"], name="policy_updated_at"),
             # The workspace dashboard's expiries per week, of every status but cancelled, read
@@ -233,6 +263,11 @@ class Policy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.policy_number} ({self.product_line}, expires {self.expiry_date})"
+
+    @property
+    def renewal_declined(self) -> bool:
+        """Whether the customer declined to renew the current term."""
+        return self.renewal_declined_for == self.expiry_date
 
     def clean(self):
         # As imports write it: the code names a ProductLine, and rules scope to it.

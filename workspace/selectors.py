@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.db.models.functions import TruncWeek
 
+from notifications import calls
 from notifications import retention as retention_figures
 from notifications.models import PENDING_FOR_AGENTS, DeliveryEvent, Notification
 from policies.models import Agent, Policy
@@ -32,6 +33,7 @@ SEE_ALL_BOOKS = "policies.view_all_books"
 RENEW_ANY = "policies.change_policy"
 RETRY_ANY = "notifications.change_notification"
 UPLOAD_FOR_ANY = "policies.import_all_books"
+CALL_ANY = "notifications.add_calloutcome"
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class Book:
     may_renew: bool = False
     may_retry: bool = False
     may_upload: bool = False
+    may_call: bool = False
 
     @property
     def is_everyone(self) -> bool:
@@ -65,6 +68,7 @@ def book_of(user) -> Book | None:
             may_renew=user.has_perm(RENEW_ANY),
             may_retry=user.has_perm(RETRY_ANY),
             may_upload=user.has_perm(UPLOAD_FOR_ANY),
+            may_call=user.has_perm(CALL_ANY),
         )
     agent = Agent.objects.filter(user_id=user.pk).select_related("user").first()
     if agent is None:
@@ -76,6 +80,7 @@ def book_of(user) -> Book | None:
         may_renew=True,
         may_retry=True,
         may_upload=True,
+        may_call=True,
     )
 
 
@@ -174,6 +179,14 @@ def policy_timeline(policy: Policy) -> list[Notification]:
         )
         .order_by("due_on", "created_at", "id")
     )
+
+
+# --- The call list ---------------------------------------------------------------------------
+
+
+def needs_a_call(book: Book, *, today: date) -> QuerySet[Policy]:
+    """The book's policies an agent should call (notifications.calls, the one rule)."""
+    return calls.needs_a_call(book.policies, today=today)
 
 
 # --- Keyset pagination ----------------------------------------------------------------------

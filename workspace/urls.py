@@ -12,6 +12,8 @@ urlpatterns = [
     path("notices.csv", views.notices_csv, name="notices-csv"),
     path("expiries/", views.expiries, name="expiries"),
     path("dashboard/", views.dashboard, name="dashboard"),
+    path("calls/", views.call_list, name="calls"),
+    path("calls/<int:policy_id>/", views.record_call, name="record-call"),
     path("policies/<int:policy_id>/", views.policy_detail, name="policy"),
     path("policies/<int:policy_id>/renew/", views.renew_policy, name="renew"),
     path(

@@ -12,8 +12,8 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
+from notifications import calls, services
 from notifications import retention as retention_figures
-from notifications import services
 from notifications.charts import weekly_chart
 from policies.services import RenewalError
 from workspace import selectors
@@ -116,6 +116,8 @@ def policy_detail(request, book, policy_id: int):
             "policy": policy,
             "timeline": selectors.policy_timeline(policy),
             "outcomes": policy.outcomes.select_related("last_touch_template"),
+            "calls": calls.policy_calls(policy),
+            "call_outcomes": calls.Outcome.choices,
             "renew_form": RenewForm(),
         },
     )
@@ -161,6 +163,52 @@ def retry_notification(request, book, notification_id: int):
         _safe_next(request)
         or reverse("workspace:policy", kwargs={"policy_id": notification.policy_id})
     )
+
+
+@workspace_view
+@require_GET
+def call_list(request, book):
+    page = selectors.keyset_page(
+        selectors.needs_a_call(book, today=timezone.localdate()),
+        date_field="expiry_date",
+        after=request.GET.get("after", ""),
+        before=request.GET.get("before", ""),
+    )
+    return render(
+        request,
+        "workspace/calls.html",
+        {
+            "book": book,
+            "page": page,
+            "entries": calls.entries(page.rows),
+            "call_outcomes": calls.Outcome.choices,
+            "days": calls.CallListRule.current().days_before_expiry,
+            "query": _query_without_cursor(request),
+        },
+    )
+
+
+@workspace_view
+@require_POST
+def record_call(request, book, policy_id: int):
+    policy = get_object_or_404(book.policies.select_related("customer"), pk=policy_id)
+    if not book.may_call:
+        return not_allowed(request, "record calls")
+    try:
+        call = calls.record_call(
+            policy=policy,
+            outcome=request.POST.get("outcome", ""),
+            called_by=request.user,
+            note=request.POST.get("note", ""),
+        )
+    except calls.CallError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(
+            request,
+            f"{policy.policy_number}: {call.get_outcome_display().lower()} recorded.",
+        )
+    return redirect(_safe_next(request) or reverse("workspace:calls"))
 
 
 @workspace_view

@@ -38,11 +38,14 @@ class EmailBackend(BaseEmailBackend):
 
 REPORT_HEADER = "X-Renewly-Report"
 REPORT_METADATA = "weekly_report"  # a weekly report's id, in its email's metadata
+CALL_LIST_HEADER = "X-Renewly-Call-List"
+CALL_LIST_METADATA = "call_list_email"  # a CallListEmail's id, in its email's metadata
 # The metadata that names an email, and the header its outbox file is named by.
 NAMING_HEADERS = {
     "notification_id": NOTIFICATION_HEADER,
     "digest_id": DIGEST_HEADER,
     REPORT_METADATA: REPORT_HEADER,
+    CALL_LIST_METADATA: CALL_LIST_HEADER,
 }
 
 
@@ -53,6 +56,8 @@ def _email_path(headers: dict) -> Path:
         name = f"digest-{digest}"
     elif report := headers.get(REPORT_HEADER):
         name = f"report-{report}"
+    elif call_list := headers.get(CALL_LIST_HEADER):
+        name = f"call-list-{call_list}"
     else:
         name = uuid.uuid4().hex
     return Path(settings.OUTBOX_DIR) / "email" / f"{name}.eml"

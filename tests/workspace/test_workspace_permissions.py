@@ -150,6 +150,8 @@ def test_the_walk_finds_every_part_of_the_workspace(books):
         "workspace:expiries",
         "workspace:dashboard",
         "workspace:policy",
+        "workspace:calls",
+        "workspace:record-call",
         "workspace:renew",
         "workspace:retry",
         "uploads:upload",

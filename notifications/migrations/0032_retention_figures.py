@@ -34,7 +34,7 @@ def copy_books_and_reach(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("notifications", "0029_outcome_roles"),
+        ("notifications", "0031_call_list_defaults"),
         ("policies", "0008_languages_in_canonical_form"),
     ]
 

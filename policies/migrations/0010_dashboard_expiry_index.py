@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("policies", "0008_languages_in_canonical_form"),
+        ("policies", "0009_call_outcomes"),
     ]
 
     operations = [

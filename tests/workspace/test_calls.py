@@ -1,0 +1,148 @@
+"""The "Needs a call" page: an agent's policies about to expire that no reminder reached, the
+customer's phone to tap, and a call's outcome recorded with one click."""
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from notifications.models import CallOutcome, Notification
+from policies.models import Customer
+from tests.factories import PASSWORD, make_customer, make_notification, make_policy, two_books
+
+TODAY = timezone.localdate()
+
+
+@pytest.fixture
+def alice(client, db):
+    books = two_books(TODAY)
+    client.login(username="alice", password=PASSWORD)
+    return books.mine
+
+
+def calls_page(client) -> str:
+    response = client.get(reverse("workspace:calls"))
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_the_page_lists_the_policies_to_call_with_the_reason_and_a_phone_link(client, alice):
+    policy = make_policy(
+        "CALL-1",
+        customer=make_customer("cal@mail.example", name="Cal Caller", phone="+14155550111"),
+        agent=alice,
+        expiry_date=TODAY + timedelta(days=2),
+    )
+    make_notification(policy, lead_days=7, status=Notification.Status.SENT)
+
+    html = calls_page(client)
+
+    assert 'data-policy="CALL-1"' in html
+    assert 'href="tel:+14155550111"' in html
+    assert "No reminder delivered yet" in html
+    assert "ALICE-1" not in html  # expires in 20 days: outside the 7-day window
+    assert "BRUNO-1" not in html
+
+
+def test_nobody_to_call_says_so(client, alice):
+    assert 'id="no-calls"' in calls_page(client)
+
+
+def test_one_click_records_the_outcome_and_the_timeline_shows_it(client, alice):
+    policy = make_policy(
+        "CALL-2", customer=make_customer(), agent=alice, expiry_date=TODAY + timedelta(days=3)
+    )
+    response = client.post(
+        reverse("workspace:record-call", kwargs={"policy_id": policy.pk}),
+        {"outcome": "voicemail", "next": reverse("workspace:calls")},
+        follow=True,
+    )
+    assert "CALL-2: left a voicemail recorded." in response.content.decode()
+    call = CallOutcome.objects.get(policy=policy)
+    assert (call.outcome, call.expiry_date, call.called_by) == (
+        "voicemail",
+        policy.expiry_date,
+        alice.user,
+    )
+    detail = client.get(reverse("workspace:policy", kwargs={"policy_id": policy.pk}))
+    assert 'data-call="voicemail"' in detail.content.decode()
+    assert "Call: Left a voicemail" in detail.content.decode()
+
+
+def test_declined_takes_the_policy_off_the_list(client, alice):
+    policy = make_policy(
+        "CALL-3", customer=make_customer(), agent=alice, expiry_date=TODAY + timedelta(days=3)
+    )
+    assert 'data-policy="CALL-3"' in calls_page(client)
+    client.post(
+        reverse("workspace:record-call", kwargs={"policy_id": policy.pk}), {"outcome": "declined"}
+    )
+    assert 'data-policy="CALL-3"' not in calls_page(client)
+
+
+def test_wrong_number_is_marked_on_the_customer(client, alice):
+    policy = make_policy(
+        "CALL-4",
+        customer=make_customer(email="", phone="+14155550112"),
+        agent=alice,
+        expiry_date=TODAY + timedelta(days=3),
+    )
+    client.post(
+        reverse("workspace:record-call", kwargs={"policy_id": policy.pk}),
+        {"outcome": "wrong_number"},
+    )
+    assert Customer.objects.get(pk=policy.customer_id).wrong_phone == "+14155550112"
+    html = calls_page(client)
+    assert "wrong number" in html
+    assert "customer&#x27;s phone number is wrong" in html
+
+
+@pytest.mark.parametrize("outcome", ["", "maybe", "<script>"])
+def test_an_unknown_outcome_gets_a_message_not_an_error(client, alice, outcome):
+    policy = make_policy(
+        "CALL-5", customer=make_customer(), agent=alice, expiry_date=TODAY + timedelta(days=3)
+    )
+    response = client.post(
+        reverse("workspace:record-call", kwargs={"policy_id": policy.pk}),
+        {"outcome": outcome},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "Unknown call outcome" in response.content.decode()
+    assert not CallOutcome.objects.exists()
+
+
+def test_a_policy_outside_the_book_is_not_found(client, alice):
+    other = make_policy(
+        "THEIRS",
+        customer=make_customer("t@mail.example"),
+        agent=alice.__class__.objects.get(email="bruno@agency.example"),
+        expiry_date=TODAY + timedelta(days=2),
+    )
+    response = client.post(
+        reverse("workspace:record-call", kwargs={"policy_id": other.pk}), {"outcome": "reached"}
+    )
+    assert response.status_code == 404
+    assert not CallOutcome.objects.exists()
+
+
+def test_the_call_list_is_in_the_navigation(client, alice):
+    assert 'id="nav-calls"' in calls_page(client)
+
+
+def test_staff_record_calls_on_any_book_only_with_the_permission(client, db, staff_roles):
+    from tests.factories import make_staff
+
+    books = two_books(TODAY)
+    url = reverse("workspace:record-call", kwargs={"policy_id": books.my_policy.pk})
+    make_staff("sue", roles=["Support (read-only)"], password=PASSWORD)
+    make_staff("ria", roles=["Renewal admins"], password=PASSWORD)
+
+    client.login(username="sue", password=PASSWORD)
+    assert client.post(url, {"outcome": "reached"}).status_code == 403
+    assert not CallOutcome.objects.exists()
+
+    client.login(username="ria", password=PASSWORD)
+    assert client.post(url, {"outcome": "reached"}).status_code == 302
+    assert CallOutcome.objects.get().outcome == "reached"
