@@ -87,6 +87,8 @@ def pages(seeded: Seeded) -> list[tuple[str, str, str]]:
             for days in RETENTION_PERIODS
             for who in ("agent", "manager")
         ),
+        ("needs a call, agent", reverse("workspace:calls"), "agent"),
+        ("needs a call, manager", reverse("workspace:calls"), "manager"),
     ]
 
 
