@@ -81,6 +81,8 @@ def staff_roles(db):
     lines.grant_product_line_permissions(django_apps, schema_editor=None)
     outcomes = importlib.import_module("notifications.migrations.0029_outcome_roles")
     outcomes.grant_outcome_permissions(django_apps, schema_editor=None)
+    experiments = importlib.import_module("notifications.migrations.0030_template_experiments")
+    experiments.grant_experiment_permissions(django_apps, schema_editor=None)
     return module.ROLES
 
 

@@ -12,6 +12,7 @@ urlpatterns = [
     path("notices.csv", views.notices_csv, name="notices-csv"),
     path("expiries/", views.expiries, name="expiries"),
     path("dashboard/", views.dashboard, name="dashboard"),
+    path("experiments/", views.experiments, name="experiments"),
     path("policies/<int:policy_id>/", views.policy_detail, name="policy"),
     path("policies/<int:policy_id>/renew/", views.renew_policy, name="renew"),
     path(
