@@ -18,17 +18,19 @@ from notifications.models import (
     TemplateVariant,
 )
 
-# Knuth's multiplicative hash: consecutive policy ids spread over the whole 32-bit range, and
-# the experiment's id shifts it so that two experiments do not split the book alike.
+# Knuth's multiplicative hash: consecutive policy ids spread over the whole 32-bit range; the
+# experiment's id, times another large odd constant, shifts it by a pseudo-random offset so
+# that two experiments do not split the book alike (a small multiplier would barely move it).
 POLICY_MULTIPLIER = 2654435761
-EXPERIMENT_MULTIPLIER = 40503
+EXPERIMENT_MULTIPLIER = 2246822519
 HASH_RANGE = 2**32
 
 # The same rule in PostgreSQL, for a planner that inserts with INSERT ... SELECT (issue 16):
-# numeric, because policy id x multiplier passes bigint's range past id 3.4e9.
+# numeric, because policy id x multiplier passes bigint's range past id 3.4e9; mod() rather
+# than %, which a database driver reads as a placeholder.
 BUCKET_SQL = (
-    "div((({policy_id})::numeric * 2654435761 + ({experiment_id}) * 40503) % 4294967296"
-    " * ({total_weight}), 4294967296)"
+    "div(mod(({policy_id})::numeric * 2654435761 + ({experiment_id})::numeric * 2246822519,"
+    " 4294967296) * ({total_weight}), 4294967296)"
 )
 
 # 95 % two-sided: the normal quantile of 0.975.
