@@ -12,6 +12,7 @@ from django.utils.html import format_html
 
 from notifications import circuit, experiments, preferences, previews, services
 from notifications.models import (
+    ONE_RUNNING_EXPERIMENT,
     Channel,
     CircuitBreaker,
     ConsentChange,
@@ -253,6 +254,16 @@ class VariantFormSet(forms.BaseInlineFormSet):
                 )
 
 
+class TemplateExperimentForm(forms.ModelForm):
+    def clean(self):
+        data = super().clean()
+        # The constraint's own check skips it: ended_at is not a field of the form.
+        rule = data.get("rule")
+        if rule and rule.experiments.filter(ended_at__isnull=True).exists():
+            self.add_error("rule", ONE_RUNNING_EXPERIMENT)
+        return data
+
+
 class TemplateVariantInline(admin.TabularInline):
     model = TemplateVariant
     formset = VariantFormSet
@@ -267,6 +278,7 @@ class TemplateExperimentAdmin(admin.ModelAdmin):
     (by its id and the weights) for as long as the experiment runs. Ended, it is kept as it
     was: read-only, with its results."""
 
+    form = TemplateExperimentForm
     list_display = ["name", "rule", "started_at", "ended_at", "results"]
     list_filter = [("ended_at", admin.EmptyFieldListFilter)]
     list_select_related = ["rule"]
@@ -275,7 +287,8 @@ class TemplateExperimentAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         # Its rule is fixed once it exists: its variants' words are that rule's channel's.
-        return ["rule", "started_at", "ended_at", "results"] if obj else ["results"]
+        started = ["started_at", "ended_at", "results"]  # it starts when saved
+        return ["rule", *started] if obj else started
 
     def has_change_permission(self, request, obj=None):
         if obj is not None and not obj.is_running:

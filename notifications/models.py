@@ -327,6 +327,9 @@ class ReminderRule(models.Model):
         return self.channel == Channel.WHATSAPP and self.fallback_template_id is not None
 
 
+ONE_RUNNING_EXPERIMENT = "This rule runs an experiment already: end it first."
+
+
 class TemplateExperiment(models.Model):
     """A trial of two or more wordings of one rule's reminder: each policy gets one variant,
     chosen by its id and the weights (notifications.experiments.variant_for), and keeps it
@@ -346,7 +349,7 @@ class TemplateExperiment(models.Model):
                 fields=["rule"],
                 condition=Q(ended_at__isnull=True),
                 name="experiment_one_running_per_rule",
-                violation_error_message="This rule runs an experiment already: end it first.",
+                violation_error_message=ONE_RUNNING_EXPERIMENT,
             ),
             models.CheckConstraint(
                 condition=Q(ended_at__isnull=True) | Q(ended_at__gt=F("started_at")),
