@@ -283,11 +283,11 @@ class TemplateExperimentAdmin(admin.ModelAdmin):
     list_filter = [("ended_at", admin.EmptyFieldListFilter)]
     list_select_related = ["rule"]
     inlines = [TemplateVariantInline]
-    actions = ["end_experiments"]
+    actions = ["end_experiments", "count_results"]
 
     def get_readonly_fields(self, request, obj=None):
         # Its rule is fixed once it exists: its variants' words are that rule's channel's.
-        started = ["started_at", "ended_at", "results"]  # it starts when saved
+        started = ["started_at", "ended_at", "counted_at", "results"]  # it starts when saved
         return ["rule", *started] if obj else started
 
     def has_change_permission(self, request, obj=None):
@@ -312,6 +312,11 @@ class TemplateExperimentAdmin(admin.ModelAdmin):
             f"{ended} experiment(s) ended; their variants and results are kept.",
             messages.SUCCESS,
         )
+
+    @admin.action(description="Count every experiment's results now (the daily scan does)")
+    def count_results(self, request, queryset):
+        experiments.tally()
+        self.message_user(request, "Results counted.", messages.SUCCESS)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

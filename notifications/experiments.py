@@ -1,22 +1,27 @@
 """Template experiments: which of a rule's wordings keeps more customers. Each policy gets one
 variant of a running experiment, chosen by a fixed arithmetic rule of its id (the same in every
 scan and process, and in SQL); the results count, per variant, the terms its reminders reached
-and how many of them renewed before their expiry, with a Wilson interval and a plain verdict."""
+and how many of them renewed before their expiry, with a Wilson interval and a plain verdict.
+Those counts are made by the daily scan (`tally`) and read from its few rows: counted live, a
+year-long experiment on a book of 1,000,000 policies takes over a second."""
 
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db import transaction
+from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.utils import timezone
 
 from notifications.models import (
+    ExperimentTally,
     Notification,
     PolicyOutcome,
     ReminderRule,
     TemplateExperiment,
     TemplateVariant,
 )
+from policies.models import Agent
 
 # Knuth's multiplicative hash: consecutive policy ids spread over the whole 32-bit range; the
 # experiment's id, times another large odd constant, shifts it by a pseudo-random offset so
@@ -187,32 +192,66 @@ class ExperimentResult:
         )
 
 
-def results(
-    experiments: Iterable[TemplateExperiment], *, notifications: QuerySet[Notification]
-) -> list[ExperimentResult]:
-    """Each experiment's figures per variant, over `notifications` (a book's: an agent's, or
-    every agent's). A term a variant reached is a policy's expiry with a delivered reminder in
-    it; it is decided once its outcome is recorded (renewed or lapsed), and counts as renewed
-    when it was renewed on or before the expiry date. One grouped query on the partial index
-    notification_variant, each outcome looked up by its unique key (policy, expiry, kind): a
-    term has at most one reminder of a rule (the natural key), so counting reminders counts
-    terms."""
-    experiments = list(experiments)
-    variants = list(
-        TemplateVariant.objects.filter(experiment__in=experiments).select_related("template")
-    )
+def tally() -> int:
+    """Count every experiment's figures per variant and agent, as of now, in place of the last
+    count (the daily scan's job). A term a variant reached is a policy's expiry with a
+    delivered reminder in it; it is decided once its outcome is recorded (renewed or lapsed),
+    and counts as renewed when it was renewed on or before the expiry date. One grouped query
+    on the partial index notification_variant, each outcome looked up by its unique key
+    (policy, expiry, kind): a term has at most one reminder of a rule (the natural key), so
+    counting reminders counts terms. Ended experiments are counted too: their terms keep
+    ending after them. Returns how many rows it wrote."""
     term = {"policy_id": OuterRef("policy_id"), "expiry_date": OuterRef("expiry_date")}
     outcome = PolicyOutcome.objects.filter(**term)
     renewed_in_time = outcome.filter(kind=PolicyOutcome.Kind.RENEWED, days_before_expiry__gte=0)
-    counts = {
-        row["variant_id"]: row
-        for row in notifications.filter(variant__in=variants, delivered_at__isnull=False)
+    now = timezone.now()
+    rows = (
+        Notification.objects.filter(variant__isnull=False, delivered_at__isnull=False)
         .order_by()
-        .values("variant_id")
+        .values("variant_id", "policy__agent_id")
         .annotate(
             delivered=Count("id"),
             decided=Count("id", filter=Q(Exists(outcome))),
             renewed=Count("id", filter=Q(Exists(renewed_in_time))),
+        )
+    )
+    tallies = [
+        ExperimentTally(
+            variant_id=row["variant_id"],
+            agent_id=row["policy__agent_id"],
+            delivered=row["delivered"],
+            decided=row["decided"],
+            renewed=row["renewed"],
+        )
+        for row in rows
+    ]
+    with transaction.atomic():
+        ExperimentTally.objects.all().delete()
+        ExperimentTally.objects.bulk_create(tallies)
+        TemplateExperiment.objects.update(counted_at=now)
+    return len(tallies)
+
+
+def results(
+    experiments: Iterable[TemplateExperiment], *, agent: Agent | None = None
+) -> list[ExperimentResult]:
+    """Each experiment's figures per variant as last counted (`tally`), in `agent`'s book, or
+    in every book (None). A few rows per variant, by the tally's unique index."""
+    experiments = list(experiments)
+    variants = list(
+        TemplateVariant.objects.filter(experiment__in=experiments).select_related("template")
+    )
+    tallies = ExperimentTally.objects.filter(variant__in=variants)
+    if agent is not None:
+        tallies = tallies.filter(agent=agent)
+    counts = {
+        row["variant_id"]: row
+        for row in tallies.order_by()
+        .values("variant_id")
+        .annotate(
+            delivered=Sum("delivered"),
+            decided=Sum("decided"),
+            renewed=Sum("renewed"),
         )
     }
     by_experiment: dict[int, list[VariantResult]] = {}

@@ -340,6 +340,12 @@ class TemplateExperiment(models.Model):
     name = models.CharField(max_length=100)
     started_at = models.DateTimeField(default=timezone.now)
     ended_at = models.DateTimeField(null=True, blank=True)
+    counted_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When its results were last counted (the daily scan); empty: not yet.",
+    )
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -397,6 +403,33 @@ class TemplateVariant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label}: {self.template.name}"
+
+
+class ExperimentTally(models.Model):
+    """A variant's figures in one agent's book, counted by the daily scan
+    (notifications.experiments.tally): the results page adds up these few rows instead of
+    reading an experiment's reminders and outcomes, which a long one on a large book has by
+    the million."""
+
+    variant = models.ForeignKey(TemplateVariant, on_delete=models.CASCADE, related_name="tallies")
+    agent = models.ForeignKey("policies.Agent", on_delete=models.CASCADE, related_name="+")
+    delivered = models.PositiveIntegerField(help_text="Its reminders delivered.")
+    decided = models.PositiveIntegerField(
+        help_text="Of the terms they reached: renewed or lapsed by then."
+    )
+    renewed = models.PositiveIntegerField(help_text="Of those: renewed on or before the expiry.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["variant", "agent"], name="experiment_tally_once"),
+            models.CheckConstraint(
+                condition=Q(renewed__lte=F("decided"), decided__lte=F("delivered")),
+                name="experiment_tally_counts_nest",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.variant} in {self.agent}'s book: {self.renewed}/{self.decided}"
 
 
 class NotificationStatus(models.TextChoices):

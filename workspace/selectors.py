@@ -323,11 +323,11 @@ def _as_date(value) -> date:
 
 
 def experiment_results(book: Book) -> list[experiments.ExperimentResult]:
-    """Every template experiment, running ones first then the newest, with its figures over
-    the book's reminders: an agent's own, or every agent's for a user who sees every book."""
+    """Every template experiment, running ones first then the newest, with its figures in the
+    book as last counted: an agent's own, or every agent's for a user who sees every book."""
     return experiments.results(
         TemplateExperiment.objects.select_related("rule").order_by(
             F("ended_at").desc(nulls_first=True), "-started_at", "-id"
         ),
-        notifications=book.notifications,
+        agent=book.agent,
     )

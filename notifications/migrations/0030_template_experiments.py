@@ -1,6 +1,7 @@
 """Template experiments: a rule's variants (TemplateVariant) with weights, the variant each
 reminder went in (Notification.variant, with a partial index for the results), the last
-touch's variant on outcomes; the staff roles (0011) get them: renewal admins run experiments,
+touch's variant on outcomes, the daily counts of results per variant and agent
+(ExperimentTally); the staff roles (0011) get them: renewal admins run experiments,
 template editors and support read them."""
 
 import importlib
@@ -50,6 +51,15 @@ class Migration(migrations.Migration):
                 ("name", models.CharField(max_length=100)),
                 ("started_at", models.DateTimeField(default=django.utils.timezone.now)),
                 ("ended_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "counted_at",
+                    models.DateTimeField(
+                        blank=True,
+                        editable=False,
+                        help_text="When its results were last counted (the daily scan); empty: not yet.",
+                        null=True,
+                    ),
+                ),
                 (
                     "rule",
                     models.ForeignKey(
@@ -105,6 +115,46 @@ class Migration(migrations.Migration):
             options={
                 "ordering": ["experiment_id", "label"],
             },
+        ),
+        migrations.CreateModel(
+            name="ExperimentTally",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("delivered", models.PositiveIntegerField(help_text="Its reminders delivered.")),
+                (
+                    "decided",
+                    models.PositiveIntegerField(
+                        help_text="Of the terms they reached: renewed or lapsed by then."
+                    ),
+                ),
+                (
+                    "renewed",
+                    models.PositiveIntegerField(
+                        help_text="Of those: renewed on or before the expiry."
+                    ),
+                ),
+                (
+                    "agent",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="policies.agent",
+                    ),
+                ),
+                (
+                    "variant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="tallies",
+                        to="notifications.templatevariant",
+                    ),
+                ),
+            ],
         ),
         migrations.AddField(
             model_name="notification",
@@ -174,6 +224,21 @@ class Migration(migrations.Migration):
                 condition=models.Q(("weight__gt", 0)),
                 name="variant_weight_positive",
                 violation_error_message="A weight is a whole number of at least 1.",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="experimenttally",
+            constraint=models.UniqueConstraint(
+                fields=("variant", "agent"), name="experiment_tally_once"
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="experimenttally",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("decided__lte", models.F("delivered")), ("renewed__lte", models.F("decided"))
+                ),
+                name="experiment_tally_counts_nest",
             ),
         ),
         migrations.RunPython(grant_experiment_permissions, migrations.RunPython.noop),

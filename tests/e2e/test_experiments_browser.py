@@ -71,6 +71,7 @@ def trial(seeded_defaults, staff_roles):
         else:
             term = outcomes.Term(policy.pk, policy.expiry_date)
             outcomes.record([term], kind=PolicyOutcome.Kind.LAPSED, source="scan")
+    experiments.tally()  # the daily scan's count
     return trial
 
 

@@ -12,7 +12,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
-from notifications import dispatch, experiments, fallback, outcomes, planning, services
+from notifications import dispatch, experiments, fallback, outcomes, planning, services, tasks
 from notifications.experiments import ExperimentResult, VariantResult, wilson
 from notifications.models import (
     Channel,
@@ -24,7 +24,7 @@ from notifications.models import (
     TemplateTranslation,
     TemplateVariant,
 )
-from tests.factories import make_customer, make_experiment, make_policy
+from tests.factories import make_agent, make_customer, make_experiment, make_policy
 
 Status = Notification.Status
 TODAY = timezone.localdate()
@@ -284,19 +284,59 @@ def figures_of(result: ExperimentResult) -> dict[str, tuple[int, ...]]:
     return {v.label: (v.delivered, v.decided, v.renewed) for v in result.variants}
 
 
-def test_results_match_a_recount_from_the_rows(trial, agent):
+def counted(trial, agent=None) -> ExperimentResult:
+    experiments.tally()
+    (result,) = experiments.results([trial], agent=agent)
+    return result
+
+
+def test_results_match_a_recount_from_the_rows_in_every_book_and_in_each(trial, agent):
     seeded_trial(trial, agent)
+    other = make_agent("other", "other@agency.example")
+    seeded_trial_policies = due_policies(other, 10, prefix="O")
+    planning.plan_due(run_date=TODAY)
+    Notification.objects.filter(policy__in=seeded_trial_policies).update(
+        status=Status.DELIVERED, delivered_at=timezone.now()
+    )
+    for policy in seeded_trial_policies[:4]:
+        services.renew_policy(policy=policy, new_expiry_date=TODAY + timedelta(days=400))
 
-    (result,) = experiments.results([trial], notifications=Notification.objects.all())
+    everyone = counted(trial)
+    theirs = counted(trial, other)
 
+    assert figures_of(everyone) == recount(trial)
+    assert figures_of(theirs) == recount(trial, Notification.objects.filter(policy__agent=other))
+    assert sum(v.delivered for v in everyone.variants) == 39 + 10
+    assert sum(v.renewed for v in theirs.variants) == 4
+    assert sum(v.decided for v in everyone.variants) > sum(v.renewed for v in everyone.variants)
+
+
+def test_the_daily_scan_counts_the_results(trial, agent):
+    seeded_trial(trial, agent)
+    assert trial.counted_at is None
+
+    tasks.daily_scan(TODAY.isoformat())
+
+    trial.refresh_from_db()
+    assert trial.counted_at is not None
+    (result,) = experiments.results([trial])
     assert figures_of(result) == recount(trial)
-    assert sum(v.delivered for v in result.variants) == 39
-    assert sum(v.decided for v in result.variants) > sum(v.renewed for v in result.variants) > 0
+
+
+def test_a_new_count_replaces_the_last(trial, agent):
+    policies = seeded_trial(trial, agent)
+    before = figures_of(counted(trial))
+    late = policies[2]  # renewed late: decided, not renewed before its expiry
+    PolicyOutcome.objects.filter(policy=late).update(days_before_expiry=1)
+
+    after = figures_of(counted(trial))
+
+    assert sum(v[2] for v in after.values()) == sum(v[2] for v in before.values()) + 1
 
 
 def test_ending_an_experiment_keeps_its_reminders_and_results_and_stops_new_variants(trial, agent):
     seeded_trial(trial, agent)
-    (before,) = experiments.results([trial], notifications=Notification.objects.all())
+    before = counted(trial)
     with_variant = variant_by_policy()
 
     assert experiments.end(trial) is True
@@ -308,8 +348,7 @@ def test_ending_an_experiment_keeps_its_reminders_and_results_and_stops_new_vari
     assert not trial.is_running
     assert {pk: v for pk, v in variant_by_policy().items() if pk in with_variant} == with_variant
     assert {variant_by_policy()[policy.pk] for policy in later} == {None}
-    (after,) = experiments.results([trial], notifications=Notification.objects.all())
-    assert figures_of(after) == figures_of(before)
+    assert figures_of(counted(trial)) == figures_of(before)
     with pytest.raises(ProtectedError):
         trial.variants.first().delete()
 

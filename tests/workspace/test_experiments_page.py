@@ -85,6 +85,7 @@ def agents(trial):
     bruno = with_password(make_agent("bruno", "bruno@agency.example"))
     delivered_reminders(alice, trial, 4, renewed=3)
     delivered_reminders(bruno, trial, 6, renewed=1)
+    experiments.tally()
     return alice, bruno
 
 
@@ -118,6 +119,16 @@ def test_a_user_who_sees_every_book_sees_everyones_figures(client, trial, agents
     assert '<td data-label="Renewed before expiry" class="renewed">4</td>' in row
     assert "40.0 %" in row
     assert "every agent" in page
+
+
+def test_an_experiment_not_counted_yet_says_so(client, trial, agent):
+    with_password(agent)
+    client.login(username="agent", password=PASSWORD)
+
+    page = client.get(reverse("workspace:experiments")).content.decode()
+
+    assert "Not counted yet: the next daily scan counts it." in page
+    assert "No result yet" in page
 
 
 def test_the_page_says_so_when_there_is_no_experiment(client, agent):
