@@ -194,19 +194,22 @@ class ExperimentResult:
 
 def tally() -> int:
     """Count every experiment's figures per variant and agent, as of now, in place of the last
-    count (the daily scan's job). A term a variant reached is a policy's expiry with a
-    delivered reminder in it; it is decided once its outcome is recorded (renewed or lapsed),
-    and counts as renewed when it was renewed on or before the expiry date. One grouped query
-    on the partial index notification_variant, each outcome looked up by its unique key
-    (policy, expiry, kind): a term has at most one reminder of a rule (the natural key), so
-    counting reminders counts terms. Ended experiments are counted too: their terms keep
-    ending after them. Returns how many rows it wrote."""
+    count (the daily scan's job). A term a variant reached is a policy's expiry with a reminder
+    delivered in the variant's words (not in a digest); it is decided once its outcome is
+    recorded (renewed or lapsed), and counts as renewed when it was renewed on or before the
+    expiry date. One grouped query on the partial index notification_variant, each outcome
+    looked up by its unique key (policy, expiry, kind): a term has at most one reminder of a
+    rule (the natural key), so counting reminders counts terms. Ended experiments are counted
+    too: their terms keep ending after them. Returns how many rows it wrote."""
     term = {"policy_id": OuterRef("policy_id"), "expiry_date": OuterRef("expiry_date")}
     outcome = PolicyOutcome.objects.filter(**term)
     renewed_in_time = outcome.filter(kind=PolicyOutcome.Kind.RENEWED, days_before_expiry__gte=0)
     now = timezone.now()
     rows = (
-        Notification.objects.filter(variant__isnull=False, delivered_at__isnull=False)
+        # A reminder that went in a digest went in the digest template's words, not its own.
+        Notification.objects.filter(
+            variant__isnull=False, delivered_at__isnull=False, digest__isnull=True
+        )
         .order_by()
         .values("variant_id", "policy__agent_id")
         .annotate(

@@ -57,7 +57,8 @@ def record(terms: Iterable[Term], *, kind: str, source: str, at: datetime | None
                 last_touch_channel=last.channel if last else "",
                 last_touch_lead_days=last.lead_days if last else None,
                 last_touch_template=last.template if last else None,
-                last_touch_variant_id=last.variant_id if last else None,
+                # A digest went in the digest template's words: no variant's.
+                last_touch_variant_id=last.variant_id if last and not last.digest_id else None,
             )
         )
     PolicyOutcome.objects.bulk_create(outcomes, ignore_conflicts=True)
@@ -72,7 +73,14 @@ def _touches(
     sent = Notification.objects.filter(
         policy_id__in={term.policy_id for term in terms}, sent_at__lte=before
     ).only(
-        "policy_id", "expiry_date", "channel", "lead_days", "rule_id", "variant_id", "delivered_at"
+        "policy_id",
+        "expiry_date",
+        "channel",
+        "lead_days",
+        "rule_id",
+        "variant_id",
+        "digest_id",
+        "delivered_at",
     )
     found: dict[tuple[int, date], tuple[int, int, Notification | None]] = {}
     for reminder in sent:

@@ -16,6 +16,7 @@ from notifications import dispatch, experiments, fallback, outcomes, planning, s
 from notifications.experiments import ExperimentResult, VariantResult, wilson
 from notifications.models import (
     Channel,
+    Digest,
     MessageTemplate,
     Notification,
     PolicyOutcome,
@@ -309,6 +310,21 @@ def test_results_match_a_recount_from_the_rows_in_every_book_and_in_each(trial, 
     assert sum(v.delivered for v in everyone.variants) == 39 + 10
     assert sum(v.renewed for v in theirs.variants) == 4
     assert sum(v.decided for v in everyone.variants) > sum(v.renewed for v in everyone.variants)
+
+
+def test_a_reminder_that_went_in_a_digest_is_not_counted_for_its_variant(trial, agent):
+    seeded_trial(trial, agent)
+    before = figures_of(counted(trial))
+    notification = Notification.objects.filter(delivered_at__isnull=False).first()
+    digest = Digest.objects.create(
+        customer=notification.customer, channel=Channel.EMAIL, to="x@mail.example", body="both"
+    )
+    Notification.objects.filter(pk=notification.pk).update(digest=digest)
+
+    after = figures_of(counted(trial))
+
+    label = notification.variant.label
+    assert after[label][0] == before[label][0] - 1
 
 
 def test_the_daily_scan_counts_the_results(trial, agent):
