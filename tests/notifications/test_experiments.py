@@ -239,6 +239,24 @@ def test_a_renewal_credits_the_last_touchs_variant_and_its_template(trial, agent
     assert outcome.last_touch_template != trial.rule.template
 
 
+def test_a_renewal_after_a_digest_credits_no_variant(trial, agent):
+    (policy,) = due_policies(agent, 1)
+    planning.plan_due(run_date=TODAY)
+    earlier = timezone.now() - timedelta(hours=1)
+    digest = Digest.objects.create(
+        customer=policy.customer, channel=Channel.EMAIL, to="p0@mail.example", body="both"
+    )
+    Notification.objects.update(
+        status=Status.DELIVERED, sent_at=earlier, delivered_at=earlier, digest=digest
+    )
+
+    services.renew_policy(policy=policy, new_expiry_date=policy.expiry_date + timedelta(days=365))
+
+    outcome = PolicyOutcome.objects.get()
+    assert outcome.last_touch is not None
+    assert outcome.last_touch_variant is None
+
+
 # --- Results ----------------------------------------------------------------------------------
 
 
