@@ -313,7 +313,10 @@ class TemplateExperimentAdmin(admin.ModelAdmin):
             messages.SUCCESS,
         )
 
-    @admin.action(description="Count every experiment's results now (the daily scan does)")
+    @admin.action(
+        description="Count every experiment's results now (the daily scan does)",
+        permissions=["change"],
+    )
     def count_results(self, request, queryset):
         experiments.tally()
         self.message_user(request, "Results counted.", messages.SUCCESS)

@@ -144,9 +144,8 @@ def summary(outcomes: dict[int, Outcome | NotClaimed]) -> dict[str, int]:
 
 def attach_rules(notifications: list[Notification]) -> None:
     """Give a batch its rules and experiment variants with their templates and translations,
-    loaded once and shared:
-    a day's reminders come from a handful of rules (per row, Django's prefetch would cost more
-    CPU than rendering)."""
+    loaded once and shared: a day's reminders come from a handful of rules (per row, Django's
+    prefetch would cost more CPU than rendering)."""
     rules = (
         ReminderRule.objects.select_related("template", "fallback_template")
         .prefetch_related(
