@@ -10,6 +10,7 @@ from django.utils import timezone
 from notifications import experiments, outcomes
 from notifications.models import (
     Channel,
+    ExperimentTally,
     MessageTemplate,
     Notification,
     PolicyOutcome,
@@ -239,3 +240,14 @@ def test_the_end_action_ends_it_and_the_ended_experiment_is_read_only(admin_clie
     assert 'name="_save"' not in page  # kept as it was
     assert reverse("workspace:experiments") + f"#experiment-{trial.pk}" in page
     assert experiments.end(trial) is False
+
+
+def test_the_admin_counts_the_results_at_once(admin_client, trial, agents):
+    ExperimentTally.objects.all().delete()
+    changelist = reverse("admin:notifications_templateexperiment_changelist")
+
+    admin_client.post(changelist, {"action": "count_results", "_selected_action": [trial.pk]})
+
+    trial.refresh_from_db()
+    assert trial.counted_at is not None
+    assert sum(ExperimentTally.objects.values_list("decided", flat=True)) == 10
