@@ -34,8 +34,9 @@ HASH_RANGE = 2**32
 # numeric, because policy id x multiplier passes bigint's range past id 3.4e9; mod() rather
 # than %, which a database driver reads as a placeholder.
 BUCKET_SQL = (
-    "div(mod(({policy_id})::numeric * 2654435761 + ({experiment_id})::numeric * 2246822519,"
-    " 4294967296) * ({total_weight}), 4294967296)"
+    f"div(mod(({{policy_id}})::numeric * {POLICY_MULTIPLIER}"
+    f" + ({{experiment_id}})::numeric * {EXPERIMENT_MULTIPLIER}, {HASH_RANGE})"
+    f" * ({{total_weight}}), {HASH_RANGE})"
 )
 
 # 95 % two-sided: the normal quantile of 0.975.
