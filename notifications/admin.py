@@ -108,7 +108,8 @@ class PreviewAdminMixin:
             return redirect("admin:index")
         form = PreviewForm(request.GET or None)
         send_form = SendTestForm(request.POST or None)
-        rule = obj if isinstance(obj, ReminderRule) else None
+        # A rule's, or an experiment's rule's, scope and lead time; a template has none.
+        rule = obj if isinstance(obj, ReminderRule) else getattr(obj, "rule", None)
         found, error = [], ""
         try:
             if form.is_bound and not form.is_valid():
@@ -273,10 +274,10 @@ class TemplateVariantInline(admin.TabularInline):
 
 
 @admin.register(TemplateExperiment)
-class TemplateExperimentAdmin(admin.ModelAdmin):
+class TemplateExperimentAdmin(PreviewAdminMixin, admin.ModelAdmin):
     """Run two or more wordings of a rule's reminder side by side; each policy gets one of them
     (by its id and the weights) for as long as the experiment runs. Ended, it is kept as it
-    was: read-only, with its results."""
+    was: read-only, with its results. Its preview shows every variant's words."""
 
     form = TemplateExperimentForm
     list_display = ["name", "rule", "started_at", "ended_at", "results"]
@@ -289,6 +290,9 @@ class TemplateExperimentAdmin(admin.ModelAdmin):
         # Its rule is fixed once it exists: its variants' words are that rule's channel's.
         started = ["started_at", "ended_at", "counted_at", "results"]  # it starts when saved
         return ["rule", *started] if obj else started
+
+    def templates_of(self, experiment):
+        return [variant.template for variant in experiment.variants.select_related("template")]
 
     def has_change_permission(self, request, obj=None):
         if obj is not None and not obj.is_running:

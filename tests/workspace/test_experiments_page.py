@@ -251,3 +251,20 @@ def test_the_admin_counts_the_results_at_once(admin_client, trial, agents):
     trial.refresh_from_db()
     assert trial.counted_at is not None
     assert sum(ExperimentTally.objects.values_list("decided", flat=True)) == 10
+
+
+def test_the_admin_previews_every_variants_words(admin_client, trial):
+    make_policy(
+        "PREVIEW-1",
+        customer=make_customer("preview@mail.example"),
+        agent=make_agent("previewer", "previewer@agency.example"),
+        expiry_date=TODAY + timedelta(days=9),
+    )
+    change = reverse("admin:notifications_templateexperiment_change", args=[trial.pk])
+    preview = reverse("admin:notifications_templateexperiment_preview", args=[trial.pk])
+    assert preview in admin_client.get(change).content.decode()
+
+    page = admin_client.get(preview, {"policy_number": "PREVIEW-1"}).content.decode()
+
+    assert "warm PREVIEW-1" in page
+    assert "short PREVIEW-1" in page
