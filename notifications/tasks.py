@@ -6,18 +6,20 @@ from celery import shared_task
 from celery.utils.log import get_task_logger
 from django.utils import timezone
 
-from notifications import calls, dispatch, outcomes, planning, recovery, reports
+from notifications import calls, dispatch, experiments, outcomes, planning, recovery, reports
 
 logger = get_task_logger(__name__)
 
 
 @shared_task
 def daily_scan(run_date: str | None = None) -> dict:
-    """Plan the reminders due on run_date (default: today in TIME_ZONE), fan them out, and
-    mark lapsed the policies whose expiry and grace period passed without a renewal."""
+    """Plan the reminders due on run_date (default: today in TIME_ZONE), fan them out, mark
+    lapsed the policies whose expiry and grace period passed without a renewal, and count the
+    template experiments' results."""
     day = date.fromisoformat(run_date) if run_date else timezone.localdate()
     run = planning.plan_due(run_date=day)  # committed before any task is sent for it
     lapsed = outcomes.lapse_expired(run_date=day)
+    experiments.tally()  # with the day's lapses in
     run.enqueued = fan_out()
     run.save(update_fields=["enqueued"])
     logger.info(

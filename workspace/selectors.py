@@ -7,8 +7,13 @@ from datetime import date, timedelta
 from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.db.models.functions import TruncWeek
 
-from notifications import calls
-from notifications.models import PENDING_FOR_AGENTS, DeliveryEvent, Notification
+from notifications import calls, experiments
+from notifications.models import (
+    PENDING_FOR_AGENTS,
+    DeliveryEvent,
+    Notification,
+    TemplateExperiment,
+)
 from policies.models import Agent, Policy
 
 Status = Notification.Status
@@ -324,3 +329,17 @@ def dashboard(book: Book, *, today: date, weeks_back: int = 8, weeks_ahead: int 
 def _as_date(value) -> date:
     # TruncWeek of a DateField is a date on PostgreSQL, a datetime on some backends.
     return value.date() if hasattr(value, "date") else value
+
+
+# --- Template experiments -------------------------------------------------------------------
+
+
+def experiment_results(book: Book) -> list[experiments.ExperimentResult]:
+    """Every template experiment, running ones first then the newest, with its figures in the
+    book as last counted: an agent's own, or every agent's for a user who sees every book."""
+    return experiments.results(
+        TemplateExperiment.objects.select_related("rule").order_by(
+            F("ended_at").desc(nulls_first=True), "-started_at", "-id"
+        ),
+        agent=book.agent,
+    )
