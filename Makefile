@@ -12,7 +12,8 @@ FAULTS_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/renewly_faults
 DEMO_ENV := DEBUG=1
 
 .PHONY: help setup system-deps demo web test test-sqlite lint format bench bench-import \
-	bench-planning bench-dispatch bench-workspace bench-reports bench-upload bench-api bench-smoke \
+	bench-planning bench-dispatch bench-workspace bench-reports bench-experiments bench-upload \
+	bench-api bench-smoke \
 	faults clean
 
 help: ## list the targets
@@ -49,7 +50,8 @@ format: setup ## ruff fix and format
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: bench-import bench-planning bench-dispatch bench-workspace bench-reports bench-upload bench-api ## every benchmark
+bench: bench-import bench-planning bench-dispatch bench-workspace bench-reports bench-experiments \
+	bench-upload bench-api ## every benchmark
 
 bench-smoke: setup ## every benchmark at its smallest size, as make test runs them
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(BIN)/pytest tests/benchmarks
@@ -68,6 +70,9 @@ bench-workspace: setup ## time the agents' workspace pages with 100,000 notifica
 
 bench-reports: setup ## time the retention figures' pages with 1,000,000 policies, 5,000,000 reminders
 	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_reports.py --fail-over-ms 300
+
+bench-experiments: setup ## time the experiments page with 1,000,000 policies and 5,000,000 notifications
+	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_experiments.py
 
 bench-upload: setup ## upload 100,000 rows, then 100 MB, through the upload view to a worker
 	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_upload.py --rows 100000

@@ -8,9 +8,11 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
-from notifications import circuit, preferences, previews, services
+from notifications import circuit, experiments, preferences, previews, services
 from notifications.models import (
+    ONE_RUNNING_EXPERIMENT,
     CallListEmail,
     CallListRule,
     CallOutcome,
@@ -26,7 +28,9 @@ from notifications.models import (
     PolicyOutcome,
     ReminderRule,
     ReminderRun,
+    TemplateExperiment,
     TemplateTranslation,
+    TemplateVariant,
     WeeklyReport,
     WhatsAppContent,
     WorkerLease,
@@ -107,7 +111,8 @@ class PreviewAdminMixin:
             return redirect("admin:index")
         form = PreviewForm(request.GET or None)
         send_form = SendTestForm(request.POST or None)
-        rule = obj if isinstance(obj, ReminderRule) else None
+        # A rule's, or an experiment's rule's, scope and lead time; a template has none.
+        rule = obj if isinstance(obj, ReminderRule) else getattr(obj, "rule", None)
         found, error = [], ""
         try:
             if form.is_bound and not form.is_valid():
@@ -209,6 +214,119 @@ class ReminderRuleAdmin(PreviewAdminMixin, admin.ModelAdmin):
             self.message_user(request, "Choose exactly one rule to test.", messages.WARNING)
             return None
         return redirect(reverse("admin:notifications_reminderrule_preview", args=[queryset[0].pk]))
+
+
+class VariantFormSet(forms.BaseInlineFormSet):
+    """An experiment's variants: two or more, each a reminder template of the rule's channel.
+    A variant reminders went in keeps its words: its results are about them."""
+
+    def clean(self):
+        super().clean()
+        if any(self.errors):
+            return
+        kept = [
+            form
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE", False)
+        ]
+        if len(kept) < 2:
+            raise forms.ValidationError(
+                "An experiment compares two or more variants: add at least two."
+            )
+        rule = self.instance.rule if self.instance.rule_id else None
+        for form in kept:
+            template = form.cleaned_data.get("template")
+            if template is None:
+                continue
+            if rule and template.channel != rule.channel:
+                form.add_error(
+                    "template",
+                    f"Choose an {rule.get_channel_display()} template: the rule sends by "
+                    f"{rule.get_channel_display()}.",
+                )
+            elif template.kind != MessageTemplate.Kind.REMINDER:
+                form.add_error("template", "Choose a reminder template: digests go on their own.")
+            elif (
+                form.instance.pk
+                and "template" in form.changed_data
+                and form.instance.notifications.exists()
+            ):
+                form.add_error(
+                    "template",
+                    "Reminders went in this variant's words already: end the experiment and "
+                    "start another to try other words.",
+                )
+
+
+class TemplateExperimentForm(forms.ModelForm):
+    def clean(self):
+        data = super().clean()
+        # The constraint's own check skips it: ended_at is not a field of the form.
+        rule = data.get("rule")
+        if rule and rule.experiments.filter(ended_at__isnull=True).exists():
+            self.add_error("rule", ONE_RUNNING_EXPERIMENT)
+        return data
+
+
+class TemplateVariantInline(admin.TabularInline):
+    model = TemplateVariant
+    formset = VariantFormSet
+    fields = ["label", "template", "weight"]
+    extra = 2
+    min_num = 0  # the formset says "at least two" in words, rather than Django's count
+
+
+@admin.register(TemplateExperiment)
+class TemplateExperimentAdmin(PreviewAdminMixin, admin.ModelAdmin):
+    """Run two or more wordings of a rule's reminder side by side; each policy gets one of them
+    (by its id and the weights) for as long as the experiment runs. Ended, it is kept as it
+    was: read-only, with its results. Its preview shows every variant's words."""
+
+    form = TemplateExperimentForm
+    list_display = ["name", "rule", "started_at", "ended_at", "results"]
+    list_filter = [("ended_at", admin.EmptyFieldListFilter)]
+    list_select_related = ["rule"]
+    inlines = [TemplateVariantInline]
+    actions = ["end_experiments", "count_results"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Its rule is fixed once it exists: its variants' words are that rule's channel's.
+        started = ["started_at", "ended_at", "counted_at", "results"]  # it starts when saved
+        return ["rule", *started] if obj else started
+
+    def templates_of(self, experiment):
+        return [variant.template for variant in experiment.variants.select_related("template")]
+
+    def has_change_permission(self, request, obj=None):
+        if obj is not None and not obj.is_running:
+            return False  # ended: its history stays as it was
+        return super().has_change_permission(request, obj)
+
+    @admin.display(description="results")
+    def results(self, experiment: TemplateExperiment) -> str:
+        if experiment.pk is None:
+            return "-"
+        url = reverse("workspace:experiments") + f"#experiment-{experiment.pk}"
+        return format_html('<a href="{}">See the results in the workspace</a>', url)
+
+    @admin.action(
+        description="End the experiment (the rule's own template again)", permissions=["change"]
+    )
+    def end_experiments(self, request, queryset):
+        ended = sum(experiments.end(experiment) for experiment in queryset)
+        self.message_user(
+            request,
+            f"{ended} experiment(s) ended; their variants and results are kept.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(
+        description="Count every experiment's results now (the daily scan does)",
+        permissions=["change"],
+    )
+    def count_results(self, request, queryset):
+        experiments.tally()
+        self.message_user(request, "Results counted.", messages.SUCCESS)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -38,7 +38,14 @@ from notifications.channels import (
     TransientSendError,
     sending_through,
 )
-from notifications.models import Channel, DeliveryEvent, Digest, Notification, ReminderRule
+from notifications.models import (
+    Channel,
+    DeliveryEvent,
+    Digest,
+    Notification,
+    ReminderRule,
+    TemplateVariant,
+)
 from notifications.quiet_hours import next_sms_window
 from notifications.rendering import ProductLines
 from notifications.updates import each_row
@@ -146,9 +153,9 @@ def summary(outcomes: dict[int, Outcome | NotClaimed]) -> dict[str, int]:
 
 
 def attach_rules(notifications: list[Notification]) -> None:
-    """Give a batch its rules with their templates and translations, loaded once and shared:
-    a day's reminders come from a handful of rules (per row, Django's prefetch would cost more
-    CPU than rendering)."""
+    """Give a batch its rules and experiment variants with their templates and translations,
+    loaded once and shared: a day's reminders come from a handful of rules (per row, Django's
+    prefetch would cost more CPU than rendering)."""
     rules = (
         ReminderRule.objects.select_related("template", "fallback_template")
         .prefetch_related(
@@ -159,8 +166,15 @@ def attach_rules(notifications: list[Notification]) -> None:
         )
         .in_bulk({notification.rule_id for notification in notifications})
     )
+    variants = (
+        TemplateVariant.objects.select_related("template")
+        .prefetch_related("template__translations", "template__whatsapp_contents")
+        .in_bulk({notification.variant_id for notification in notifications} - {None})
+    )
     for notification in notifications:
         notification.rule = rules[notification.rule_id]
+        if notification.variant_id is not None:
+            notification.variant = variants[notification.variant_id]
 
 
 # Channels that buzz a phone, and so wait for the customer's daytime.

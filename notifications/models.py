@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.functions import Length
 from django.db.models.lookups import Exact
+from django.utils import timezone
 
 from notifications.templating import AVAILABLE
 from notifications.templating import validate as valid_template
@@ -326,6 +327,111 @@ class ReminderRule(models.Model):
         return self.channel == Channel.WHATSAPP and self.fallback_template_id is not None
 
 
+ONE_RUNNING_EXPERIMENT = "This rule runs an experiment already: end it first."
+
+
+class TemplateExperiment(models.Model):
+    """A trial of two or more wordings of one rule's reminder: each policy gets one variant,
+    chosen by its id and the weights (notifications.experiments.variant_for), and keeps it
+    across scans. Ending it stops new reminders getting a variant; what was sent keeps its
+    variant, and the results stay readable."""
+
+    rule = models.ForeignKey(ReminderRule, on_delete=models.PROTECT, related_name="experiments")
+    name = models.CharField(max_length=100)
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    counted_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When its results were last counted (the daily scan); empty: not yet.",
+    )
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            # Planning asks one question of a rule: which experiment is running on it.
+            models.UniqueConstraint(
+                fields=["rule"],
+                condition=Q(ended_at__isnull=True),
+                name="experiment_one_running_per_rule",
+                violation_error_message=ONE_RUNNING_EXPERIMENT,
+            ),
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True) | Q(ended_at__gt=F("started_at")),
+                name="experiment_ends_after_start",
+                violation_error_message="An experiment ends after it started.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        state = "running" if self.ended_at is None else "ended"
+        return f"{self.name} ({state})"
+
+    @property
+    def is_running(self) -> bool:
+        return self.ended_at is None
+
+
+class TemplateVariant(models.Model):
+    """One wording in an experiment: its template, sent to a share of the policies in
+    proportion to its weight."""
+
+    experiment = models.ForeignKey(
+        TemplateExperiment, on_delete=models.CASCADE, related_name="variants"
+    )
+    label = models.CharField(max_length=20, help_text='A short name for results, e.g. "A".')
+    template = models.ForeignKey(MessageTemplate, on_delete=models.PROTECT, related_name="variants")
+    weight = models.PositiveIntegerField(
+        default=1, help_text="Its share of the policies: weights 1 and 1 split them evenly."
+    )
+
+    class Meta:
+        ordering = ["experiment_id", "label"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["experiment", "label"],
+                name="variant_unique_label",
+                violation_error_message="Each variant of an experiment needs its own label.",
+            ),
+            models.CheckConstraint(
+                condition=Q(weight__gt=0),
+                name="variant_weight_positive",
+                violation_error_message="A weight is a whole number of at least 1.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label}: {self.template.name}"
+
+
+class ExperimentTally(models.Model):
+    """A variant's figures in one agent's book, counted by the daily scan
+    (notifications.experiments.tally): the results page adds up these few rows instead of
+    reading an experiment's reminders and outcomes, which a long one on a large book has by
+    the million."""
+
+    variant = models.ForeignKey(TemplateVariant, on_delete=models.CASCADE, related_name="tallies")
+    agent = models.ForeignKey("policies.Agent", on_delete=models.CASCADE, related_name="+")
+    delivered = models.PositiveIntegerField(help_text="Its reminders delivered.")
+    decided = models.PositiveIntegerField(
+        help_text="Of the terms they reached: renewed or lapsed by then."
+    )
+    renewed = models.PositiveIntegerField(help_text="Of those: renewed on or before the expiry.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["variant", "agent"], name="experiment_tally_once"),
+            models.CheckConstraint(
+                condition=Q(renewed__lte=F("decided"), decided__lte=F("delivered")),
+                name="experiment_tally_counts_nest",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.variant} in {self.agent}'s book: {self.renewed}/{self.decided}"
+
+
 class NotificationStatus(models.TextChoices):
     PLANNED = "planned", "Planned"
     QUEUED = "queued", "Queued"
@@ -474,6 +580,17 @@ class Notification(models.Model):
         help_text="The one message it went in with other reminders due together; empty when "
         "it went (or goes) on its own.",
     )
+    variant = models.ForeignKey(
+        TemplateVariant,
+        # Ending an experiment keeps its history: a variant that was sent cannot be deleted.
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        db_index=False,  # few reminders are in an experiment: see the partial index below
+        related_name="notifications",
+        help_text="The experiment's wording it was sent in, which replaces the rule's template; "
+        "empty when its rule ran no experiment.",
+    )
     failed_transiently = models.BooleanField(
         default=False,
         db_default=False,  # planning inserts its rows in bulk, past the ORM
@@ -533,6 +650,13 @@ class Notification(models.Model):
             # read from the index alone; an agent's through policy_id (a 250,000-notification
             # book: 106-134 ms -> 32 ms; see make bench-reports).
             models.Index(fields=["due_on", "status", "policy"], name="notification_due_status"),
+            # An experiment's results: its variants' delivered reminders and the terms they
+            # went about, read from the index alone (notifications.experiments.results).
+            models.Index(
+                fields=["variant", "policy", "expiry_date", "delivered_at"],
+                condition=Q(variant__isnull=False),
+                name="notification_variant",
+            ),
             # The admin's outage retry: the few that gave up on provider errors, by when.
             models.Index(
                 fields=["status_changed_at"],
@@ -546,6 +670,15 @@ class Notification(models.Model):
             f"{self.get_channel_display()} reminder for {self.policy.policy_number}, "
             f"{self.lead_days} days before {self.expiry_date} ({self.get_status_display()})"
         )
+
+    @property
+    def template(self) -> MessageTemplate:
+        """The template its words come from: its experiment variant's when it has one (only a
+        reminder on its rule's own channel does), else its rule's, or the rule's fallback for a
+        reminder sent in place of another."""
+        if self.variant_id is not None:
+            return self.variant.template
+        return self.rule.template_for(self.channel)
 
 
 class DeliveryEvent(models.Model):
@@ -889,6 +1022,14 @@ class PolicyOutcome(models.Model):
     product_line = models.CharField(max_length=64, blank=True)
     # When the row was written (occurred_at may be earlier): what retention.refresh recounts.
     recorded_at = models.DateTimeField(auto_now_add=True)
+    last_touch_variant = models.ForeignKey(
+        TemplateVariant,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The experiment's variant the last touch was sent in, if any.",
+    )
 
     class Meta:
         ordering = ["-occurred_at", "-id"]

@@ -12,7 +12,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from notifications import planning, signals
-from notifications.models import Channel, Notification, PolicyOutcome, Reach, ReminderRule
+from notifications.models import (
+    Channel,
+    Notification,
+    PolicyOutcome,
+    Reach,
+    ReminderRule,
+    TemplateVariant,
+)
 from policies.models import Policy
 
 Kind = PolicyOutcome.Kind
@@ -67,7 +74,9 @@ def record(terms: Iterable[Term], *, kind: str, source: str, at: datetime | None
                 last_touch=last,
                 last_touch_channel=last.channel if last else "",
                 last_touch_lead_days=last.lead_days if last else None,
-                last_touch_template=last.rule.template_for(last.channel) if last else None,
+                last_touch_template=last.template if last else None,
+                # A digest went in the digest template's words: no variant's.
+                last_touch_variant_id=last.variant_id if last and not last.digest_id else None,
             )
         )
     PolicyOutcome.objects.bulk_create(outcomes, ignore_conflicts=True)
@@ -99,7 +108,16 @@ def _touches(terms: list[Term], *, before: datetime) -> dict[tuple[int, date], T
     wanted = {(term.policy_id, term.expiry_date) for term in terms}
     sent = Notification.objects.filter(
         policy_id__in={term.policy_id for term in terms}, sent_at__lte=before
-    ).only("policy_id", "expiry_date", "channel", "lead_days", "rule_id", "delivered_at")
+    ).only(
+        "policy_id",
+        "expiry_date",
+        "channel",
+        "lead_days",
+        "rule_id",
+        "variant_id",
+        "digest_id",
+        "delivered_at",
+    )
     found: dict[tuple[int, date], Touches] = {}
     for reminder in sent:
         key = (reminder.policy_id, reminder.expiry_date)
@@ -116,9 +134,14 @@ def _touches(terms: list[Term], *, before: datetime) -> dict[tuple[int, date], T
     rules = ReminderRule.objects.select_related("template", "fallback_template").in_bulk(
         {touch.last.rule_id for touch in found.values() if touch.last}
     )
+    variants = TemplateVariant.objects.select_related("template").in_bulk(
+        {touch.last.variant_id for touch in found.values() if touch.last and touch.last.variant_id}
+    )
     for touch in found.values():
         if touch.last:
             touch.last.rule = rules[touch.last.rule_id]
+            if touch.last.variant_id:
+                touch.last.variant = variants[touch.last.variant_id]
     return found
 
 

@@ -12,7 +12,7 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from notifications import circuit, lifecycle, reach
+from notifications import circuit, experiments, lifecycle, reach
 from notifications.models import Channel, Notification, ReminderRule, ReminderRun
 from policies.models import RENEWAL_DECLINED, Policy
 
@@ -208,6 +208,7 @@ class Reminder(NamedTuple):
     due_on: date
     status: str
     last_error: str
+    variant_id: int | None  # its rule's running experiment's variant for the policy
 
 
 NOTIFICATION_COLUMNS = (
@@ -223,6 +224,7 @@ def _due_reminders(
     run: ReminderRun, rules: list[ReminderRule], previous: ReminderRun | None
 ) -> Iterator[Reminder]:
     rules_for = _RuleBook(rules)
+    assignments = experiments.running_assignments(rules)
     for candidate in _candidates(run.run_date, rules_for.lead_days, previous):
         # What fell due by the previous scan was that scan's to plan or skip, unless the policy
         # changed since (imported, renewed): then every due lead time is examined again.
@@ -242,6 +244,8 @@ def _due_reminders(
                 <= run.run_date
             ]
             for rank, (rule, due_on) in enumerate(due):  # most urgent (shortest lead) first
+                # A stand-in on the fallback's channel goes in the fallback's words: no variant.
+                assignment = assignments.get(rule.pk) if channel == rule.channel else None
                 yield Reminder(
                     policy_id=candidate.policy_id,
                     customer_id=candidate.customer_id,
@@ -255,6 +259,7 @@ def _due_reminders(
                     last_error=""
                     if rank == 0
                     else "a more urgent reminder fell due in the same scan",
+                    variant_id=assignment.variant_for(candidate.policy_id) if assignment else None,
                 )
 
 

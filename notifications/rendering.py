@@ -1,5 +1,6 @@
-"""Turn a reminder into the words its customer reads: the rule's template, in the customer's
-language, filled in with the policy's data. Sending and the admin's preview both come here.
+"""Turn a reminder into the words its customer reads: the rule's template (or its experiment
+variant's), in the customer's language, filled in with the policy's data. Sending and the
+admin's preview both come here.
 
 A template sees plain values only (strings, numbers, dates), never a model: an admin who edits
 the words cannot reach anything else through them (notifications.templating)."""
@@ -27,7 +28,7 @@ def render(notification: Notification, lines: "ProductLines | None" = None) -> O
     policy = notification.policy
     lines = lines or ProductLines([policy.product_line])
     return compose(
-        notification.rule.template_for(notification.channel),
+        notification.template,
         policy=policy,
         customer=notification.customer,
         expiry_date=notification.expiry_date,

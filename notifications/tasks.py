@@ -6,19 +6,30 @@ from celery import shared_task
 from celery.utils.log import get_task_logger
 from django.utils import timezone
 
-from notifications import calls, dispatch, outcomes, planning, recovery, reports, retention
+from notifications import (
+    calls,
+    dispatch,
+    experiments,
+    outcomes,
+    planning,
+    recovery,
+    reports,
+    retention,
+)
 
 logger = get_task_logger(__name__)
 
 
 @shared_task
 def daily_scan(run_date: str | None = None) -> dict:
-    """Plan the reminders due on run_date (default: today in TIME_ZONE), fan them out, and
-    mark lapsed the policies whose expiry and grace period passed without a renewal; then
-    recount the retention figures of the expiry days whose outcomes changed."""
+    """Plan the reminders due on run_date (default: today in TIME_ZONE), fan them out, mark
+    lapsed the policies whose expiry and grace period passed without a renewal, count the
+    template experiments' results, and recount the retention figures of the expiry days whose
+    outcomes changed."""
     day = date.fromisoformat(run_date) if run_date else timezone.localdate()
     run = planning.plan_due(run_date=day)  # committed before any task is sent for it
     lapsed = outcomes.lapse_expired(run_date=day)
+    experiments.tally()  # with the day's lapses in
     run.enqueued = fan_out()
     run.save(update_fields=["enqueued"])
     counted = retention.refresh()  # after the fan-out: reminders first

@@ -83,6 +83,8 @@ def staff_roles(db):
     outcomes.grant_outcome_permissions(django_apps, schema_editor=None)
     call_list = importlib.import_module("notifications.migrations.0031_call_list_defaults")
     call_list.grant_call_permissions(django_apps, schema_editor=None)
+    experiments = importlib.import_module("notifications.migrations.0032_template_experiments")
+    experiments.grant_experiment_permissions(django_apps, schema_editor=None)
     return module.ROLES
 
 

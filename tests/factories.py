@@ -21,6 +21,8 @@ from notifications.models import (
     Notification,
     ReminderRule,
     ReminderRun,
+    TemplateExperiment,
+    TemplateVariant,
 )
 from policies import feeds
 from policies.importers import COLUMNS
@@ -131,6 +133,22 @@ def rule_for(channel: str, lead_days: int) -> ReminderRule:
     return ReminderRule.objects.filter(
         channel=channel, lead_days=lead_days, product_line=""
     ).first() or make_rule(lead_days, channel)
+
+
+def make_experiment(
+    rule: ReminderRule, *templates: MessageTemplate, weights=(), name: str = "Wording trial"
+) -> TemplateExperiment:
+    """A running experiment on `rule`, one variant per template labelled A, B, C..., weighted
+    by `weights` (1 each by default)."""
+    experiment = TemplateExperiment.objects.create(rule=rule, name=name)
+    for index, template in enumerate(templates):
+        TemplateVariant.objects.create(
+            experiment=experiment,
+            label="ABCDEFGH"[index],
+            template=template,
+            weight=weights[index] if weights else 1,
+        )
+    return experiment
 
 
 def make_notification(

@@ -7,9 +7,14 @@ from datetime import date, timedelta
 from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.db.models.functions import TruncWeek
 
-from notifications import calls
+from notifications import calls, experiments
 from notifications import retention as retention_figures
-from notifications.models import PENDING_FOR_AGENTS, DeliveryEvent, Notification
+from notifications.models import (
+    PENDING_FOR_AGENTS,
+    DeliveryEvent,
+    Notification,
+    TemplateExperiment,
+)
 from policies.models import Agent, Policy
 
 Status = Notification.Status
@@ -335,3 +340,17 @@ def retention(book: Book, *, today: date, days: int) -> retention_figures.Retent
     over every book, with the by-agent table."""
     start, end = retention_figures.period_ending(today - timedelta(days=1), days=days)
     return retention_figures.figures(start=start, end=end, agent=book.agent)
+
+
+# --- Template experiments -------------------------------------------------------------------
+
+
+def experiment_results(book: Book) -> list[experiments.ExperimentResult]:
+    """Every template experiment, running ones first then the newest, with its figures in the
+    book as last counted: an agent's own, or every agent's for a user who sees every book."""
+    return experiments.results(
+        TemplateExperiment.objects.select_related("rule").order_by(
+            F("ended_at").desc(nulls_first=True), "-started_at", "-id"
+        ),
+        agent=book.agent,
+    )

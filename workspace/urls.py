@@ -14,6 +14,7 @@ urlpatterns = [
     path("dashboard/", views.dashboard, name="dashboard"),
     path("calls/", views.call_list, name="calls"),
     path("calls/<int:policy_id>/", views.record_call, name="record-call"),
+    path("experiments/", views.experiments, name="experiments"),
     path("policies/<int:policy_id>/", views.policy_detail, name="policy"),
     path("policies/<int:policy_id>/renew/", views.renew_policy, name="renew"),
     path(

@@ -233,6 +233,16 @@ def dashboard(request, book):
     )
 
 
+@workspace_view
+@require_GET
+def experiments(request, book):
+    return render(
+        request,
+        "workspace/experiments.html",
+        {"book": book, "results": selectors.experiment_results(book)},
+    )
+
+
 def _query_without_cursor(request) -> str:
     """The filters in the query string, for the pager's links to carry on."""
     query = request.GET.copy()

@@ -34,7 +34,7 @@ def copy_books_and_reach(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("notifications", "0031_call_list_defaults"),
+        ("notifications", "0032_template_experiments"),
         ("policies", "0008_languages_in_canonical_form"),
     ]
 

@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
     atomic = False  # CONCURRENTLY cannot run inside a transaction
 
     dependencies = [
-        ("notifications", "0032_retention_figures"),
+        ("notifications", "0033_retention_figures"),
     ]
 
     operations = [
