@@ -5,12 +5,21 @@ and one without is an error that names it."""
 
 import time
 from collections.abc import Iterable, Iterator
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as time_of_day
 
 from django.db import OperationalError, connection, models
 from django.utils import timezone
 
-from notifications.models import MessageTemplate, ReminderRule
+from notifications.models import (
+    MessageTemplate,
+    Notification,
+    PolicyOutcome,
+    Reach,
+    ReminderRule,
+    ReminderRun,
+)
 from policies.models import Customer, Policy
 from policies.services import ensure_agent
 
@@ -176,6 +185,169 @@ def copy_policyholders(
             for n in ids
         ),
     )
+
+
+# (channel, lead days) of each term's reminders in copy_outcome_book, the longest lead first.
+BOOK_TOUCHES = (("email", 30), ("email", 14), ("sms", 14), ("sms", 7), ("email", 3))
+# How a past term ended, by its policy's number modulo 20: renewed on or before the expiry,
+# renewed after it (in the grace period), lapsed, or lapsed and then renewed late.
+TERM_ENDINGS = ("before",) * 11 + ("after",) * 2 + ("lapsed",) * 6 + ("late",)
+# What became of a reminder already due, by (policy, reminder) modulo 20.
+TOUCH_STATUSES = ("delivered",) * 13 + ("sent",) * 3 + ("failed",) * 2 + ("bounced", "cancelled")
+
+
+@dataclass(frozen=True)
+class BookTerm:
+    """One policy of copy_outcome_book: its term's expiry, its reminders' (channel, lead days,
+    status, sent at, delivered at), and how the term ended (None: not yet)."""
+
+    expiry_date: date
+    touches: list[tuple[str, int, str, datetime | None, datetime | None]]
+    ending: str | None
+
+
+def book_term(n: int, *, today: date) -> BookTerm:
+    """Policy n's term: one in ten expires from 2 days ago to 117 days ahead (active: the
+    expired ones undecided, the others with reminders to come); the others expired in the two
+    years before today and ended as TERM_ENDINGS says."""
+    if n % 10 == 0:
+        expiry, ending = today + timedelta(days=(n // 10) % 120 - 2), None
+    else:
+        expiry, ending = today - timedelta(days=1 + (n * 7919) % 730), TERM_ENDINGS[n % 20]
+    touches = []
+    for number, (channel, lead_days) in enumerate(BOOK_TOUCHES):
+        due_on = expiry - timedelta(days=lead_days)
+        if due_on >= today:
+            touches.append((channel, lead_days, "planned", None, None))
+            continue
+        status = TOUCH_STATUSES[(n * 7 + number * 3) % len(TOUCH_STATUSES)]
+        sent_at = datetime.combine(due_on, time_of_day(10), tzinfo=UTC) + timedelta(minutes=n % 600)
+        delivered_at = sent_at + timedelta(minutes=2) if status == "delivered" else None
+        touches.append(
+            (channel, lead_days, status, sent_at if status != "failed" else None, delivered_at)
+        )
+    return BookTerm(expiry, touches, ending)
+
+
+def copy_outcome_book(count: int, *, agent_ids: list[int], today: date) -> dict[str, int]:
+    """A book of `count` policies (one customer each, agents in turn, four product lines),
+    each with len(BOOK_TOUCHES) reminders about its term's expiry and, for a term that ended,
+    its outcomes as notifications.outcomes.record writes them (counts, channels reached, last
+    delivered touch). Rules: replace_rules' email and SMS rules of BOOK_TOUCHES' lead times.
+    Returns how many rows of each kind it wrote."""
+    replace_rules(sorted({lead for _, lead in BOOK_TOUCHES}, reverse=True))
+    rules = {
+        (rule.channel, rule.lead_days): (rule.pk, rule.template_id)
+        for rule in ReminderRule.objects.all()
+    }
+    run = ReminderRun.objects.create(run_date=today, finished_at=timezone.now())
+
+    def policies():
+        for n in range(1, count + 1):
+            term = book_term(n, today=today)
+            renewed = term.ending in ("before", "after", "late")
+            yield {
+                "id": n,
+                "policy_number": f"R-{n:08d}",
+                "product_line": ("auto", "home", "life", "travel")[n % 4],
+                "customer_id": n,
+                "agent_id": _book_agent(n, agent_ids),
+                "start_date": term.expiry_date - timedelta(days=365),
+                # A renewed policy's next term is still to come (the scan would have lapsed it).
+                "expiry_date": today + timedelta(days=1 + n % 365) if renewed else term.expiry_date,
+                "status": "lapsed" if term.ending == "lapsed" else "active",
+            }
+
+    def notifications():
+        for n in range(1, count + 1):
+            term = book_term(n, today=today)
+            for number, (channel, lead_days, status, sent_at, delivered_at) in enumerate(
+                term.touches
+            ):
+                pk = (n - 1) * len(BOOK_TOUCHES) + number + 1
+                yield {
+                    "id": pk,
+                    "policy_id": n,
+                    "customer_id": n,
+                    "rule_id": rules[channel, lead_days][0],
+                    "run_id": run.pk,
+                    "channel": channel,
+                    "expiry_date": term.expiry_date,
+                    "lead_days": lead_days,
+                    "due_on": term.expiry_date - timedelta(days=lead_days),
+                    "status": status,
+                    "attempts": 0 if status == "planned" else 1,
+                    "sent_at": sent_at,
+                    "delivered_at": delivered_at,
+                    # Zero-padded: its index grows at one end (a random insert reads a page each).
+                    "provider_message_id": f"r-{pk:09d}" if sent_at else "",
+                }
+
+    def outcomes():
+        pk = 0
+        for n in range(1, count + 1):
+            term = book_term(n, today=today)
+            if term.ending is None:
+                continue
+            endings = {
+                "before": [("renewed", (0, 1, 2, 5, 10)[n % 5])],
+                "after": [("renewed", -1 - n % 3)],
+                "lapsed": [("lapsed", -1)],
+                "late": [("lapsed", -1), ("renewed", -20)],
+            }[term.ending]
+            for kind, days_before in endings:
+                pk += 1
+                occurred_at = datetime.combine(
+                    term.expiry_date - timedelta(days=days_before), time_of_day(12), tzinfo=UTC
+                )
+                agent_id = _book_agent(n, agent_ids)
+                yield _outcome_row(pk, n, term, kind, days_before, occurred_at, rules, agent_id)
+
+    written = {
+        "customers": copy_customers(count),
+        "policies": copy_rows(Policy, policies()),
+        "notifications": copy_rows(Notification, notifications()),
+        "outcomes": copy_rows(PolicyOutcome, outcomes()),
+    }
+    return written
+
+
+def _book_agent(n: int, agent_ids: list[int]) -> int:
+    # Blocks of 20 policies: every agent's book has each ending of TERM_ENDINGS.
+    return agent_ids[(n // len(TERM_ENDINGS)) % len(agent_ids)]
+
+
+def _outcome_row(pk, n, term, kind, days_before, occurred_at, rules, agent_id) -> dict:
+    sent = [touch for touch in term.touches if touch[3] and touch[3] <= occurred_at]
+    delivered = [touch for touch in sent if touch[4] and touch[4] <= occurred_at]
+    last = max(delivered, key=lambda touch: touch[4], default=None)
+    channels = {"email" if touch[0] == "email" else "phone" for touch in delivered}
+    reach = {
+        frozenset(): Reach.NONE,
+        frozenset({"email"}): Reach.EMAIL,
+        frozenset({"phone"}): Reach.PHONE,
+    }.get(frozenset(channels), Reach.BOTH)
+    last_number = term.touches.index(last) if last else None
+    return {
+        "id": pk,
+        "policy_id": n,
+        "kind": kind,
+        "source": "scan" if kind == "lapsed" else "import",
+        "expiry_date": term.expiry_date,
+        "new_expiry_date": term.expiry_date + timedelta(days=365) if kind == "renewed" else None,
+        "occurred_at": occurred_at,
+        "recorded_at": occurred_at,
+        "days_before_expiry": days_before,
+        "reminders_sent": len(sent),
+        "reminders_delivered": len(delivered),
+        "last_touch_id": (n - 1) * len(BOOK_TOUCHES) + last_number + 1 if last else None,
+        "last_touch_channel": last[0] if last else "",
+        "last_touch_lead_days": last[1] if last else None,
+        "last_touch_template_id": rules[last[0], last[1]][1] if last else None,
+        "channels_reached": reach,
+        "agent_id": agent_id,
+        "product_line": ("auto", "home", "life", "travel")[n % 4],
+    }
 
 
 class _Required:

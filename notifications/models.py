@@ -646,6 +646,10 @@ class Notification(models.Model):
                 condition=Q(status__in=["delivered", "failed", "bounced"]),
                 name="notification_settled_by_term",
             ),
+            # The dashboard's counts by due week and status (workspace.selectors.dashboard),
+            # read from the index alone; an agent's through policy_id (a 250,000-notification
+            # book: 106-134 ms -> 32 ms; see make bench-reports).
+            models.Index(fields=["due_on", "status", "policy"], name="notification_due_status"),
             # An experiment's results: its variants' delivered reminders and the terms they
             # went about, read from the index alone (notifications.experiments.results).
             models.Index(
@@ -795,6 +799,12 @@ class WeeklyReport(ClaimedEmail):
     )
     expiring_undelivered = models.PositiveIntegerField(
         default=0, help_text="Policies expiring in the 30 days after the week, none delivered."
+    )
+    retention_terms = models.PositiveIntegerField(
+        default=0, help_text="Terms decided that expired in the 13 weeks to the week's end."
+    )
+    retention_renewed = models.PositiveIntegerField(
+        default=0, help_text="Of them, renewed on or before their expiry."
     )
     csv_name = models.CharField(max_length=255, help_text="The CSV's path under REPORTS_DIR.")
     chart_name = models.CharField(max_length=255, help_text="The SVG's path under REPORTS_DIR.")
@@ -946,6 +956,16 @@ class CircuitBreaker(models.Model):
         return f"{self.get_channel_display()} through {self.provider}: {self.state}"
 
 
+class Reach(models.TextChoices):
+    """Which channels reached a customer about one expiry (a delivered reminder). WhatsApp goes
+    to the same phone as SMS: both count as the phone."""
+
+    NONE = "none", "None delivered"
+    EMAIL = "email", "Email only"
+    PHONE = "phone", "SMS or WhatsApp only"
+    BOTH = "both", "Email and phone"
+
+
 class PolicyOutcome(models.Model):
     """How one term of a policy ended: renewed (by whom, how long before its expiry) or lapsed,
     with the reminders about that expiry that went out before it, and the last one delivered
@@ -988,6 +1008,20 @@ class PolicyOutcome(models.Model):
     last_touch_template = models.ForeignKey(
         MessageTemplate, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    channels_reached = models.CharField(
+        max_length=5,
+        choices=Reach.choices,
+        default=Reach.NONE,
+        help_text="The channels with a reminder about this expiry delivered before it.",
+    )
+    # Copied from the policy when it happened, for the retention figures: the book and product
+    # line the term belonged to then, read with no join.
+    agent = models.ForeignKey(
+        "policies.Agent", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    product_line = models.CharField(max_length=64, blank=True)
+    # When the row was written (occurred_at may be earlier): what retention.refresh recounts.
+    recorded_at = models.DateTimeField(auto_now_add=True)
     last_touch_variant = models.ForeignKey(
         TemplateVariant,
         on_delete=models.SET_NULL,
@@ -999,6 +1033,11 @@ class PolicyOutcome(models.Model):
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
+        indexes = [
+            # retention.refresh: the expiry days to count again, and each day's outcomes.
+            models.Index(fields=["recorded_at"], name="policy_outcome_recorded"),
+            models.Index(fields=["expiry_date"], name="policy_outcome_expiry"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["policy", "expiry_date", "kind"], name="policy_outcome_once"
@@ -1123,3 +1162,54 @@ class CallListEmail(ClaimedEmail):
 
     def __str__(self) -> str:
         return f"Call list of {self.agent} for {self.day}"
+
+
+class RetentionDay(models.Model):
+    """Counts of the terms that expired on one day, for one agent, by one dimension's value:
+    the retention figures' daily aggregate (notifications.retention), so that a year of a large
+    book sums a few hundred rows a day instead of reading every outcome. Recounted from the
+    outcomes by retention.refresh (the daily scan); never edited by hand."""
+
+    class Dimension(models.TextChoices):
+        PRODUCT_LINE = "product_line", "Product line"
+        CHANNELS = "channels", "Channels reached"
+        LEAD_DAYS = "lead_days", "Lead time of the last delivered reminder"
+        TEMPLATE = "template", "Template of the last delivered reminder"
+
+    expiry_date = models.DateField()
+    agent = models.ForeignKey(
+        "policies.Agent", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    dimension = models.CharField(max_length=16, choices=Dimension.choices)
+    value = models.CharField(max_length=64, blank=True, help_text="Empty: none (no touch).")
+    terms = models.PositiveIntegerField(default=0)
+    renewed_before = models.PositiveIntegerField(default=0, help_text="On or before the expiry.")
+    renewed_after = models.PositiveIntegerField(default=0, help_text="After it, lapsed or not.")
+    lapsed = models.PositiveIntegerField(default=0, help_text="Lapsed, not renewed since.")
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["expiry_date", "agent", "dimension", "value"],
+                condition=Q(agent__isnull=False),
+                name="retention_day_once",
+            ),
+            models.UniqueConstraint(
+                fields=["expiry_date", "dimension", "value"],
+                condition=Q(agent__isnull=True),
+                name="retention_day_once_no_agent",
+            ),
+            models.CheckConstraint(
+                condition=Q(terms=F("renewed_before") + F("renewed_after") + F("lapsed")),
+                name="retention_day_terms_add_up",
+            ),
+        ]
+        indexes = [
+            # retention.figures: a period of expiries, for one agent or all of them.
+            models.Index(fields=["agent", "expiry_date"], name="retention_day_agent"),
+            models.Index(fields=["expiry_date"], name="retention_day_expiry"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.expiry_date} {self.dimension}={self.value or '-'}: {self.terms} terms"

@@ -4,7 +4,7 @@ passed, or the API). Each outcome keeps the reminders that went out about that e
 it, and the last one delivered: what renewal rates by channel, lead time and template read."""
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
@@ -12,7 +12,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from notifications import planning, signals
-from notifications.models import Notification, PolicyOutcome, ReminderRule, TemplateVariant
+from notifications.models import (
+    Channel,
+    Notification,
+    PolicyOutcome,
+    Reach,
+    ReminderRule,
+    TemplateVariant,
+)
 from policies.models import Policy
 
 Kind = PolicyOutcome.Kind
@@ -39,9 +46,17 @@ def record(terms: Iterable[Term], *, kind: str, source: str, at: datetime | None
     at = at or timezone.now()
     day = timezone.localdate(at)
     touches = _touches(terms, before=at)
+    books = {
+        pk: (agent_id, product_line)
+        for pk, agent_id, product_line in Policy.objects.filter(
+            pk__in={term.policy_id for term in terms}
+        ).values_list("pk", "agent_id", "product_line")
+    }
     outcomes = []
     for term in terms:
-        sent, delivered, last = touches.get((term.policy_id, term.expiry_date), (0, 0, None))
+        touch = touches.get((term.policy_id, term.expiry_date), Touches())
+        last = touch.last
+        agent_id, product_line = books[term.policy_id]
         outcomes.append(
             PolicyOutcome(
                 policy_id=term.policy_id,
@@ -51,8 +66,11 @@ def record(terms: Iterable[Term], *, kind: str, source: str, at: datetime | None
                 new_expiry_date=term.new_expiry_date,
                 occurred_at=at,
                 days_before_expiry=(term.expiry_date - day).days,
-                reminders_sent=sent,
-                reminders_delivered=delivered,
+                reminders_sent=touch.sent,
+                reminders_delivered=touch.delivered,
+                channels_reached=touch.reach,
+                agent_id=agent_id,
+                product_line=product_line,
                 last_touch=last,
                 last_touch_channel=last.channel if last else "",
                 last_touch_lead_days=last.lead_days if last else None,
@@ -64,11 +82,29 @@ def record(terms: Iterable[Term], *, kind: str, source: str, at: datetime | None
     PolicyOutcome.objects.bulk_create(outcomes, ignore_conflicts=True)
 
 
-def _touches(
-    terms: list[Term], *, before: datetime
-) -> dict[tuple[int, date], tuple[int, int, Notification | None]]:
+@dataclass
+class Touches:
+    """The reminders about one expiry sent before its outcome: how many, how many of them
+    delivered, on which channels, and the last delivered."""
+
+    sent: int = 0
+    delivered: int = 0
+    channels: set[str] = field(default_factory=set)
+    last: Notification | None = None
+
+    @property
+    def reach(self) -> str:
+        email = Channel.EMAIL in self.channels
+        phone = bool(self.channels & {Channel.SMS, Channel.WHATSAPP})
+        if email and phone:
+            return Reach.BOTH
+        return Reach.EMAIL if email else Reach.PHONE if phone else Reach.NONE
+
+
+def _touches(terms: list[Term], *, before: datetime) -> dict[tuple[int, date], Touches]:
     """Per (policy, expiry): the reminders about that expiry sent before `before`, those of
-    them delivered before it, and the last delivered. One query for all the terms."""
+    them delivered before it (and on which channels), and the last delivered. One query for
+    all the terms."""
     wanted = {(term.policy_id, term.expiry_date) for term in terms}
     sent = Notification.objects.filter(
         policy_id__in={term.policy_id for term in terms}, sent_at__lte=before
@@ -82,28 +118,30 @@ def _touches(
         "digest_id",
         "delivered_at",
     )
-    found: dict[tuple[int, date], tuple[int, int, Notification | None]] = {}
+    found: dict[tuple[int, date], Touches] = {}
     for reminder in sent:
         key = (reminder.policy_id, reminder.expiry_date)
         if key not in wanted:
             continue
-        count, delivered, last = found.get(key, (0, 0, None))
+        touch = found.setdefault(key, Touches())
+        touch.sent += 1
         if reminder.delivered_at is not None and reminder.delivered_at <= before:
-            delivered += 1
+            touch.delivered += 1
+            touch.channels.add(reminder.channel)
+            last = touch.last
             if last is None or (reminder.delivered_at, reminder.pk) > (last.delivered_at, last.pk):
-                last = reminder
-        found[key] = (count + 1, delivered, last)
+                touch.last = reminder
     rules = ReminderRule.objects.select_related("template", "fallback_template").in_bulk(
-        {last.rule_id for _, _, last in found.values() if last}
+        {touch.last.rule_id for touch in found.values() if touch.last}
     )
     variants = TemplateVariant.objects.select_related("template").in_bulk(
-        {last.variant_id for _, _, last in found.values() if last and last.variant_id}
+        {touch.last.variant_id for touch in found.values() if touch.last and touch.last.variant_id}
     )
-    for _, _, last in found.values():
-        if last:
-            last.rule = rules[last.rule_id]
-            if last.variant_id:
-                last.variant = variants[last.variant_id]
+    for touch in found.values():
+        if touch.last:
+            touch.last.rule = rules[touch.last.rule_id]
+            if touch.last.variant_id:
+                touch.last.variant = variants[touch.last.variant_id]
     return found
 
 

@@ -8,7 +8,11 @@ What each figure counts, for the notifications of the agent's policies:
 - sent, delivered: sent_at, delivered_at in the week;
 - failed: failed or bounced, having become so in the week;
 - opted out: customers of the agent's book who refused a channel in the week, whatever the
-  way (ConsentChange: the preferences page, one-click unsubscribe, STOP, a complaint...).
+  way (ConsentChange: the preferences page, one-click unsubscribe, STOP, a complaint...);
+- retention: the terms that expired in the RETENTION_WEEKS weeks ending with the report's
+  week (one week's expiries are too few to read a rate from), renewed on or before their
+  expiry, as notifications.retention counts them: the rate in the email and the stored row,
+  every breakdown in the CSV.
 """
 
 import csv
@@ -23,7 +27,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 
-from notifications import charts, claimed_emails
+from notifications import charts, claimed_emails, retention
 from notifications.channels.outbox import REPORT_HEADER, REPORT_METADATA
 from notifications.files import write_atomically
 from notifications.models import ConsentChange, Notification, WeeklyReport
@@ -32,6 +36,7 @@ from policies.spreadsheets import spreadsheet_safe
 
 Status = Notification.Status
 EXPIRING_WITHIN_DAYS = 30
+RETENTION_WEEKS = 13
 UNSENT_REPORTS_RETRIED_FOR_WEEKS = 4
 FIGURES = ("planned", "sent", "delivered", "failed", "opted_out", "expiring_undelivered")
 LABELS = {
@@ -44,6 +49,14 @@ LABELS = {
 }
 # Figures the chart draws in red.
 ALARMING = ("failed", "expiring_undelivered")
+RETENTION_COLUMNS = (
+    "terms",
+    "renewed_before_expiry",
+    "rate",
+    "renewed_after_expiry",
+    "lapsed",
+    "few",
+)
 EXPIRING_COLUMNS = (
     "policy_number",
     "product_line",
@@ -62,6 +75,7 @@ class Figures:
     failed: int = 0
     opted_out: int = 0
     expiring: list[Policy] = field(default_factory=list)
+    rates: retention.Retention | None = None
 
     @property
     def expiring_undelivered(self) -> int:
@@ -119,7 +133,16 @@ def figures_by_agent(week_start: date) -> dict[int, Figures]:
             figures[agent_id].opted_out = count
     for policy in expiring_without_delivery(week_start + timedelta(days=7)):
         figures[policy.agent_id].expiring.append(policy)
+    per_agent = retention.figures_per_agent(**retention_period(week_start))
+    for agent_id, rates in per_agent.items():
+        figures[agent_id].rates = rates
     return figures
+
+
+def retention_period(week_start: date) -> dict[str, date]:
+    """The expiries the report's retention figures cover: RETENTION_WEEKS weeks to its end."""
+    end = week_start + timedelta(days=6)
+    return {"start": end - timedelta(weeks=RETENTION_WEEKS) + timedelta(days=1), "end": end}
 
 
 def _opt_outs(start: datetime, end: datetime):
@@ -153,6 +176,7 @@ def build_weekly_reports(*, week_start: date) -> list[WeeklyReport]:
     )
     agents = [agent for agent in Agent.objects.select_related("user") if agent.pk not in stored]
     if agents or None not in stored:
+        retention.refresh()  # the outcomes since the last daily scan count too
         figures = figures_by_agent(week_start)
         new = [_store(week_start, agent, figures[agent.pk], {}) for agent in agents]
         if None not in stored:
@@ -179,6 +203,7 @@ def _total(figures: dict[int, Figures], week_start: date) -> Figures:
         .count()
     )
     total.expiring.sort(key=lambda policy: (policy.expiry_date, policy.policy_number))
+    total.rates = retention.figures(**retention_period(week_start))
     return total
 
 
@@ -198,6 +223,8 @@ def _store(
         week_start=week_start,
         csv_name=f"{stem}.csv",
         chart_name=f"{stem}.svg",
+        retention_terms=figures.rates.total.terms if figures.rates else 0,
+        retention_renewed=figures.rates.total.renewed_before if figures.rates else 0,
         **figures.counts(),
     )
 
@@ -238,6 +265,8 @@ def _csv(
         for one in agents:
             counts = per_agent.get(one.pk, Figures()).counts()
             writer.writerow([spreadsheet_safe(one.email), *counts.values()])
+    if figures.rates:
+        _retention_csv(writer, figures.rates)
     writer.writerow([])
     writer.writerow(EXPIRING_COLUMNS)
     for policy in figures.expiring:
@@ -251,6 +280,32 @@ def _csv(
         ]
         writer.writerow([spreadsheet_safe(value) for value in values])
     return out.getvalue()
+
+
+def _retention_csv(writer, rates: retention.Retention) -> None:
+    writer.writerow([])
+    writer.writerow(
+        [
+            "renewals before expiry",
+            f"terms that expired {rates.start.isoformat()} to {rates.end.isoformat()}",
+            f"undecided (left out): {rates.undecided}",
+        ]
+    )
+    writer.writerow(["group", "value", *RETENTION_COLUMNS])
+    for _id, title, rows in [("total", "All", [rates.total]), *rates.breakdowns]:
+        for rate in rows:
+            writer.writerow(
+                [
+                    title,
+                    spreadsheet_safe(rate.label),
+                    rate.terms,
+                    rate.renewed_before,
+                    "" if rate.rate is None else f"{rate.rate:.3f}",
+                    rate.renewed_after,
+                    rate.lapsed,
+                    "few" if rate.few else "",
+                ]
+            )
 
 
 def email_weekly_reports(*, week_start: date) -> int:
@@ -273,6 +328,16 @@ def email_weekly_reports(*, week_start: date) -> int:
     return sent
 
 
+def _retention_line(report: WeeklyReport) -> str:
+    period = retention_period(report.week_start)
+    rate = retention.Rate("", report.retention_terms, report.retention_renewed)
+    few = " (few: too small to compare)" if rate.few else ""
+    return (
+        f"Renewed on or before expiry, terms that expired {period['start']:%d %b} to "
+        f"{period['end']:%d %b}: {rate.percent} ({rate.renewed_before} of {rate.terms}){few}"
+    )
+
+
 def _email(report: WeeklyReport, recipients: list[str]) -> None:
     who = report.agent.name if report.agent else "All agents"
     week_end = report.week_start + timedelta(days=6)
@@ -280,8 +345,10 @@ def _email(report: WeeklyReport, recipients: list[str]) -> None:
         f"Renewly weekly report for {who}: {report.week_start:%d %b} to {week_end:%d %b %Y}.",
         "",
         *(f"{LABELS[name]}: {getattr(report, name)}" for name in FIGURES),
+        _retention_line(report),
         "",
-        "The attached CSV lists the policies expiring soon with no delivered reminder.",
+        "The attached CSV lists the policies expiring soon with no delivered reminder, and the",
+        "renewal rates by product line, channels reached, lead time and template.",
     ]
     email = EmailMultiAlternatives(
         subject=f"Renewly weekly report, week of {report.week_start:%d %b %Y}: {who}",

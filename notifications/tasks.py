@@ -6,7 +6,16 @@ from celery import shared_task
 from celery.utils.log import get_task_logger
 from django.utils import timezone
 
-from notifications import calls, dispatch, experiments, outcomes, planning, recovery, reports
+from notifications import (
+    calls,
+    dispatch,
+    experiments,
+    outcomes,
+    planning,
+    recovery,
+    reports,
+    retention,
+)
 
 logger = get_task_logger(__name__)
 
@@ -14,16 +23,19 @@ logger = get_task_logger(__name__)
 @shared_task
 def daily_scan(run_date: str | None = None) -> dict:
     """Plan the reminders due on run_date (default: today in TIME_ZONE), fan them out, mark
-    lapsed the policies whose expiry and grace period passed without a renewal, and count the
-    template experiments' results."""
+    lapsed the policies whose expiry and grace period passed without a renewal, count the
+    template experiments' results, and recount the retention figures of the expiry days whose
+    outcomes changed."""
     day = date.fromisoformat(run_date) if run_date else timezone.localdate()
     run = planning.plan_due(run_date=day)  # committed before any task is sent for it
     lapsed = outcomes.lapse_expired(run_date=day)
     experiments.tally()  # with the day's lapses in
     run.enqueued = fan_out()
     run.save(update_fields=["enqueued"])
+    counted = retention.refresh()  # after the fan-out: reminders first
     logger.info(
-        "scan %s: %s planned, %s enqueued, %s lapsed", day, run.planned, run.enqueued, lapsed
+        "scan %s: %s planned, %s enqueued, %s lapsed, %s expiry days counted",
+        *(day, run.planned, run.enqueued, lapsed, counted),
     )
     return {
         "run_id": run.pk,
@@ -33,6 +45,7 @@ def daily_scan(run_date: str | None = None) -> dict:
         "cancelled": run.cancelled,
         "enqueued": run.enqueued,
         "lapsed": lapsed,
+        "retention_days_counted": counted,
     }
 
 

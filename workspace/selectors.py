@@ -8,6 +8,7 @@ from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.db.models.functions import TruncWeek
 
 from notifications import calls, experiments
+from notifications import retention as retention_figures
 from notifications.models import (
     PENDING_FOR_AGENTS,
     DeliveryEvent,
@@ -25,6 +26,8 @@ OUTCOMES = {
     "failed": (Status.FAILED, Status.BOUNCED),
 }
 UPCOMING_DAYS = 90
+# Days of expiries the dashboard's retention figures may cover; the second is the default.
+RETENTION_PERIODS = (30, 90, 365)
 PAGE_SIZE = 50
 
 
@@ -280,10 +283,11 @@ def dashboard(book: Book, *, today: date, weeks_back: int = 8, weeks_ahead: int 
     this_week = today - timedelta(days=today.weekday())
     first, last = this_week - timedelta(weeks=weeks_back), this_week + timedelta(weeks=weeks_ahead)
     since = today - timedelta(days=30)
+    # Counts of columns the notification_due_status index holds: read from it alone.
     recent = book.notifications.filter(due_on__gte=since, due_on__lte=today).aggregate(
-        sent=Count("id", filter=Q(status__in=(Status.SENT, Status.DELIVERED))),
-        delivered=Count("id", filter=Q(status=Status.DELIVERED)),
-        failed=Count("id", filter=Q(status__in=OUTCOMES["failed"])),
+        sent=Count("status", filter=Q(status__in=(Status.SENT, Status.DELIVERED))),
+        delivered=Count("status", filter=Q(status=Status.DELIVERED)),
+        failed=Count("status", filter=Q(status__in=OUTCOMES["failed"])),
     )
     due_this_week = book.policies.filter(
         status=Policy.Status.ACTIVE,
@@ -295,7 +299,7 @@ def dashboard(book: Book, *, today: date, weeks_back: int = 8, weeks_ahead: int 
         .filter(expiry_date__gte=first, expiry_date__lt=last + timedelta(weeks=1))
         .annotate(week=TruncWeek("expiry_date"))
         .values_list("week")
-        .annotate(count=Count("id"))
+        .annotate(count=Count("*"))
         .order_by()
     )
     outcome_of = {status: name for name, statuses in OUTCOMES.items() for status in statuses}
@@ -306,7 +310,7 @@ def dashboard(book: Book, *, today: date, weeks_back: int = 8, weeks_ahead: int 
         )
         .annotate(week=TruncWeek("due_on"))
         .values_list("week", "status")
-        .annotate(count=Count("id"))
+        .annotate(count=Count("*"))
         .order_by()
     ):
         key = (_as_date(week), outcome_of[status])
@@ -329,6 +333,13 @@ def dashboard(book: Book, *, today: date, weeks_back: int = 8, weeks_ahead: int 
 def _as_date(value) -> date:
     # TruncWeek of a DateField is a date on PostgreSQL, a datetime on some backends.
     return value.date() if hasattr(value, "date") else value
+
+
+def retention(book: Book, *, today: date, days: int) -> retention_figures.Retention:
+    """The renewal rates of the book's terms that expired in the `days` days before today;
+    over every book, with the by-agent table."""
+    start, end = retention_figures.period_ending(today - timedelta(days=1), days=days)
+    return retention_figures.figures(start=start, end=end, agent=book.agent)
 
 
 # --- Template experiments -------------------------------------------------------------------

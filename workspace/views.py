@@ -13,11 +13,12 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from notifications import calls, services
+from notifications import retention as retention_figures
 from notifications.charts import weekly_chart
 from policies.services import RenewalError
 from workspace import selectors
 from workspace.exports import notice_csv_lines
-from workspace.forms import ExpiryFilterForm, NoticeFilterForm, RenewForm
+from workspace.forms import ExpiryFilterForm, NoticeFilterForm, RenewForm, RetentionPeriodForm
 
 
 def not_allowed(request, action: str):
@@ -213,11 +214,22 @@ def record_call(request, book, policy_id: int):
 @workspace_view
 @require_GET
 def dashboard(request, book):
-    summary = selectors.dashboard(book, today=timezone.localdate())
+    today = timezone.localdate()
+    summary = selectors.dashboard(book, today=today)
+    period = RetentionPeriodForm(request.GET)
+    days = period.days()
     return render(
         request,
         "workspace/dashboard.html",
-        {"book": book, "summary": summary, "chart": weekly_chart(summary.weeks)},
+        {
+            "book": book,
+            "summary": summary,
+            "chart": weekly_chart(summary.weeks),
+            "period": period,
+            "days": days,
+            "retention": selectors.retention(book, today=today, days=days),
+            "few": retention_figures.FEW,
+        },
     )
 
 

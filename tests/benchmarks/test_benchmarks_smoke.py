@@ -19,6 +19,7 @@ BENCHMARKS = [
     "bench_planning.py",
     "bench_dispatch.py",
     "bench_workspace.py",
+    "bench_reports.py",
     "bench_experiments.py",
     "bench_upload.py",
     "bench_api.py",
