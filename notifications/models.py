@@ -1030,6 +1030,14 @@ class PolicyOutcome(models.Model):
         related_name="+",
         help_text="The experiment's variant the last touch was sent in, if any.",
     )
+    last_call = models.ForeignKey(
+        "CallOutcome",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The agent's last call about the term before it ended; none when none was.",
+    )
 
     class Meta:
         ordering = ["-occurred_at", "-id"]

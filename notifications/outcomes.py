@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from notifications import planning, signals
 from notifications.models import (
+    CallOutcome,
     Channel,
     Notification,
     PolicyOutcome,
@@ -46,6 +47,7 @@ def record(terms: Iterable[Term], *, kind: str, source: str, at: datetime | None
     at = at or timezone.now()
     day = timezone.localdate(at)
     touches = _touches(terms, before=at)
+    calls = _last_calls(terms, before=at)
     books = {
         pk: (agent_id, product_line)
         for pk, agent_id, product_line in Policy.objects.filter(
@@ -77,9 +79,22 @@ def record(terms: Iterable[Term], *, kind: str, source: str, at: datetime | None
                 last_touch_template=last.template if last else None,
                 # A digest went in the digest template's words: no variant's.
                 last_touch_variant_id=last.variant_id if last and not last.digest_id else None,
+                last_call_id=calls.get((term.policy_id, term.expiry_date)),
             )
         )
     PolicyOutcome.objects.bulk_create(outcomes, ignore_conflicts=True)
+
+
+def _last_calls(terms: list[Term], *, before: datetime) -> dict[tuple[int, date], int]:
+    """Per (policy, expiry): the agent's last call about that term before `before` (its id)."""
+    calls = CallOutcome.objects.filter(
+        policy_id__in={term.policy_id for term in terms}, called_at__lte=before
+    ).order_by("called_at", "id")
+    # Later calls overwrite earlier ones: the last one stays.
+    return {
+        (policy_id, expiry): pk
+        for pk, policy_id, expiry in calls.values_list("pk", "policy_id", "expiry_date")
+    }
 
 
 @dataclass

@@ -115,7 +115,7 @@ def policy_detail(request, book, policy_id: int):
             "book": book,
             "policy": policy,
             "timeline": selectors.policy_timeline(policy),
-            "outcomes": policy.outcomes.select_related("last_touch_template"),
+            "outcomes": policy.outcomes.select_related("last_touch_template", "last_call"),
             "calls": calls.policy_calls(policy),
             "call_outcomes": calls.Outcome.choices,
             "renew_form": RenewForm(),

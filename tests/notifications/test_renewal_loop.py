@@ -201,9 +201,16 @@ def test_a_book_renewed_after_reminders_and_calls_and_lapsed(client, book):
         "P03": "email",  # its SMS never said
         "P08": "",  # nothing delivered: the call did it
     }
+    # P08's renewal came after the call, and says so; so does its page.
     p08 = PolicyOutcome.objects.get(policy__policy_number="P08")
-    assert p08.policy.calls.get().outcome == "will_renew"
-    assert p08.policy.calls.get().called_at < p08.occurred_at
+    assert p08.last_call == p08.policy.calls.get()
+    assert p08.last_call.outcome == "will_renew"
+    page = client.get(reverse("workspace:policy", kwargs={"policy_id": p08.policy_id}))
+    assert "last call: Will renew" in page.content.decode()
+    calls_made = {"P08", "P09", "P12"}
+    assert {
+        o.policy.policy_number for o in PolicyOutcome.objects.filter(last_call__isnull=False)
+    } == calls_made
     assert_outcomes_match_the_reminders()
 
     # Retention over the expiry day, against a recount from the outcome rows.
