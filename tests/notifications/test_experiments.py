@@ -2,6 +2,8 @@
 recorded on its reminder and sent in its words, attributed on the term's outcome, and counted
 per variant with a Wilson interval and a plain verdict; ending one keeps its history."""
 
+import threading
+import time
 from collections import Counter
 from datetime import timedelta
 from email import policy as email_policy
@@ -17,6 +19,7 @@ from notifications.experiments import ExperimentResult, VariantResult, wilson
 from notifications.models import (
     Channel,
     Digest,
+    ExperimentTally,
     MessageTemplate,
     Notification,
     PolicyOutcome,
@@ -473,3 +476,44 @@ def test_the_database_refuses_an_end_before_the_start(trial):
         TemplateExperiment.objects.filter(pk=trial.pk).update(
             ended_at=trial.started_at - timedelta(days=1)
         )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_counts_at_once_both_finish_and_leave_one_tally_per_variant_and_agent(
+    trial, agent, monkeypatch
+):
+    # The daily scan and the admin's "count now" may count at the same moment.
+    seeded_trial(trial, agent, count=6)
+    inserted, go = threading.Event(), threading.Event()
+    bulk_create = ExperimentTally.objects.bulk_create
+
+    def held_open(*args, **kwargs):
+        rows = bulk_create(*args, **kwargs)
+        if threading.current_thread().name == "first":
+            inserted.set()
+            go.wait(timeout=30)  # its transaction stays open while the second count runs
+        return rows
+
+    monkeypatch.setattr(ExperimentTally.objects, "bulk_create", held_open)
+    errors = []
+
+    def count() -> None:
+        try:
+            experiments.tally()
+        except Exception as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=count, name="first")
+    second = threading.Thread(target=count, name="second")
+    first.start()
+    assert inserted.wait(timeout=30)
+    second.start()
+    time.sleep(1)  # the second count waits on the first's rows
+    go.set()
+    first.join(timeout=60)
+    second.join(timeout=60)
+
+    assert errors == []
+    assert ExperimentTally.objects.count() == 2  # A and B, one agent
