@@ -198,6 +198,8 @@ def record_call(request, book, policy_id: int):
         call = calls.record_call(
             policy=policy,
             outcome=request.POST.get("outcome", ""),
+            # The number the page showed: an import may have changed it since.
+            phone=request.POST.get("phone"),
             called_by=request.user,
             note=request.POST.get("note", ""),
         )

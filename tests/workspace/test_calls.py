@@ -98,6 +98,27 @@ def test_wrong_number_is_marked_on_the_customer(client, alice):
     assert "customer&#x27;s phone number is wrong" in html
 
 
+def test_wrong_number_marks_the_number_called_not_one_imported_since(client, alice):
+    policy = make_policy(
+        "CALL-6",
+        customer=make_customer(email="", phone="+14155550112"),
+        agent=alice,
+        expiry_date=TODAY + timedelta(days=3),
+    )
+    assert 'name="phone" value="+14155550112"' in calls_page(client)  # the number to tap
+    # While the agent dials, an import brings the customer's new number.
+    Customer.objects.filter(pk=policy.customer_id).update(phone="+14155550199")
+
+    client.post(
+        reverse("workspace:record-call", kwargs={"policy_id": policy.pk}),
+        {"outcome": "wrong_number", "phone": "+14155550112"},
+    )
+
+    customer = Customer.objects.get(pk=policy.customer_id)
+    assert not customer.phone_is_wrong  # the new number is still to be tried
+    assert CallOutcome.objects.get().phone == "+14155550112"
+
+
 @pytest.mark.parametrize("outcome", ["", "maybe", "<script>"])
 def test_an_unknown_outcome_gets_a_message_not_an_error(client, alice, outcome):
     policy = make_policy(
