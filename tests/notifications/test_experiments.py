@@ -10,6 +10,7 @@ from email import policy as email_policy
 from email.parser import BytesParser
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
@@ -517,3 +518,16 @@ def test_two_counts_at_once_both_finish_and_leave_one_tally_per_variant_and_agen
 
     assert errors == []
     assert ExperimentTally.objects.count() == 2  # A and B, one agent
+
+
+def test_a_rule_running_an_experiment_keeps_its_channel_until_the_experiment_ends(trial):
+    rule = trial.rule
+    rule.channel = Channel.SMS
+    rule.template = MessageTemplate.objects.create(name="sms words", channel=Channel.SMS, body="x")
+
+    with pytest.raises(ValidationError) as refused:
+        rule.full_clean()
+
+    assert "end it before changing the channel" in str(refused.value.message_dict["channel"])
+    experiments.end(trial)
+    rule.full_clean()  # its variants' words are no longer sent
