@@ -256,6 +256,24 @@ class VariantFormSet(forms.BaseInlineFormSet):
                     "Reminders went in this variant's words already: end the experiment and "
                     "start another to try other words.",
                 )
+        if self._moves_policies(kept) and self._reminders_went():
+            # A policy's variant follows from the weights in variant id order (variant_for).
+            raise forms.ValidationError(
+                "Reminders went in this experiment's variants already: other weights or "
+                "variants would move policies to another variant. To try another split, end "
+                "the experiment and start another."
+            )
+
+    def _moves_policies(self, kept: list[forms.Form]) -> bool:
+        removed = [form for form in self.deleted_forms if form.instance.pk]
+        return bool(removed) or any(
+            form.instance.pk is None or "weight" in form.changed_data for form in kept
+        )
+
+    def _reminders_went(self) -> bool:
+        return self.instance.pk is not None and (
+            Notification.objects.filter(variant__experiment=self.instance).exists()
+        )
 
 
 class TemplateExperimentForm(forms.ModelForm):

@@ -116,26 +116,42 @@ def entries(policies: list[Policy]) -> list[CallListEntry]:
 
 @transaction.atomic
 def record_call(
-    *, policy: Policy, outcome: str, called_by=None, note: str = "", at: datetime | None = None
+    *,
+    policy: Policy,
+    outcome: str,
+    phone: str | None = None,
+    term: date | None = None,
+    called_by=None,
+    note: str = "",
+    at: datetime | None = None,
 ) -> CallOutcome:
     """Record what came of a call about the policy's current term, with its effect: "wrong
     number" marks the number called wrong (no SMS or WhatsApp goes to it until the customer
     has another); "declined" stops the term's reminders (planning's own rule cancels those
     waiting, and plans no more) and takes the policy off the call list. The policy still lapses
-    at its expiry, and a renewal still takes."""
+    at its expiry, and a renewal still takes. `phone`: the number called, when the agent read
+    it earlier (a page); by default the customer's number now. `term`: likewise, the expiry the
+    call was about; a decline of a term that has since been renewed declines nothing."""
     if outcome not in Outcome.values:
         choices = ", ".join(label.lower() for label in Outcome.labels)
         raise CallError(f"Unknown call outcome {outcome!r}: choose {choices}.")
     policy = Policy.objects.select_for_update().select_related("customer").get(pk=policy.pk)
     if outcome == Outcome.DECLINED and policy.status != Policy.Status.ACTIVE:
         raise CallError(f"{policy.policy_number} is {policy.get_status_display().lower()}.")
-    if outcome == Outcome.WRONG_NUMBER and not policy.customer.phone:
+    term = term or policy.expiry_date
+    if outcome == Outcome.DECLINED and term != policy.expiry_date:
+        raise CallError(
+            f"{policy.policy_number} now runs to {policy.expiry_date:%Y-%m-%d} (renewed since "
+            f"the call about the term to {term:%Y-%m-%d}): nothing declined."
+        )
+    called = (policy.customer.phone if phone is None else phone.strip())[:32]
+    if outcome == Outcome.WRONG_NUMBER and not called:
         raise CallError(f"{policy.customer.name} has no phone number to mark wrong.")
     call = CallOutcome.objects.create(
         policy=policy,
-        expiry_date=policy.expiry_date,
+        expiry_date=term,
         outcome=outcome,
-        phone=policy.customer.phone,
+        phone=called,
         called_by=called_by,
         called_at=at or timezone.now(),
         note=note[:500],

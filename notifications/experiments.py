@@ -230,9 +230,11 @@ def tally() -> int:
         for row in rows
     ]
     with transaction.atomic():
+        # First, so that it locks the experiments: a count running at once (the daily scan,
+        # the admin's action) waits here, then replaces these rows instead of colliding.
+        TemplateExperiment.objects.update(counted_at=now)
         ExperimentTally.objects.all().delete()
         ExperimentTally.objects.bulk_create(tallies)
-        TemplateExperiment.objects.update(counted_at=now)
     return len(tallies)
 
 

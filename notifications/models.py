@@ -307,6 +307,19 @@ class ReminderRule(models.Model):
                 )
             elif self.fallback_template.kind != MessageTemplate.Kind.REMINDER:
                 errors["fallback_template"] = "Choose a reminder template to fall back to."
+        # Its running experiment's variants are words for its channel: planning sends them.
+        if (
+            self.pk
+            and TemplateVariant.objects.filter(
+                experiment__rule_id=self.pk, experiment__ended_at__isnull=True
+            )
+            .exclude(template__channel=self.channel)
+            .exists()
+        ):
+            errors["channel"] = (
+                "This rule runs an experiment whose variants are words for another channel: "
+                "end it before changing the channel."
+            )
         if errors:
             raise ValidationError(errors)
 

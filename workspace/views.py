@@ -1,6 +1,7 @@
 """The agents' workspace. Thin views: each reads the user's book (workspace.selectors.book_of,
 the one scoping rule), calls one selector or service, and renders."""
 
+from datetime import date
 from functools import wraps
 
 from django.contrib import messages
@@ -9,6 +10,7 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_date
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
@@ -198,6 +200,9 @@ def record_call(request, book, policy_id: int):
         call = calls.record_call(
             policy=policy,
             outcome=request.POST.get("outcome", ""),
+            # The number the page showed: an import may have changed it since.
+            phone=request.POST.get("phone"),
+            term=_posted_date(request, "expiry_date"),
             called_by=request.user,
             note=request.POST.get("note", ""),
         )
@@ -249,6 +254,14 @@ def _query_without_cursor(request) -> str:
     query.pop("after", None)
     query.pop("before", None)
     return query.urlencode()
+
+
+def _posted_date(request, name: str) -> date | None:
+    """A date the form posted, or None when it posted none or no real date."""
+    try:
+        return parse_date(request.POST.get(name, ""))
+    except ValueError:  # well formed, but no such day
+        return None
 
 
 def _safe_next(request) -> str:

@@ -9,6 +9,10 @@ from django.db.models import Exists, OuterRef, Q, Subquery
 def copy_books_and_reach(apps, schema_editor):
     """Outcomes recorded before: their policy's agent and product line (as they are now), and
     the channels with a reminder about that expiry delivered before the outcome."""
+    if schema_editor.connection.vendor == "postgresql":
+        # Checked now, not at commit: the migration's last statements index this table (the
+        # new agent column), which PostgreSQL refuses while the updates' checks are pending.
+        schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
     PolicyOutcome = apps.get_model("notifications", "PolicyOutcome")
     Policy = apps.get_model("policies", "Policy")
     Notification = apps.get_model("notifications", "Notification")

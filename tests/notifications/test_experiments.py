@@ -2,12 +2,15 @@
 recorded on its reminder and sent in its words, attributed on the term's outcome, and counted
 per variant with a Wilson interval and a plain verdict; ending one keeps its history."""
 
+import threading
+import time
 from collections import Counter
 from datetime import timedelta
 from email import policy as email_policy
 from email.parser import BytesParser
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
@@ -17,6 +20,7 @@ from notifications.experiments import ExperimentResult, VariantResult, wilson
 from notifications.models import (
     Channel,
     Digest,
+    ExperimentTally,
     MessageTemplate,
     Notification,
     PolicyOutcome,
@@ -473,3 +477,57 @@ def test_the_database_refuses_an_end_before_the_start(trial):
         TemplateExperiment.objects.filter(pk=trial.pk).update(
             ended_at=trial.started_at - timedelta(days=1)
         )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_counts_at_once_both_finish_and_leave_one_tally_per_variant_and_agent(
+    trial, agent, monkeypatch
+):
+    # The daily scan and the admin's "count now" may count at the same moment.
+    seeded_trial(trial, agent, count=6)
+    inserted, go = threading.Event(), threading.Event()
+    bulk_create = ExperimentTally.objects.bulk_create
+
+    def held_open(*args, **kwargs):
+        rows = bulk_create(*args, **kwargs)
+        if threading.current_thread().name == "first":
+            inserted.set()
+            go.wait(timeout=30)  # its transaction stays open while the second count runs
+        return rows
+
+    monkeypatch.setattr(ExperimentTally.objects, "bulk_create", held_open)
+    errors = []
+
+    def count() -> None:
+        try:
+            experiments.tally()
+        except Exception as error:
+            errors.append(error)
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=count, name="first")
+    second = threading.Thread(target=count, name="second")
+    first.start()
+    assert inserted.wait(timeout=30)
+    second.start()
+    time.sleep(1)  # the second count waits on the first's rows
+    go.set()
+    first.join(timeout=60)
+    second.join(timeout=60)
+
+    assert errors == []
+    assert ExperimentTally.objects.count() == 2  # A and B, one agent
+
+
+def test_a_rule_running_an_experiment_keeps_its_channel_until_the_experiment_ends(trial):
+    rule = trial.rule
+    rule.channel = Channel.SMS
+    rule.template = MessageTemplate.objects.create(name="sms words", channel=Channel.SMS, body="x")
+
+    with pytest.raises(ValidationError) as refused:
+        rule.full_clean()
+
+    assert "end it before changing the channel" in str(refused.value.message_dict["channel"])
+    experiments.end(trial)
+    rule.full_clean()  # its variants' words are no longer sent

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from notifications.models import CallOutcome, Notification
-from policies.models import Customer
+from policies.models import Customer, Policy
 from tests.factories import PASSWORD, make_customer, make_notification, make_policy, two_books
 
 TODAY = timezone.localdate()
@@ -96,6 +96,60 @@ def test_wrong_number_is_marked_on_the_customer(client, alice):
     html = calls_page(client)
     assert "wrong number" in html
     assert "customer&#x27;s phone number is wrong" in html
+
+
+def test_wrong_number_marks_the_number_called_not_one_imported_since(client, alice):
+    policy = make_policy(
+        "CALL-6",
+        customer=make_customer(email="", phone="+14155550112"),
+        agent=alice,
+        expiry_date=TODAY + timedelta(days=3),
+    )
+    assert 'name="phone" value="+14155550112"' in calls_page(client)  # the number to tap
+    # While the agent dials, an import brings the customer's new number.
+    Customer.objects.filter(pk=policy.customer_id).update(phone="+14155550199")
+
+    client.post(
+        reverse("workspace:record-call", kwargs={"policy_id": policy.pk}),
+        {"outcome": "wrong_number", "phone": "+14155550112"},
+    )
+
+    customer = Customer.objects.get(pk=policy.customer_id)
+    assert not customer.phone_is_wrong  # the new number is still to be tried
+    assert CallOutcome.objects.get().phone == "+14155550112"
+
+
+def test_declined_on_a_page_loaded_before_a_renewal_does_not_decline_the_new_term(client, alice):
+    policy = make_policy(
+        "CALL-7", customer=make_customer(), agent=alice, expiry_date=TODAY + timedelta(days=3)
+    )
+    shown = (TODAY + timedelta(days=3)).isoformat()
+    assert f'name="expiry_date" value="{shown}"' in calls_page(client)
+    # Meanwhile the nightly import renews it.
+    Policy.objects.filter(pk=policy.pk).update(expiry_date=TODAY + timedelta(days=368))
+
+    response = client.post(
+        reverse("workspace:record-call", kwargs={"policy_id": policy.pk}),
+        {"outcome": "declined", "expiry_date": shown},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert "renewed since" in response.content.decode()
+    assert not Policy.objects.get(pk=policy.pk).renewal_declined
+
+
+def test_a_malformed_term_gets_the_current_one_not_an_error(client, alice):
+    policy = make_policy(
+        "CALL-8", customer=make_customer(), agent=alice, expiry_date=TODAY + timedelta(days=3)
+    )
+    for bad in ("2026-02-30", "soon"):
+        response = client.post(
+            reverse("workspace:record-call", kwargs={"policy_id": policy.pk}),
+            {"outcome": "reached", "expiry_date": bad},
+        )
+        assert response.status_code == 302
+    assert set(CallOutcome.objects.values_list("expiry_date", flat=True)) == {policy.expiry_date}
 
 
 @pytest.mark.parametrize("outcome", ["", "maybe", "<script>"])

@@ -268,3 +268,62 @@ def test_the_admin_previews_every_variants_words(admin_client, trial):
 
     assert "warm PREVIEW-1" in page
     assert "short PREVIEW-1" in page
+
+
+def change_form(trial, variants: list[tuple[int | None, str, int, int]], **extra) -> dict:
+    """The change form of `trial`, its variants as (id or None for a new one, label, template
+    id, weight)."""
+    form = {
+        "name": trial.name,
+        "variants-TOTAL_FORMS": len(variants),
+        "variants-INITIAL_FORMS": sum(pk is not None for pk, *_ in variants),
+        "variants-MIN_NUM_FORMS": 0,
+        "variants-MAX_NUM_FORMS": 1000,
+        **extra,
+    }
+    for index, (pk, label, template_id, weight) in enumerate(variants):
+        form |= {
+            f"variants-{index}-id": pk or "",
+            f"variants-{index}-experiment": trial.pk,
+            f"variants-{index}-label": label,
+            f"variants-{index}-template": template_id,
+            f"variants-{index}-weight": weight,
+        }
+    return form
+
+
+@pytest.mark.parametrize("change", ["weight", "new variant"])
+def test_a_policy_keeps_its_variant_the_weights_and_variants_are_fixed_once_reminders_went(
+    admin_client, trial, agent, change
+):
+    delivered_reminders(agent, trial, 1, renewed=0)
+    a, b = trial.variants.order_by("label")
+    assignment = experiments.running_assignments([trial.rule])[trial.rule_id]
+    before = {pk: assignment.variant_for(pk) for pk in range(1, 200)}
+    variants = [(a.pk, "A", a.template_id, 1), (b.pk, "B", b.template_id, 1)]
+    if change == "weight":
+        variants[1] = (b.pk, "B", b.template_id, 5)
+    else:
+        variants.append((None, "C", email_template("third").pk, 1))
+
+    response = admin_client.post(
+        reverse("admin:notifications_templateexperiment_change", args=[trial.pk]),
+        change_form(trial, variants),
+    )
+
+    assert response.status_code == 200
+    assert "end the experiment and start another" in response.content.decode()
+    assignment = experiments.running_assignments([trial.rule])[trial.rule_id]
+    assert {pk: assignment.variant_for(pk) for pk in range(1, 200)} == before
+
+
+def test_before_any_reminder_went_the_weights_may_still_change(admin_client, trial):
+    a, b = trial.variants.order_by("label")
+
+    response = admin_client.post(
+        reverse("admin:notifications_templateexperiment_change", args=[trial.pk]),
+        change_form(trial, [(a.pk, "A", a.template_id, 1), (b.pk, "B", b.template_id, 3)]),
+    )
+
+    assert response.status_code == 302
+    assert b.__class__.objects.get(pk=b.pk).weight == 3
