@@ -170,12 +170,4 @@ class Migration(migrations.Migration):
                 ],
             },
         ),
-        migrations.AddIndex(
-            model_name="notification",
-            index=models.Index(
-                condition=models.Q(("status__in", ["delivered", "failed", "bounced"])),
-                fields=["policy", "expiry_date", "-status_changed_at", "status"],
-                name="notification_settled_by_term",
-            ),
-        ),
     ]

@@ -181,14 +181,6 @@ class Migration(migrations.Migration):
                 to="notifications.templatevariant",
             ),
         ),
-        migrations.AddIndex(
-            model_name="notification",
-            index=models.Index(
-                condition=models.Q(("variant__isnull", False)),
-                fields=["variant", "policy", "expiry_date", "delivered_at"],
-                name="notification_variant",
-            ),
-        ),
         migrations.AddConstraint(
             model_name="templateexperiment",
             constraint=models.UniqueConstraint(

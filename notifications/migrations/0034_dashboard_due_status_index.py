@@ -1,12 +1,11 @@
-"""The dashboard's counts by due date and status, from an index. The notifications table holds
+"""The notifications indexes of the call list (its terms' settled reminders), the experiments
+(variant reminders) and the dashboard's counts by due date and status. The notifications table holds
 millions of rows in production: on PostgreSQL the index is built CONCURRENTLY (as 0005's), so
 sending goes on meanwhile."""
 
-import importlib
-
 from django.db import migrations, models
 
-concurrently = importlib.import_module("notifications.migrations.0005_workspace_pending_index")
+from policies.migration_operations import AddIndexConcurrentlyOnPostgres
 
 
 class Migration(migrations.Migration):
@@ -17,7 +16,23 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        concurrently.AddIndexConcurrentlyOnPostgres(
+        AddIndexConcurrentlyOnPostgres(
+            model_name="notification",
+            index=models.Index(
+                condition=models.Q(("status__in", ["delivered", "failed", "bounced"])),
+                fields=["policy", "expiry_date", "-status_changed_at", "status"],
+                name="notification_settled_by_term",
+            ),
+        ),
+        AddIndexConcurrentlyOnPostgres(
+            model_name="notification",
+            index=models.Index(
+                condition=models.Q(("variant__isnull", False)),
+                fields=["variant", "policy", "expiry_date", "delivered_at"],
+                name="notification_variant",
+            ),
+        ),
+        AddIndexConcurrentlyOnPostgres(
             model_name="notification",
             index=models.Index(
                 fields=["due_on", "status", "policy"], name="notification_due_status"

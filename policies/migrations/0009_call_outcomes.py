@@ -29,12 +29,4 @@ class Migration(migrations.Migration):
                 null=True,
             ),
         ),
-        migrations.AddIndex(
-            model_name="policy",
-            index=models.Index(
-                condition=models.Q(("status", "active")),
-                fields=["agent", "expiry_date"],
-                name="policy_active_agent_expiry",
-            ),
-        ),
     ]
