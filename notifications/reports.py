@@ -31,7 +31,7 @@ from notifications import charts, claimed_emails, retention
 from notifications.channels.outbox import REPORT_HEADER, REPORT_METADATA
 from notifications.files import write_atomically
 from notifications.models import ConsentChange, Notification, WeeklyReport
-from policies.models import Agent, Policy
+from policies.models import RENEWAL_DECLINED, Agent, Policy
 from policies.spreadsheets import spreadsheet_safe
 
 Status = Notification.Status
@@ -151,7 +151,8 @@ def _opt_outs(start: datetime, end: datetime):
 
 def expiring_without_delivery(since: date) -> list[Policy]:
     """Active policies expiring from `since` to EXPIRING_WITHIN_DAYS later whose reminders
-    about that expiry have none delivered."""
+    about that expiry have none delivered; not those whose customer declined to renew (their
+    reminders stopped on purpose)."""
     delivered = Notification.objects.filter(
         policy=OuterRef("pk"), expiry_date=OuterRef("expiry_date"), status=Status.DELIVERED
     )
@@ -161,6 +162,7 @@ def expiring_without_delivery(since: date) -> list[Policy]:
             expiry_date__range=(since, since + timedelta(days=EXPIRING_WITHIN_DAYS)),
         )
         .exclude(Exists(delivered))
+        .exclude(RENEWAL_DECLINED)
         .select_related("customer", "agent")
         .order_by("expiry_date", "policy_number")
     )

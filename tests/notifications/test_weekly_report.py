@@ -120,6 +120,9 @@ def book(db) -> Book:
     # Outside the 30 days, or not active: not on the expiring list.
     book.policy("A-4", alice, 31)
     book.policy("A-5", alice, 3, status=Policy.Status.RENEWED)
+    # A customer who told the agent they will not renew: their reminders stopped on purpose.
+    a6 = book.policy("A-6", alice, 12)
+    Policy.objects.filter(pk=a6.pk).update(renewal_declined_for=a6.expiry_date)
     # Bruno: delivered last week (counted then, not now), its policy covered all the same...
     b1 = book.policy("B-1", bruno, 3)
     book.reminder(b1, Status.DELIVERED, planned=BEFORE, sent_at=BEFORE, delivered_at=BEFORE)
@@ -178,6 +181,7 @@ def figures_from_database(agent) -> dict[str, int]:
         for policy in Policy.objects.filter(agent=agent, status="active")
         if WEEK_END <= policy.expiry_date <= WEEK_END + timedelta(days=30)
         and (policy.pk, policy.expiry_date) not in delivered
+        and policy.renewal_declined_for != policy.expiry_date
     ]
     return {
         "planned": sum(within(n.created_at) and n.status != "skipped" for n in notifications),
