@@ -12,7 +12,7 @@ FAULTS_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/renewly_faults
 DEMO_ENV := DEBUG=1
 
 .PHONY: help setup system-deps demo web test test-sqlite lint format bench bench-import \
-	bench-planning bench-dispatch bench-workspace bench-reports bench-experiments bench-upload \
+	bench-planning bench-dispatch bench-workspace bench-reports bench-upload \
 	bench-api bench-smoke \
 	faults clean
 
@@ -50,8 +50,8 @@ format: setup ## ruff fix and format
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: bench-import bench-planning bench-dispatch bench-workspace bench-reports bench-experiments \
-	bench-upload bench-api ## every benchmark
+bench: bench-import bench-planning bench-dispatch bench-workspace bench-reports bench-upload \
+	bench-api ## every benchmark
 
 bench-smoke: setup ## every benchmark at its smallest size, as make test runs them
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(BIN)/pytest tests/benchmarks
@@ -68,11 +68,8 @@ bench-dispatch: setup ## send 20,000 reminders through Celery workers on Redis t
 bench-workspace: setup ## time the agents' workspace pages with 100,000 notifications in one book
 	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_workspace.py
 
-bench-reports: setup ## time the retention figures' pages with 1,000,000 policies, 5,000,000 reminders
+bench-reports: setup ## time issue 15's pages and counts with 1,000,000 policies, 5,000,000 reminders
 	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_reports.py --fail-over-ms 300
-
-bench-experiments: setup ## time the experiments page with 1,000,000 policies and 5,000,000 notifications
-	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_experiments.py
 
 bench-upload: setup ## upload 100,000 rows, then 100 MB, through the upload view to a worker
 	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_upload.py --rows 100000

@@ -1,8 +1,10 @@
-"""Benchmark: the pages that show what reminders achieved, on a large book. Seeds (COPY, through
-benchmarks/seeding.py) 1,000,000 policies of 20 agents, 5 reminders each (5,000,000
-notifications) and the outcomes of their terms over two years (renewed before or after the
-expiry, lapsed, lapsed and renewed late), counts the retention figures (notifications.retention:
-a first refresh of every day, then a daily one), vacuums, and times each page through Django's test
+"""Benchmark: the pages that show what reminders achieved (issue 15), on a large book. Seeds
+(COPY, through benchmarks/seeding.py) 1,000,000 policies of 20 agents, 5 reminders each
+(5,000,000 notifications) and the outcomes of their terms over two years (renewed before or
+after the expiry, lapsed, lapsed and renewed late), and a running template experiment that
+every term's 14-day email took part in; vacuums; times the daily scan's counts (the retention
+figures, notifications.retention: a first refresh of every day, then a daily one; the
+experiment's, notifications.experiments.tally); and times each page through Django's test
 Client, as an agent (one book, 1/20 of it) and as a manager (every book): median and p95 of
 --runs runs. Also times a live GROUP BY over the outcomes, what the daily counts replace.
 Run with `make bench-reports`; it creates and drops its own database.
@@ -40,14 +42,25 @@ from django.urls import reverse
 from django.utils import timezone
 
 from benchmarks.bench_workspace import p95, timed
-from benchmarks.seeding import copy_outcome_book, make_agents
-from notifications import retention
-from notifications.models import Notification, PolicyOutcome, RetentionDay
+from benchmarks.seeding import assign_variants, copy_outcome_book, make_agents
+from notifications import experiments, retention
+from notifications.models import (
+    ExperimentTally,
+    MessageTemplate,
+    Notification,
+    PolicyOutcome,
+    ReminderRule,
+    RetentionDay,
+    TemplateExperiment,
+    TemplateVariant,
+)
 from policies.models import Agent, Policy
 from workspace.selectors import RETENTION_PERIODS
 
 AGENTS = 20
 REMINDERS_PER_POLICY = 5  # seeding.BOOK_TOUCHES
+# The experiment's wordings, (label, weight): A is its rule's own template.
+VARIANTS = (("A", 2), ("B", 1), ("C", 1))
 
 
 @dataclass(frozen=True)
@@ -74,8 +87,44 @@ def seeded_before() -> Seeded:
     return Seeded(timezone.localdate(), agent, manager)
 
 
-# More rows for pages added later: each gets the Seeded context once the book is seeded.
-SEEDERS: list[Callable[[Seeded], None]] = []
+def seed_experiment(seeded: Seeded) -> None:
+    """A running experiment on the book's 14-day email rule that every term's 14-day email
+    took part in: two years of them, the worst case for the daily count and the page."""
+    rule = ReminderRule.objects.select_related("template").get(channel="email", lead_days=14)
+    # Started before the book's first reminder (seeding.book_term: two years of expiries).
+    experiment = TemplateExperiment.objects.create(
+        rule=rule, name="Bench", started_at=timezone.now() - timedelta(days=800)
+    )
+    for label, weight in VARIANTS:
+        template = (
+            rule.template
+            if label == "A"
+            else MessageTemplate.objects.create(
+                name=f"bench variant {label}",
+                channel=rule.channel,
+                subject=rule.template.subject,
+                body=rule.template.body,
+            )
+        )
+        TemplateVariant.objects.create(
+            experiment=experiment, label=label, template=template, weight=weight
+        )
+    assignment = experiments.running_assignments([rule])[rule.pk]
+    updated = assign_variants(assignment, rule_id=rule.pk)
+    print(f"experiment: {updated:,} reminders in {len(VARIANTS)} variants")
+    # The SQL form must choose as planning does: a sample checked against variant_for.
+    sample = Notification.objects.filter(rule=rule).order_by("pk")[:1000]
+    wrong = [
+        reminder.pk
+        for reminder in sample.only("policy_id", "variant_id")
+        if reminder.variant_id != assignment.variant_for(reminder.policy_id)
+    ]
+    if wrong:
+        sys.exit(f"reminders {wrong[:10]} are not in their policy's variant")
+
+
+# The rows of pages beyond the book's: each gets the Seeded context once the book is seeded.
+SEEDERS: list[Callable[[Seeded], None]] = [seed_experiment]
 
 
 def pages(seeded: Seeded) -> list[tuple[str, str, str]]:
@@ -89,10 +138,13 @@ def pages(seeded: Seeded) -> list[tuple[str, str, str]]:
         ),
         ("needs a call, agent", reverse("workspace:calls"), "agent"),
         ("needs a call, manager", reverse("workspace:calls"), "manager"),
+        ("experiments, agent", reverse("workspace:experiments"), "agent"),
+        ("experiments, manager", reverse("workspace:experiments"), "manager"),
     ]
 
 
-def count_figures(today: date) -> None:
+def count_figures() -> None:
+    """The daily scan's counts that the pages read."""
     started = time.perf_counter()
     days = retention.refresh()
     print(f"first refresh: {days:,} expiry days counted in {time.perf_counter() - started:.1f} s")
@@ -101,19 +153,30 @@ def count_figures(today: date) -> None:
     started = time.perf_counter()
     days = retention.refresh()
     print(f"daily refresh: {days:,} expiry days counted in {time.perf_counter() - started:.1f} s")
-    with connection.cursor() as cursor:
-        cursor.execute(f"ANALYZE {RetentionDay._meta.db_table}")
     print(f"{RetentionDay.objects.count():,} daily count rows")
+    started = time.perf_counter()
+    rows = experiments.tally()
+    print(f"experiments tally: {rows:,} rows counted in {time.perf_counter() - started:.1f} s")
+    for variant in experiments.results(TemplateExperiment.objects.all())[0].variants:
+        print(
+            f"variant {variant.label}: {variant.delivered:,} delivered, {variant.decided:,} "
+            f"decided, {variant.renewed:,} renewed before expiry"
+        )
 
 
-def settle() -> None:
-    """VACUUM ANALYZE what was seeded, as autovacuum would have on a book this old: an index-only
+BOOK = (Policy, Notification, PolicyOutcome)
+COUNTS = (RetentionDay, ExperimentTally)
+
+
+def settle(*models) -> None:
+    """VACUUM ANALYZE these tables, as autovacuum would have on a book this old: an index-only
     scan reads the heap for every row of a table never vacuumed (the visibility map)."""
     started = time.perf_counter()
     with connection.cursor() as cursor:
-        for model in (Policy, Notification, PolicyOutcome, RetentionDay):
+        for model in models:
             cursor.execute(f"VACUUM ANALYZE {model._meta.db_table}")
-    print(f"vacuumed in {time.perf_counter() - started:.1f} s")
+    names = ", ".join(model.__name__ for model in models)
+    print(f"vacuumed {names} in {time.perf_counter() - started:.1f} s")
 
 
 def live_group_by(start: date, end: date) -> None:
@@ -173,8 +236,11 @@ def main() -> None:
             for seeder in SEEDERS:
                 seeder(seeded)
             print(f"seeding took {time.perf_counter() - started:.1f} s")
-            count_figures(seeded.today)
-        settle()
+            settle(*BOOK)  # the counts too read the book as autovacuum leaves it
+            count_figures()
+            settle(*COUNTS)
+        else:
+            settle(*BOOK, *COUNTS)
         clients = {"agent": Client(), "manager": Client()}
         clients["agent"].force_login(seeded.agent.user)
         clients["manager"].force_login(seeded.manager)

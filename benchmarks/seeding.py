@@ -12,6 +12,7 @@ from datetime import time as time_of_day
 from django.db import OperationalError, connection, models
 from django.utils import timezone
 
+from notifications import experiments
 from notifications.models import (
     MessageTemplate,
     Notification,
@@ -310,6 +311,30 @@ def copy_outcome_book(count: int, *, agent_ids: list[int], today: date) -> dict[
         "outcomes": copy_rows(PolicyOutcome, outcomes()),
     }
     return written
+
+
+def assign_variants(assignment: experiments.Assignment, *, rule_id: int) -> int:
+    """Put each of the rule's reminders in its policy's variant of a running experiment, as
+    planning would have: experiments.variant_for's rule in SQL (BUCKET_SQL, each variant taking
+    the buckets below its running total of weights, in variant id order), one UPDATE rather
+    than a Python loop over millions of rows. Returns how many reminders it updated."""
+    total_weight = sum(weight for _, weight in assignment.weights)
+    bucket = experiments.BUCKET_SQL.format(
+        policy_id="policy_id",
+        experiment_id=int(assignment.experiment_id),
+        total_weight=int(total_weight),
+    )
+    choices, below = [], 0
+    for variant_id, weight in sorted(assignment.weights):
+        below += weight
+        choices.append(f"WHEN {bucket} < {below} THEN {int(variant_id)}")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Notification._meta.db_table} SET variant_id = CASE {' '.join(choices)} END "
+            "WHERE rule_id = %s",
+            [rule_id],
+        )
+        return cursor.rowcount
 
 
 def _book_agent(n: int, agent_ids: list[int]) -> int:

@@ -20,7 +20,6 @@ BENCHMARKS = [
     "bench_dispatch.py",
     "bench_workspace.py",
     "bench_reports.py",
-    "bench_experiments.py",
     "bench_upload.py",
     "bench_api.py",
 ]
