@@ -87,8 +87,8 @@ class Workers:
                 "worker",
                 f"--pool={self.config.pool}",
                 f"--concurrency={self.config.concurrency}",
-                f"--queues={self.queue}",
-                f"--hostname={self.queue}-{n}@%h",
+                f"--queues={self.queue}",  # one queue, or several: "a,b"
+                f"--hostname={self.queue.partition(',')[0]}-{n}@%h",
                 "--without-gossip",
                 "--without-mingle",
                 "--loglevel=INFO",  # as docker-compose.yml runs it

@@ -13,6 +13,7 @@ from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from config.env import NAMES_READ, env_bool, env_int, env_list, env_str
+from config.queues import bulk_queue_for, task_routes
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / env_str("RENEWLY_VAR_DIR", "var")  # a relative path is under the project
@@ -230,8 +231,13 @@ CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Sites sharing one broker between several Renewly installations give each its own queue.
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
-# ...and its own remote-control channel, so that /readyz's ping and Flower see only its workers.
+# ...and its own remote-control channel, so that /readyz's ping and Flower see only its workers
+# (those of every queue: they all share it).
 CELERY_CONTROL_EXCHANGE = CELERY_TASK_DEFAULT_QUEUE
+# Long jobs (imports, feeds, reports, housekeeping: config/queues.py) wait on a queue of their own,
+# so that they never hold a reminder back; named after the default queue unless set.
+CELERY_BULK_QUEUE = env_str("CELERY_BULK_QUEUE", "") or bulk_queue_for(CELERY_TASK_DEFAULT_QUEUE)
+CELERY_TASK_ROUTES = task_routes(bulk_queue=CELERY_BULK_QUEUE)
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Django's cache: the API's rate limits count here. Each process counts alone in memory (the

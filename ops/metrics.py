@@ -124,7 +124,12 @@ def queue_depths() -> dict[str, int]:
     """Messages waiting in each queue Renewly's tasks go to; {} when the broker is down.
     kombu asks each broker its own way: LLEN on Redis, a passive declare on RabbitMQ."""
     app = current_app
-    queues = [queue.name for queue in app.amqp.queues.values()] or [app.conf.task_default_queue]
+    routes = app.conf.task_routes if isinstance(app.conf.task_routes, dict) else {}
+    queues = sorted(
+        {queue.name for queue in app.amqp.queues.values()}
+        | {app.conf.task_default_queue}
+        | {route["queue"] for route in routes.values() if isinstance(route.get("queue"), str)}
+    )
     depths = {}
     try:
         with broker_connection(app) as connection:

@@ -38,20 +38,32 @@ def worker_environment(*, broker_url: str, var_dir: Path, **extra: str) -> dict[
 
 
 @contextmanager
-def celery_worker(*, broker_url: str, queue: str, var_dir: Path, concurrency: int = 1, **env):
-    """Run `celery worker` in a child process for the duration of the block."""
+def celery_worker(
+    *,
+    broker_url: str,
+    queue: str,
+    var_dir: Path,
+    concurrency: int = 1,
+    also: tuple[str, ...] = (),
+    name: str = "",
+    **env,
+):
+    """Run `celery worker` in a child process for the duration of the block, reading `queue`
+    and the queues in `also` (`also=(bulk_queue_for(queue),)`: the long jobs too). Its log is
+    worker-<name or queue>.log."""
+    name = name or queue
     arguments = [
         "worker",
         "--pool=threads" if concurrency > 1 else "--pool=solo",
         f"--concurrency={concurrency}",
-        f"--queues={queue}",
-        f"--hostname=test-{queue}@%h",
+        f"--queues={','.join([queue, *also])}",
+        f"--hostname=test-{name}@%h",
         "--without-gossip",
         "--without-mingle",
         "--loglevel=INFO",
     ]
     with _celery(
-        arguments, log_name=f"worker-{queue}", broker_url=broker_url, var_dir=var_dir, **env
+        arguments, log_name=f"worker-{name}", broker_url=broker_url, var_dir=var_dir, **env
     ) as process:
         yield process
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.workers import BASE_DIR
 
-SERVICES = {"postgres", "redis", "migrate", "web", "worker", "beat", "flower"}
+SERVICES = {"postgres", "redis", "migrate", "web", "worker", "bulk-worker", "beat", "flower"}
 REQUIRED = {
     "SECRET_KEY": "compose-check",
     "FLOWER_BASIC_AUTH": "ops:compose-check",
@@ -47,7 +47,7 @@ def test_compose_file_starts_the_whole_stack_with_health_checks():
     result = compose("config", "--services", compose_file=BASE_DIR / "docker-compose.yml")
     assert set(result.stdout.split()) == SERVICES
     text = (BASE_DIR / "docker-compose.yml").read_text()
-    assert text.count("healthcheck:") == 6  # every long-running service
+    assert text.count("healthcheck:") == 7  # every long-running service
 
 
 def test_compose_check_rejects_an_unknown_key(tmp_path):
@@ -86,7 +86,7 @@ def test_the_stack_refuses_to_start_without_a_required_variable(required):
     assert required in result.stderr
 
 
-@pytest.mark.parametrize("name", ["web", "worker", "beat"])
+@pytest.mark.parametrize("name", ["web", "worker", "bulk-worker", "beat"])
 def test_web_worker_and_beat_build_links_and_check_twilio_against_public_base_url(name):
     assert "PUBLIC_BASE_URL: https://renewly.example" in service(name)
 
@@ -109,3 +109,17 @@ def test_https_settings_reach_the_app_from_the_environment():
     defaults = service("worker")
     assert "SECURE_SSL_REDIRECT: '0'" in defaults
     assert "SECURE_COOKIES: '1'" in defaults
+
+
+def test_reminders_and_long_jobs_have_workers_of_their_own():
+    assert "    - --queues=celery\n" in service("worker")
+    assert "    - --queues=celery-bulk\n" in service("bulk-worker")
+
+
+def test_an_installation_sharing_the_broker_names_both_its_queues_after_its_own():
+    shared = {**REQUIRED, "CELERY_TASK_DEFAULT_QUEUE": "renewly-acme"}
+    for name, queue in [("worker", "renewly-acme"), ("bulk-worker", "renewly-acme-bulk")]:
+        resolved = service(name, env=shared)
+        assert f"    - --queues={queue}\n" in resolved
+        # Each process derives the same long-jobs queue from the same variable (config/queues.py).
+        assert "CELERY_TASK_DEFAULT_QUEUE: renewly-acme\n" in resolved

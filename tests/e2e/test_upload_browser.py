@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
+from config.queues import bulk_queue_for
 from policies.importers import COLUMNS
 from policies.models import ImportJob, Policy
 from policies.services import ensure_agent
@@ -81,6 +82,7 @@ def test_an_agent_uploads_a_file_and_watches_the_progress_bar_reach_the_end(
         celery_worker(
             broker_url=redis_url,
             queue=queue,
+            also=(bulk_queue_for(queue),),  # where uploads go
             var_dir=tmp_path,
             CELERY_TASK_DEFAULT_QUEUE=queue,
             UPLOADS_DIR=str(settings.UPLOADS_DIR),

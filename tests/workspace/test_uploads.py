@@ -17,6 +17,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from config.queues import bulk_queue_for
 from policies import tasks as import_tasks
 from policies.models import ImportJob, Policy
 from tests.factories import (
@@ -72,6 +73,7 @@ def worker(require_service, tmp_path, uploads_dir):
         celery_worker(
             broker_url=redis_url,
             queue=queue,
+            also=(bulk_queue_for(queue),),  # where uploads go
             var_dir=tmp_path,
             CELERY_TASK_DEFAULT_QUEUE=queue,
             UPLOADS_DIR=str(uploads_dir),
@@ -242,6 +244,7 @@ def test_an_interrupted_job_shows_as_failed_and_a_rerun_imports_the_same_file(
         with celery_worker(
             broker_url=redis_url,
             queue=queue,
+            also=(bulk_queue_for(queue),),  # where uploads go
             var_dir=tmp_path,
             CELERY_TASK_DEFAULT_QUEUE=queue,
             UPLOADS_DIR=str(uploads_dir),
