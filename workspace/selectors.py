@@ -1,11 +1,11 @@
 """Read-only questions the agents' workspace asks. Every one starts from `book_of(user)`: the one
 place that decides which policies and notifications a user may see."""
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from django.db.models import Count, F, Prefetch, Q, QuerySet
-from django.db.models.functions import TruncWeek
 
 from notifications import calls, experiments
 from notifications import retention as retention_figures
@@ -283,56 +283,56 @@ def dashboard(book: Book, *, today: date, weeks_back: int = 8, weeks_ahead: int 
     this_week = today - timedelta(days=today.weekday())
     first, last = this_week - timedelta(weeks=weeks_back), this_week + timedelta(weeks=weeks_ahead)
     since = today - timedelta(days=30)
-    # Counts of columns the notification_due_status index holds: read from it alone.
-    recent = book.notifications.filter(due_on__gte=since, due_on__lte=today).aggregate(
-        sent=Count("status", filter=Q(status__in=(Status.SENT, Status.DELIVERED))),
-        delivered=Count("status", filter=Q(status=Status.DELIVERED)),
-        failed=Count("status", filter=Q(status__in=OUTCOMES["failed"])),
-    )
-    due_this_week = book.policies.filter(
-        status=Policy.Status.ACTIVE,
-        expiry_date__gte=this_week,
-        expiry_date__lt=this_week + timedelta(weeks=1),
-    ).count()
-    expiries = dict(
-        book.policies.exclude(status=Policy.Status.CANCELLED)
-        .filter(expiry_date__gte=first, expiry_date__lt=last + timedelta(weeks=1))
-        .annotate(week=TruncWeek("expiry_date"))
-        .values_list("week")
-        .annotate(count=Count("*"))
-        .order_by()
-    )
+    # One pass over each table's index, by day: the weeks' figures and the last 30 days' both
+    # come from it (notification_due_status: due_on, status; policy_expiry_status).
     outcome_of = {status: name for name, statuses in OUTCOMES.items() for status in statuses}
-    outcomes: dict[tuple[date, str], int] = {}
-    for week, status, count in (
+    outcomes: Counter[tuple[date, str]] = Counter()
+    recent: Counter[str] = Counter()
+    for day, status, count in (
         book.notifications.filter(
-            due_on__gte=first, due_on__lt=last + timedelta(weeks=1), status__in=outcome_of
+            due_on__gte=min(first, since), due_on__lt=last + timedelta(weeks=1)
         )
-        .annotate(week=TruncWeek("due_on"))
-        .values_list("week", "status")
-        .annotate(count=Count("*"))
+        .filter(status__in=outcome_of)
+        .values_list("due_on", "status")
+        .annotate(count=Count("status"))
         .order_by()
     ):
-        key = (_as_date(week), outcome_of[status])
-        outcomes[key] = outcomes.get(key, 0) + count
-    expiries = {_as_date(week): count for week, count in expiries.items()}
+        if day >= first:
+            outcomes[(_week_of(day), outcome_of[status])] += count
+        if since <= day <= today:
+            recent["sent"] += count if status in (Status.SENT, Status.DELIVERED) else 0
+            recent["delivered"] += count if status == Status.DELIVERED else 0
+            recent["failed"] += count if status in OUTCOMES["failed"] else 0
+    expiries: Counter[date] = Counter()
+    due_this_week = 0
+    for day, status, count in (
+        book.policies.exclude(status=Policy.Status.CANCELLED)
+        .filter(expiry_date__gte=first, expiry_date__lt=last + timedelta(weeks=1))
+        .values_list("expiry_date", "status")
+        .annotate(count=Count("status"))
+        .order_by()
+    ):
+        expiries[_week_of(day)] += count
+        if status == Policy.Status.ACTIVE and _week_of(day) == this_week:
+            due_this_week += count
     weeks = []
     starts_on = first
     while starts_on <= last:
         weeks.append(
             Week(
                 starts_on,
-                expiries=expiries.get(starts_on, 0),
-                **{name: outcomes.get((starts_on, name), 0) for name in OUTCOMES},
+                expiries=expiries[starts_on],
+                **{name: outcomes[(starts_on, name)] for name in OUTCOMES},
             )
         )
         starts_on += timedelta(weeks=1)
+    recent = {name: recent[name] for name in ("sent", "delivered", "failed")}
     return Dashboard(due_this_week=due_this_week, since=since, weeks=weeks, **recent)
 
 
-def _as_date(value) -> date:
-    # TruncWeek of a DateField is a date on PostgreSQL, a datetime on some backends.
-    return value.date() if hasattr(value, "date") else value
+def _week_of(day: date) -> date:
+    """The Monday of the day's week."""
+    return day - timedelta(days=day.weekday())
 
 
 def retention(book: Book, *, today: date, days: int) -> retention_figures.Retention:
