@@ -13,7 +13,7 @@ DEMO_ENV := DEBUG=1
 
 .PHONY: help setup system-deps demo web test test-sqlite lint format bench bench-import \
 	bench-planning bench-dispatch bench-workspace bench-reports bench-upload \
-	bench-api bench-smoke \
+	bench-api bench-isolation bench-smoke \
 	faults clean
 
 help: ## list the targets
@@ -51,7 +51,7 @@ format: setup ## ruff fix and format
 	$(BIN)/ruff format .
 
 bench: bench-import bench-planning bench-dispatch bench-workspace bench-reports bench-upload \
-	bench-api ## every benchmark
+	bench-api bench-isolation ## every benchmark
 
 bench-smoke: setup ## every benchmark at its smallest size, as make test runs them
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(BIN)/pytest tests/benchmarks
@@ -77,6 +77,9 @@ bench-upload: setup ## upload 100,000 rows, then 100 MB, through the upload view
 
 bench-api: setup ## 100,000 rows, PUTs and 20,000 events through the API on gunicorn and Celery
 	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_api.py
+
+bench-isolation: setup ## 20,000 reminders idle, then during a 100,000-row upload on the bulk queue
+	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_isolation.py --during-upload 100000 --fail-over 1.5
 
 faults: setup ## every fault (workers killed, broker, PostgreSQL, Beat, provider) on Redis and RabbitMQ
 	DATABASE_URL=$${FAULTS_DATABASE_URL:-$(FAULTS_DATABASE_URL)} $(BIN)/python benchmarks/faults.py

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
@@ -263,7 +264,17 @@ class Trial:
         return self.delivery.accepted / self.seconds
 
 
-def trial(config: WorkerConfig, reminders: int, env: dict, fake, timeout: float) -> Trial:
+def trial(
+    config: WorkerConfig,
+    reminders: int,
+    env: dict,
+    fake,
+    timeout: float,
+    *,
+    before_fan_out: Callable[[], None] | None = None,
+) -> Trial:
+    """Plan `reminders`, start the workers, fan out and wait for every acceptance.
+    `before_fan_out` runs once the workers are ready (bench_isolation starts an upload there)."""
     run = plan_main(reminders)
     workers = Workers(config, env, QUEUE, VAR_DIR)
     with ExitStack() as stack:
@@ -272,6 +283,8 @@ def trial(config: WorkerConfig, reminders: int, env: dict, fake, timeout: float)
         pids = [process.pid for process in workers.processes]
         with RssSampler(pids) as rss:
             workers.wait_ready()
+            if before_fan_out:
+                before_fan_out()
             cpu_before, sessions_before = cpu_snapshot(pids, fake.process.pid), database_sessions()
             started = time.time()  # the first enqueue: fan_out claims, then publishes
             run.enqueued = fan_out()
@@ -418,6 +431,28 @@ def clean_redis() -> None:
     workers.clean_redis(BROKER_URL, QUEUE_PREFIX)
 
 
+def start_services(
+    stack: ExitStack, latency: float, **extra_env: str
+) -> tuple[FakeProviderProcess, dict[str, str]]:
+    """The fake provider, this run's queue on Redis and its own database, each undone when
+    `stack` closes; returns the provider and the workers' environment (with `extra_env`)."""
+    fake = FakeProviderProcess(latency)  # forked before any DB connection or thread
+    stack.callback(fake.stop)
+    clean_redis()
+    stack.callback(clean_redis)
+    connection.creation.create_test_db(verbosity=0, autoclobber=True)
+    stack.callback(drop_database, connection.settings_dict["NAME"])
+    env = worker_environment(  # after create_test_db: DATABASE_URL names the bench database
+        broker_url=BROKER_URL,
+        var_dir=VAR_DIR,
+        DEBUG=os.environ["DEBUG"],
+        CELERY_TASK_DEFAULT_QUEUE=QUEUE,
+        **fake.worker_environment(FROM_NUMBER),
+        **extra_env,
+    )
+    return fake, env
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reminders", type=int, default=20_000, help="even: half email, half SMS")
@@ -445,14 +480,12 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up as on Ctrl-C
 
     with ExitStack() as stack:
-        fake = FakeProviderProcess(args.latency)  # forked before any DB connection or thread
-        stack.callback(fake.stop)
+        fake, env = start_services(stack, args.latency)
         provider = fake.django_settings
         # The same provider settings for this process (the baseline) and the workers.
-        provider_environment = fake.worker_environment(FROM_NUMBER)
         sms = {
             name: value
-            for name, value in provider_environment.items()
+            for name, value in fake.worker_environment(FROM_NUMBER).items()
             if name.startswith(("SMS_", "TWILIO_"))
         }
         stack.enter_context(
@@ -461,17 +494,6 @@ def main() -> None:
                 ANYMAIL={**settings.ANYMAIL, **provider["ANYMAIL"]},
                 **sms,
             )
-        )
-        clean_redis()
-        stack.callback(clean_redis)
-        connection.creation.create_test_db(verbosity=0, autoclobber=True)
-        stack.callback(drop_database, connection.settings_dict["NAME"])
-        env = worker_environment(  # after create_test_db: DATABASE_URL names the bench database
-            broker_url=BROKER_URL,
-            var_dir=VAR_DIR,
-            DEBUG=os.environ["DEBUG"],
-            CELERY_TASK_DEFAULT_QUEUE=QUEUE,
-            **provider_environment,
         )
 
         started = time.perf_counter()

@@ -77,7 +77,9 @@ def upload_once(
     worker_pid: int,
     *,
     expected: dict[str, int],
-) -> None:
+) -> ImportJob:
+    """Upload `path` through the view, follow the page's progress poll until the job finished,
+    print what it took; return the finished job."""
     reset_peak_memory(worker_pid)
     idle = worker_memory(worker_pid)["VmRSS"]
     body = encode_multipart(BOUNDARY, {"file": open(path, "rb")})  # noqa: SIM115
@@ -123,6 +125,7 @@ def upload_once(
         f"{peak / MIB:.0f} MiB ({(peak - idle) / MIB:+.0f} MiB for a "
         f"{path.stat().st_size / 1e6:.0f} MB file)"
     )
+    return job
 
 
 MIB = 1024 * 1024

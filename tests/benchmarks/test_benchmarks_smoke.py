@@ -22,6 +22,7 @@ BENCHMARKS = [
     "bench_reports.py",
     "bench_upload.py",
     "bench_api.py",
+    "bench_isolation.py",
 ]
 
 
