@@ -12,7 +12,7 @@ import signal
 from contextlib import suppress
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fake_provider import ALL, FakeProvider
+from tests.fake_provider import ALL, FakeProvider, worker_environment
 
 
 def serve_fake_provider(conn, parent_conn, latency: float, hang_seconds: float) -> None:
@@ -84,18 +84,7 @@ class FakeProviderProcess:
     def worker_environment(self, from_number: str) -> dict[str, str]:
         """The environment that points a worker's anymail Postmark backend and twilio client
         here."""
-        provider = self.django_settings
-        return {
-            "EMAIL_BACKEND": provider["EMAIL_BACKEND"],
-            "POSTMARK_SERVER_TOKEN": provider["ANYMAIL"]["POSTMARK_SERVER_TOKEN"],
-            "POSTMARK_API_URL": provider["ANYMAIL"]["POSTMARK_API_URL"],
-            "SMS_BACKEND": "twilio",
-            "TWILIO_ACCOUNT_SID": provider["TWILIO_ACCOUNT_SID"],
-            "TWILIO_AUTH_TOKEN": provider["TWILIO_AUTH_TOKEN"],
-            "TWILIO_API_BASE_URL": provider["TWILIO_API_BASE_URL"],
-            "TWILIO_FROM_NUMBER": from_number,
-            "TWILIO_MESSAGING_SERVICE_SID": "",
-        }
+        return worker_environment(self.django_settings, from_number)
 
     def _ask(self, *command):
         self.conn.send(command)

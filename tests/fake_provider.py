@@ -551,6 +551,11 @@ class FakeProvider:
             "TWILIO_API_BASE_URL": self.base_url,
         }
 
+    def worker_environment(self, from_number: str) -> dict[str, str]:
+        """The environment that points a worker process's anymail Postmark backend and twilio
+        client here."""
+        return worker_environment(self.django_settings(), from_number)
+
     # --- Sending, shared by both APIs --------------------------------------------------------
 
     def _next_outcome(self, recipient: str) -> Outcome:
@@ -1122,3 +1127,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.rfile.close()
         self.connection.close()
         self.close_connection = True
+
+
+def worker_environment(provider_settings: dict, from_number: str) -> dict[str, str]:
+    """A fake's django_settings() as a worker process's environment, SMS from `from_number`."""
+    return {
+        "EMAIL_BACKEND": provider_settings["EMAIL_BACKEND"],
+        "POSTMARK_SERVER_TOKEN": provider_settings["ANYMAIL"]["POSTMARK_SERVER_TOKEN"],
+        "POSTMARK_API_URL": provider_settings["ANYMAIL"]["POSTMARK_API_URL"],
+        "SMS_BACKEND": "twilio",
+        "TWILIO_ACCOUNT_SID": provider_settings["TWILIO_ACCOUNT_SID"],
+        "TWILIO_AUTH_TOKEN": provider_settings["TWILIO_AUTH_TOKEN"],
+        "TWILIO_API_BASE_URL": provider_settings["TWILIO_API_BASE_URL"],
+        "TWILIO_FROM_NUMBER": from_number,
+        "TWILIO_MESSAGING_SERVICE_SID": "",
+    }

@@ -23,22 +23,6 @@ WORKERS = 4
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 
-def provider_environment(fake: FakeProvider) -> dict[str, str]:
-    """What points a worker's anymail Postmark backend and twilio client at the fake."""
-    provider = fake.django_settings()
-    return {
-        "EMAIL_BACKEND": provider["EMAIL_BACKEND"],
-        "POSTMARK_SERVER_TOKEN": provider["ANYMAIL"]["POSTMARK_SERVER_TOKEN"],
-        "POSTMARK_API_URL": provider["ANYMAIL"]["POSTMARK_API_URL"],
-        "SMS_BACKEND": "twilio",
-        "TWILIO_ACCOUNT_SID": provider["TWILIO_ACCOUNT_SID"],
-        "TWILIO_AUTH_TOKEN": provider["TWILIO_AUTH_TOKEN"],
-        "TWILIO_API_BASE_URL": provider["TWILIO_API_BASE_URL"],
-        "TWILIO_FROM_NUMBER": "+14155550199",
-        "TWILIO_MESSAGING_SERVICE_SID": "",
-    }
-
-
 def test_four_workers_on_one_queue_send_each_reminder_once_and_lose_none(
     rules, require_service, tmp_path
 ):
@@ -69,7 +53,7 @@ def test_four_workers_on_one_queue_send_each_reminder_once_and_lose_none(
                     REMINDER_SEND_THREADS="4",
                     SMS_WINDOW_START_HOUR="0",
                     SMS_WINDOW_END_HOUR="24",
-                    **provider_environment(fake),
+                    **fake.worker_environment("+14155550199"),
                 )
             )
         for name in names:
