@@ -1,8 +1,7 @@
-"""What /readyz checks: the database, the broker, a worker answering and the daily scan keeping
-to its schedule; and, without failing readiness, whether a provider is paused or a policy feed
-keeps failing. Each check says ok
-or not, how long it took and, in words that name no host and no secret, why; the full error goes
-to the log."""
+"""What /readyz checks: the database, the broker, a worker of the reminders' queue answering and
+the daily scan keeping to its schedule; and, without failing readiness, whether a provider is
+paused or a policy feed keeps failing. Each check says ok or not, how long it took and, in words
+that name no host and no secret, why; the full error goes to the log."""
 
 import logging
 import time
@@ -41,31 +40,61 @@ def broker() -> tuple[bool, str]:
         return True, "answered"
 
 
-class WorkerPing:
-    """Whether a worker answered a ping through the broker lately. The answer proves what a
-    heartbeat file would not: a worker is connected to this broker and its loop is free. It
-    is kept READYZ_WORKER_FRESH_SECONDS, so probes every few seconds cost one broadcast."""
+class _ReaderFound(Exception):
+    """Raised from a reply's callback to stop collecting: one reader of the queue is enough."""
+
+
+class ReminderWorkers:
+    """Whether a worker reading the default queue (where the reminders wait) answered through
+    the broker lately. The answer proves what a heartbeat file would not: such a worker is
+    connected to this broker and its loop is free; a worker of the long jobs' queue alone does
+    not count. It is kept READYZ_WORKER_FRESH_SECONDS, so probes every few seconds cost one
+    broadcast."""
 
     last_answer = float("-inf")  # time.monotonic() of the last answer, in this process
-    last_silence = float("-inf")  # ... and of the last ping nobody answered
+    last_silence = float("-inf")  # ... and of the last broadcast no reader answered
 
     @classmethod
     def check(cls) -> tuple[bool, str]:
         now = time.monotonic()
+        queue = celery_app.conf.task_default_queue
         if now - cls.last_answer < settings.READYZ_WORKER_FRESH_SECONDS:
-            return True, f"a worker answered a ping {now - cls.last_answer:.0f} s ago"
-        # While no worker answers, each ping waits out its whole timeout: a burst of probes
-        # must not tie up every web worker doing that.
+            ago = now - cls.last_answer
+            return True, f"a worker reading {queue!r} answered {ago:.0f} s ago"
+        # While no worker answers, each broadcast waits out its whole timeout: a burst of
+        # probes must not tie up every web worker doing that.
         if now - cls.last_silence < settings.READYZ_WORKER_RETRY_SECONDS:
-            return False, f"no worker answered a ping {now - cls.last_silence:.0f} s ago"
+            ago = now - cls.last_silence
+            return False, f"no worker reading {queue!r} answered {ago:.0f} s ago"
         timeout = settings.READYZ_TIMEOUT_SECONDS
-        with broker_connection(celery_app) as connection_:
-            answers = celery_app.control.ping(timeout=timeout, limit=1, connection=connection_)
-        if not answers:
+        if not _a_reader_answers(queue, timeout):
             cls.last_silence = time.monotonic()
-            return False, f"no worker answered a ping within {timeout} s"
+            return False, f"no worker reading {queue!r} answered within {timeout} s"
         cls.last_answer = time.monotonic()
-        return True, "a worker answered a ping"
+        return True, f"a worker reading {queue!r} answered"
+
+
+def _a_reader_answers(queue: str, timeout: float) -> bool:
+    """Ask every worker which queues it reads (Celery's `active_queues` control command), and
+    stop at the first that reads `queue` rather than wait out the timeout for the others."""
+
+    def on_reply(reply: dict) -> None:
+        for queues in reply.values():
+            if any(declared.get("name") == queue for declared in queues):
+                raise _ReaderFound
+
+    with broker_connection(celery_app) as connection_:
+        try:
+            celery_app.control.broadcast(
+                "active_queues",
+                reply=True,
+                timeout=timeout,
+                callback=on_reply,
+                connection=connection_,
+            )
+        except _ReaderFound:
+            return True
+    return False
 
 
 # --- The providers: a paused one degrades sending, not readiness ------------------------------
@@ -169,7 +198,7 @@ def previous_time(schedule, before: datetime) -> datetime | None:
 CHECKS: dict[str, tuple[Callable[[], tuple[bool, str]], str | None]] = {
     "database": (database, None),
     "broker": (broker, None),
-    "workers": (WorkerPing.check, "broker"),
+    "workers": (ReminderWorkers.check, "broker"),
     "daily_scan": (daily_scan_on_time, "database"),
     "providers": (providers, "database"),
     "feeds": (policy_feeds, "database"),

@@ -11,6 +11,7 @@ from celery import Celery
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule
 
+from config.queues import bulk_queue_for
 from notifications.models import CircuitBreaker, ReminderRun
 from notifications.schedule import daily_scan_task
 from ops import health
@@ -126,10 +127,43 @@ def test_readyz_follows_the_worker_stopping_and_coming_back(
     status, body = readyz(client)
     assert status == 503
     assert body["failing"] == ["workers"]
-    assert body["checks"]["workers"]["detail"] == "no worker answered a ping within 1 s"
+    assert body["checks"]["workers"]["detail"] == f"no worker reading {queue!r} answered within 1 s"
 
     with celery_worker(**worker, CELERY_TASK_DEFAULT_QUEUE=queue):
         wait_for(ready, timeout=60, explain=lambda: worker_log(tmp_path, queue))
+
+
+@pytest.mark.services
+def test_readyz_wants_a_worker_of_the_reminders_queue_not_only_of_the_long_jobs(
+    client, redis_url, broker_at, scanned_today, tmp_path
+):
+    queue = f"renewly-ready-{uuid.uuid4().hex[:8]}"
+    broker_at(redis_url, queue)
+    worker = {"broker_url": redis_url, "var_dir": tmp_path, "CELERY_TASK_DEFAULT_QUEUE": queue}
+
+    with celery_worker(**worker, queue=bulk_queue_for(queue)):
+        # The long jobs' worker is up and answering: the reminders would still wait.
+        wait_for(
+            lambda: health.celery_app.control.ping(timeout=1),
+            timeout=60,
+            explain=lambda: worker_log(tmp_path, bulk_queue_for(queue)),
+        )
+        status, body = readyz(client)
+        assert status == 503
+        assert body["failing"] == ["workers"]
+        assert body["checks"]["workers"]["detail"] == (
+            f"no worker reading {queue!r} answered within 1 s"
+        )
+
+        with celery_worker(**worker, queue=queue):
+            wait_for(
+                lambda: readyz(client)[0] == 200,
+                timeout=60,
+                explain=lambda: str(readyz(client)) + worker_log(tmp_path, queue),
+            )
+            assert readyz(client)[1]["checks"]["workers"]["detail"] == (
+                f"a worker reading {queue!r} answered"
+            )
 
 
 @pytest.mark.services
@@ -161,22 +195,25 @@ def test_readyz_names_an_unreachable_broker_and_recovers_when_it_is_back(
 
 def test_a_worker_answer_counts_for_a_while(monkeypatch, settings):
     settings.READYZ_WORKER_FRESH_SECONDS = 30
-    monkeypatch.setattr(health.WorkerPing, "last_answer", health.time.monotonic() - 5)
+    monkeypatch.setattr(health.ReminderWorkers, "last_answer", health.time.monotonic() - 5)
 
-    ok, detail = health.WorkerPing.check()  # no broker is asked
+    ok, detail = health.ReminderWorkers.check()  # no broker is asked
 
     assert ok is True
-    assert detail == "a worker answered a ping 5 s ago"
+    assert (
+        detail == f"a worker reading {health.celery_app.conf.task_default_queue!r} answered 5 s ago"
+    )
 
 
 def test_an_unanswered_ping_is_not_repeated_for_a_few_seconds(monkeypatch, settings):
     settings.READYZ_WORKER_RETRY_SECONDS = 5
-    monkeypatch.setattr(health.WorkerPing, "last_silence", health.time.monotonic() - 2)
+    monkeypatch.setattr(health.ReminderWorkers, "last_silence", health.time.monotonic() - 2)
 
-    ok, detail = health.WorkerPing.check()  # no broker is asked, no timeout waited out
+    ok, detail = health.ReminderWorkers.check()  # no broker is asked, no timeout waited out
 
     assert ok is False
-    assert detail == "no worker answered a ping 2 s ago"
+    queue = health.celery_app.conf.task_default_queue
+    assert detail == f"no worker reading {queue!r} answered 2 s ago"
 
 
 # --- The daily scan's schedule -----------------------------------------------------------------
