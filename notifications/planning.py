@@ -353,7 +353,9 @@ def _insert_due_set_based(
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
+            # Materialized: each candidate's customer is read once, not once per rule.
             f"""
+            WITH candidate AS MATERIALIZED ({candidate_sql})
             INSERT INTO {quote(Notification._meta.db_table)}
                 ({", ".join(map(quote, NOTIFICATION_COLUMNS))})
             SELECT policy_id, customer_id, rule_id, %s, channel, expiry_date, lead_days, due_on,
@@ -368,7 +370,7 @@ def _insert_due_set_based(
                         PARTITION BY candidate.id, chosen.channel ORDER BY chosen.lead_days
                     ) AS urgency,
                     CAST({variant if variants else "NULL"} AS {variant_type}) AS variant_id
-                FROM ({candidate_sql}) AS candidate
+                FROM candidate
                 JOIN unnest(
                     %s::text[], %s::text[], {"%s::boolean[], " * len(reaches)}
                     %s::bigint[], %s::integer[], %s::boolean[]
@@ -383,13 +385,13 @@ def _insert_due_set_based(
             ON CONFLICT DO NOTHING
             """,
             [
+                *candidate_params,
                 run.pk,
                 Status.PLANNED,
                 Status.SKIPPED,
                 OUTRUN,
                 now,
                 now,
-                *candidate_params,
                 *(list(column) for column in chosen),
                 rules_for.product_lines,
                 run.run_date,
