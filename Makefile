@@ -59,8 +59,9 @@ bench-smoke: setup ## every benchmark at its smallest size, as make test runs th
 bench-import: setup ## time importing 100,000 policy rows into PostgreSQL
 	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_import.py --rows 100000
 
-bench-planning: setup ## time the daily scan's planning with 1,000,000 and 200,000 policies
+bench-planning: setup ## time both planners with 1,000,000 and 200,000 policies, then a 5,000,000 steady day
 	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_planning.py
+	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_planning.py --sizes 5000000 --steady-only
 
 bench-dispatch: setup ## send 20,000 reminders through Celery workers on Redis to a fake provider
 	DATABASE_URL=$${BENCH_DATABASE_URL:-$(BENCH_DATABASE_URL)} $(BIN)/python benchmarks/bench_dispatch.py

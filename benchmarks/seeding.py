@@ -315,22 +315,12 @@ def copy_outcome_book(count: int, *, agent_ids: list[int], today: date) -> dict[
 
 def assign_variants(assignment: experiments.Assignment, *, rule_id: int) -> int:
     """Put each of the rule's reminders in its policy's variant of a running experiment, as
-    planning would have: experiments.variant_for's rule in SQL (BUCKET_SQL, each variant taking
-    the buckets below its running total of weights, in variant id order), one UPDATE rather
-    than a Python loop over millions of rows. Returns how many reminders it updated."""
-    total_weight = sum(weight for _, weight in assignment.weights)
-    bucket = experiments.BUCKET_SQL.format(
-        policy_id="policy_id",
-        experiment_id=int(assignment.experiment_id),
-        total_weight=int(total_weight),
-    )
-    choices, below = [], 0
-    for variant_id, weight in sorted(assignment.weights):
-        below += weight
-        choices.append(f"WHEN {bucket} < {below} THEN {int(variant_id)}")
+    planning would have (Assignment.variant_sql), one UPDATE rather than a Python loop over
+    millions of rows. Returns how many reminders it updated."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {Notification._meta.db_table} SET variant_id = CASE {' '.join(choices)} END "
+            f"UPDATE {Notification._meta.db_table} "
+            f"SET variant_id = {assignment.variant_sql(policy_id='policy_id')} "
             "WHERE rule_id = %s",
             [rule_id],
         )

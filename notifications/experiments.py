@@ -80,6 +80,21 @@ class Assignment:
             policy_id=policy_id, experiment_id=self.experiment_id, weights=self.weights
         )
 
+    def variant_sql(self, *, policy_id: str) -> str:
+        """`variant_for` in PostgreSQL, for the policy id the SQL expression `policy_id` gives:
+        BUCKET_SQL, each variant taking the buckets below its running total of weights, in
+        variant id order."""
+        bucket = BUCKET_SQL.format(
+            policy_id=policy_id,
+            experiment_id=int(self.experiment_id),
+            total_weight=int(sum(weight for _, weight in self.weights)),
+        )
+        choices, below = [], 0
+        for variant_id, weight in sorted(self.weights):
+            below += int(weight)
+            choices.append(f"WHEN {bucket} < {below} THEN {int(variant_id)}")
+        return f"CASE {' '.join(choices)} END"
+
 
 def running_assignments(rules: Iterable[ReminderRule]) -> dict[int, Assignment]:
     """Per rule id, its running experiment's variants (a rule runs at most one: a constraint).

@@ -4,12 +4,12 @@ idempotent insert. Sending them is dispatch's job; the rows are the outbox it wo
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, F, Q
+from django.db.models import Case, Count, DateField, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from notifications import circuit, experiments, lifecycle, reach
@@ -18,6 +18,7 @@ from policies.models import RENEWAL_DECLINED, Policy
 
 Status = Notification.Status
 DECLINED = "customer declined to renew"
+OUTRUN = "a more urgent reminder fell due in the same scan"
 
 
 @dataclass(frozen=True)
@@ -35,20 +36,24 @@ class Candidate:
     sms_consent: bool
     whatsapp_consent: bool
     wrong_phone: str
-    updated_at: datetime
+    since: date  # due on or before this day: the previous scan's to plan (see _candidates)
 
     def reachable_by(self, channel: str) -> bool:
         return reach.reachable_by(channel, self)
 
 
 @transaction.atomic
-def plan_due(*, run_date: date) -> ReminderRun:
+def plan_due(*, run_date: date, set_based: bool | None = None) -> ReminderRun:
     """Plan every reminder due on `run_date` and record the run.
 
     A reminder is due when its rule's lead time before the policy's expiry has been reached.
     If scans were missed, only the most urgent due reminder per policy and channel is planned;
     the older ones are recorded as skipped. Re-running a day, or running two scans at once,
-    plans nothing twice: the natural key is unique in the database."""
+    plans nothing twice: the natural key is unique in the database.
+
+    PostgreSQL plans set-based, in one INSERT ... SELECT (`_insert_due_set_based`); SQLite
+    policy by policy in Python (`_due_reminders`). `set_based` overrides that choice: the
+    benchmark and tests/notifications/test_planning_paths.py hold the two to the same rows."""
     previous = (
         ReminderRun.objects.filter(finished_at__isnull=False, run_date__lte=run_date)
         .order_by("-run_date", "-started_at")
@@ -57,7 +62,11 @@ def plan_due(*, run_date: date) -> ReminderRun:
     run = ReminderRun.objects.create(run_date=run_date)
     cancelled = cancel_outdated()
     rules = list(ReminderRule.objects.filter(active=True).select_related("fallback_template"))
-    if rules:
+    if set_based is None:
+        set_based = connection.vendor == "postgresql"
+    if rules and set_based:
+        _insert_due_set_based(run, rules, previous)
+    elif rules:
         _insert_ignoring_existing(_due_reminders(run, rules, previous))
     counts = dict(run.notifications.values_list("status").annotate(Count("id")))
     run.planned = counts.get(Status.PLANNED, 0)
@@ -225,13 +234,25 @@ def _due_reminders(
 ) -> Iterator[Reminder]:
     rules_for = _RuleBook(rules)
     assignments = experiments.running_assignments(rules)
-    for candidate in _candidates(run.run_date, rules_for.lead_days, previous):
-        # What fell due by the previous scan was that scan's to plan or skip, unless the policy
-        # changed since (imported, renewed): then every due lead time is examined again.
-        if previous is None or candidate.updated_at >= previous.started_at:
-            since = date.min
-        else:
-            since = previous.run_date
+    rows = (
+        _candidates(run.run_date, rules_for.lead_days, previous)
+        .values_list(
+            "id",
+            "customer_id",
+            "expiry_date",
+            "product_line",
+            "customer__email",
+            "customer__phone",
+            "customer__email_consent",
+            "customer__email_undeliverable",
+            "customer__sms_consent",
+            "customer__whatsapp_consent",
+            "customer__wrong_phone",
+            "since",
+        )
+        .iterator(chunk_size=5000)
+    )
+    for candidate in itertools.starmap(Candidate, rows):
         unreachable = tuple(c for c in Channel.values if not candidate.reachable_by(c))
         for channel in Channel.values:
             if channel in unreachable:
@@ -239,7 +260,7 @@ def _due_reminders(
             due = [
                 (rule, due_on)
                 for rule in rules_for(channel, candidate.product_line, unreachable)
-                if since
+                if candidate.since
                 < (due_on := candidate.expiry_date - timedelta(days=rule.lead_days))
                 <= run.run_date
             ]
@@ -256,9 +277,7 @@ def _due_reminders(
                     lead_days=rule.lead_days,
                     due_on=due_on,
                     status=Status.PLANNED if rank == 0 else Status.SKIPPED,
-                    last_error=""
-                    if rank == 0
-                    else "a more urgent reminder fell due in the same scan",
+                    last_error="" if rank == 0 else OUTRUN,
                     variant_id=assignment.variant_for(candidate.policy_id) if assignment else None,
                 )
 
@@ -300,18 +319,125 @@ def _insert_ignoring_existing(reminders: Iterator[Reminder], batch_size: int = 5
             cursor.execute("DROP TABLE due_reminder")
 
 
-def _candidates(
-    run_date: date, lead_days: list[int], previous: ReminderRun | None
-) -> Iterator[Candidate]:
-    """One indexed query: active policies whose reminders fell due since the previous finished
-    scan, plus those changed since it began. Its cost follows the due reminders, not the
-    number of policies."""
+def _insert_due_set_based(
+    run: ReminderRun, rules: list[ReminderRule], previous: ReminderRun | None
+) -> None:
+    """`_due_reminders`, inserted by one INSERT ... SELECT ... ON CONFLICT DO NOTHING
+    (PostgreSQL): the candidates joined to the rules chosen for their product line and reach
+    (the few rows _RuleBook decides, passed as arrays), each policy and channel's due reminders
+    ranked by urgency. No policy passes through Python; what remains is mostly PostgreSQL
+    writing the rows: the notification table's indexes and foreign-key checks (make
+    bench-planning prints both planners' times)."""
+    rules_for = _RuleBook(rules)
+    reaches = {f"reaches_{channel}": channel for channel in Channel.values}
+    candidates = (
+        _candidates(run.run_date, rules_for.lead_days, previous)
+        .annotate(
+            **{
+                column: reach.reachable_filter(channel, customer="customer__")
+                for column, channel in reaches.items()
+            }
+        )
+        .values_list("id", "customer_id", "expiry_date", "product_line", "since", *reaches)
+        .order_by()
+    )
+    candidate_sql, candidate_params = candidates.query.sql_with_params()
+    chosen = list(zip(*_chosen_rules(rules_for), strict=True))
+    # A stand-in on the fallback's channel goes in the fallback's words: no variant.
+    variants = " ".join(
+        f"WHEN {int(rule_id)} THEN {assignment.variant_sql(policy_id='candidate.id')}"
+        for rule_id, assignment in experiments.running_assignments(rules).items()
+    )
+    variant = f"CASE WHEN chosen.own_words THEN CASE chosen.rule_id {variants} END END"
+    variant_type = Notification._meta.get_field("variant").db_type(connection)
+    quote = connection.ops.quote_name
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # Materialized: each candidate's customer is read once, not once per rule.
+            f"""
+            WITH candidate AS MATERIALIZED ({candidate_sql})
+            INSERT INTO {quote(Notification._meta.db_table)}
+                ({", ".join(map(quote, NOTIFICATION_COLUMNS))})
+            SELECT policy_id, customer_id, rule_id, %s, channel, expiry_date, lead_days, due_on,
+                CASE WHEN urgency = 1 THEN %s ELSE %s END,
+                CASE WHEN urgency = 1 THEN '' ELSE %s END,
+                variant_id, 0, '', %s, %s
+            FROM (
+                SELECT candidate.id AS policy_id, candidate.customer_id, chosen.rule_id,
+                    chosen.channel, candidate.expiry_date, chosen.lead_days,
+                    candidate.expiry_date - chosen.lead_days AS due_on,
+                    row_number() OVER (
+                        PARTITION BY candidate.id, chosen.channel ORDER BY chosen.lead_days
+                    ) AS urgency,
+                    CAST({variant if variants else "NULL"} AS {variant_type}) AS variant_id
+                FROM candidate
+                JOIN unnest(
+                    %s::text[], %s::text[], {"%s::boolean[], " * len(reaches)}
+                    %s::bigint[], %s::integer[], %s::boolean[]
+                ) AS chosen (channel, product_line, {", ".join(reaches)},
+                    rule_id, lead_days, own_words)
+                ON chosen.product_line = CASE WHEN candidate.product_line = ANY(%s::text[])
+                    THEN candidate.product_line ELSE '' END
+                AND {" AND ".join(f"chosen.{c} = candidate.{c}" for c in reaches)}
+                WHERE candidate.expiry_date - chosen.lead_days > candidate.since
+                AND candidate.expiry_date - chosen.lead_days <= %s
+            ) AS due
+            ON CONFLICT DO NOTHING
+            """,
+            [
+                *candidate_params,
+                run.pk,
+                Status.PLANNED,
+                Status.SKIPPED,
+                OUTRUN,
+                now,
+                now,
+                *(list(column) for column in chosen),
+                rules_for.product_lines,
+                run.run_date,
+            ],
+        )
+
+
+def _chosen_rules(rules_for: "_RuleBook") -> Iterator[tuple]:
+    """What _RuleBook chooses for every case a candidate can be in, a row per rule: (channel,
+    product line, whether each channel reaches the customer, rule id, lead days, whether the
+    rule sends on its own channel rather than stands in). Product line "" stands for every
+    product line no rule names."""
+    for product_line in ["", *rules_for.product_lines]:
+        for reachable in itertools.product((True, False), repeat=len(Channel.values)):
+            unreachable = tuple(
+                channel for channel, ok in zip(Channel.values, reachable, strict=True) if not ok
+            )
+            for channel in Channel.values:
+                if channel in unreachable:
+                    continue
+                for rule in rules_for(channel, product_line, unreachable):
+                    yield (
+                        channel,
+                        product_line,
+                        *reachable,
+                        rule.pk,
+                        rule.lead_days,
+                        rule.channel == channel,
+                    )
+
+
+def _candidates(run_date: date, lead_days: list[int], previous: ReminderRun | None) -> QuerySet:
+    """Active policies whose reminders fell due since the previous finished scan, plus those
+    changed since it began, each with the day its reminders due on or before are not this
+    scan's (`since`), in one indexed query: its cost follows the due reminders, not the number
+    of policies."""
     window = Q(
         status=Policy.Status.ACTIVE,
         expiry_date__gte=run_date,
         expiry_date__lte=run_date + timedelta(days=max(lead_days)),
     )
     newly_due = Q()
+    # What fell due by the previous scan was that scan's to plan or skip, unless the policy
+    # changed since (imported, renewed): then every due lead time is examined again.
+    since = Value(date.min, output_field=DateField())
     if previous is not None:
         newly_due = Q(updated_at__gte=previous.started_at)
         for lead in lead_days:
@@ -319,27 +445,11 @@ def _candidates(
                 expiry_date__gt=previous.run_date + timedelta(days=lead),
                 expiry_date__lte=run_date + timedelta(days=lead),
             )
-    rows = (
-        Policy.objects.filter(window & newly_due)
-        .exclude(RENEWAL_DECLINED)
-        .values_list(
-            "id",
-            "customer_id",
-            "expiry_date",
-            "product_line",
-            "customer__email",
-            "customer__phone",
-            "customer__email_consent",
-            "customer__email_undeliverable",
-            "customer__sms_consent",
-            "customer__whatsapp_consent",
-            "customer__wrong_phone",
-            "updated_at",
+        since = Case(
+            When(updated_at__gte=previous.started_at, then=since),
+            default=Value(previous.run_date, output_field=DateField()),
         )
-        .iterator(chunk_size=5000)
-    )
-    for row in rows:
-        yield Candidate(*row)
+    return Policy.objects.filter(window & newly_due).exclude(RENEWAL_DECLINED).annotate(since=since)
 
 
 class _RuleBook:
@@ -352,6 +462,7 @@ class _RuleBook:
     def __init__(self, rules: list[ReminderRule]):
         self.rules = rules
         self.lead_days = sorted({rule.lead_days for rule in rules})
+        self.product_lines = sorted({rule.product_line for rule in rules} - {""})
         self._chosen: dict[tuple, list[ReminderRule]] = {}
 
     def __call__(

@@ -1,7 +1,11 @@
 """Read-only questions about notifications."""
 
-from django.db.models import Count, F, Q, QuerySet
+import functools
+import operator
 
+from django.db.models import Count, QuerySet
+
+from notifications import reach
 from notifications.lifecycle import IN_FLIGHT
 from notifications.models import Channel, Notification, ReminderRun
 from policies.models import Customer
@@ -40,17 +44,8 @@ def run_summary(run: ReminderRun) -> dict[str, dict[str, int]]:
     }
 
 
-# Who a reminder can reach on each channel, as a filter on customers: the rule planning's
-# Candidate.reachable_by and dispatch's why_not_send apply row by row (notifications.reach).
-REACHABLE_BY = {
-    Channel.EMAIL: Q(email_consent=True, email_undeliverable=False) & ~Q(email=""),
-    Channel.SMS: Q(sms_consent=True) & ~Q(phone="") & ~Q(phone=F("wrong_phone")),
-    Channel.WHATSAPP: Q(whatsapp_consent=True) & ~Q(phone="") & ~Q(phone=F("wrong_phone")),
-}
-
-
 def unreachable_customers() -> QuerySet[Customer]:
     """Customers no channel can reach: no reminder can go to them any more."""
     return Customer.objects.exclude(
-        REACHABLE_BY[Channel.EMAIL] | REACHABLE_BY[Channel.SMS] | REACHABLE_BY[Channel.WHATSAPP]
+        functools.reduce(operator.or_, map(reach.reachable_filter, Channel.values))
     )
