@@ -518,7 +518,11 @@ class Notification(models.Model):
 
     Status = NotificationStatus
 
-    policy = models.ForeignKey(Policy, on_delete=models.CASCADE, related_name="notifications")
+    # Every index costs each planned row its insert (planning writes millions on a first scan):
+    # policy and run have none of their own, the natural key and notification_run lead with them.
+    policy = models.ForeignKey(
+        Policy, on_delete=models.CASCADE, related_name="notifications", db_index=False
+    )
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="notifications")
     rule = models.ForeignKey(ReminderRule, on_delete=models.PROTECT, related_name="notifications")
     channel = models.CharField(max_length=8, choices=Channel.choices)
@@ -530,6 +534,7 @@ class Notification(models.Model):
         on_delete=models.PROTECT,
         related_name="notifications",
         help_text="The daily scan that planned it.",
+        db_index=False,
     )
     status = models.CharField(
         max_length=16, choices=NotificationStatus.choices, default=NotificationStatus.PLANNED
