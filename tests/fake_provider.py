@@ -475,6 +475,7 @@ class FakeProvider:
             self._standing: dict[str, Outcome] = {}
             self._accepted: Counter[str] = Counter()
             self._attempts: Counter[str] = Counter()
+            self._postmark_sends: Counter[str] = Counter()
             self._messages: list[Sent] = []
             self._callbacks: list[Callback] = []
             self._resources: dict[str, dict] = {}
@@ -495,6 +496,12 @@ class FakeProvider:
         """Recipient -> send requests received, whatever their outcome."""
         with self._lock:
             return Counter(self._attempts)
+
+    @property
+    def postmark_sends(self) -> Counter[str]:
+        """Postmark endpoint ("email", "email/batch") -> send requests it received."""
+        with self._lock:
+            return Counter(self._postmark_sends)
 
     @property
     def lookups(self) -> Counter[str]:
@@ -984,6 +991,8 @@ class FakeProvider:
         except ValueError:
             return handler.reply(422, {"ErrorCode": 402, "Message": "Received invalid JSON input."})
         messages = data if batch else [data]
+        with self._lock:
+            self._postmark_sends["email/batch" if batch else "email"] += 1
 
         plans = []  # per message: [(address, outcome)]
         for message in messages:
