@@ -18,7 +18,7 @@ OWN_PACKAGES = {"api", "config", "events", "notifications", "ops", "policies", "
 
 def package_of(frame: str) -> str:
     """`send (notifications/dispatch.py)`: `notifications`; `wait (threading.py)`: `threading`."""
-    name, found, path = frame.rpartition(" (")
+    _, found, path = frame.rpartition(" (")
     return path.rstrip(")").split("/")[0].removesuffix(".py") if found else frame
 
 
