@@ -184,7 +184,8 @@ class Delivery:
 
     planned: int
     accepted: int
-    attempts: int
+    attempts: int  # messages the provider was asked to take, whatever it answered
+    requests: dict[str, int]  # HTTP requests that asked, by endpoint (a batch takes several)
     duplicates: int  # messages accepted beyond the first, per recipient
     losses: int  # planned notifications the fake never accepted
     first_accept: float
@@ -212,6 +213,7 @@ def compare(run: ReminderRun, report: dict) -> Delivery:
         planned=len(planned),
         accepted=len(messages),
         attempts=sum(report["attempts"].values()),
+        requests=dict(report["requests"]),
         duplicates=sum(count - 1 for count in report["accepted"].values() if count > 1),
         losses=len(planned - seen),
         first_accept=min(times, default=float("nan")),
@@ -394,7 +396,9 @@ def print_report(best: Trial, base: Baseline | None, reminders: int, latency: fl
     )
     print(
         f"  duplicates {d.duplicates}, losses {d.losses} (as the fake provider counted: "
-        f"{d.accepted:,} accepted of {d.planned:,} planned, {d.attempts:,} send requests)"
+        f"{d.accepted:,} accepted of {d.planned:,} planned, {d.attempts:,} sends in "
+        f"{sum(d.requests.values()):,} requests: "
+        f"{', '.join(f'{n:,} {endpoint}' for endpoint, n in sorted(d.requests.items()))})"
     )
     print(f"  notification statuses afterwards: {best.statuses}")
     cpu = best.cpu_ms

@@ -292,7 +292,7 @@ def test_a_batchs_emails_go_to_postmark_in_one_request_each_recorded_with_its_ow
 ):
     dispatch.send_many(ids(queued))
 
-    assert providers.postmark_sends == {"email/batch": 1}
+    assert providers.send_requests == {"postmark email/batch": 1, "twilio messages": 3}
     message_id = {message.recipient: message.id for message in providers.messages}
     for n in (1, 2, 3):
         notification = reload(queued[(EMAIL, n)])
@@ -311,7 +311,7 @@ def test_an_address_postmark_refuses_in_a_batch_fails_alone(providers, queued):
     assert refused.last_error == f"recipient refused: Invalid 'To' address: '{email(2)}'."
     assert outcomes[refused.pk].status == Status.FAILED
     assert {reload(queued[(EMAIL, n)]).status for n in (1, 3)} == {Status.SENT}
-    assert providers.postmark_sends == {"email/batch": 1}
+    assert providers.send_requests == {"postmark email/batch": 1}
 
 
 def test_a_batch_postmark_refuses_whole_defers_each_email_as_one_provider_error(providers, queued):
