@@ -1,4 +1,5 @@
-"""Channels: each knows how to send one message through its provider. What happens around a
+"""Channels: each knows how to send one message through its provider (and, where the provider
+has a batch API, several in one request: `batch_limit`, `send_batch`). What happens around a
 send (claiming, retrying, recording) is written once, in dispatch."""
 
 import time
