@@ -58,6 +58,7 @@ from django_celery_results.models import TaskResult
 
 from benchmarks import workers
 from benchmarks.processes import CLOCK_TICKS, descendants, process_table, tree_cpu
+from benchmarks.profiling import Profile, PySpyRecorder
 from benchmarks.provider_process import FakeProviderProcess
 from benchmarks.seeding import copy_policyholders, drop_database, make_agents, replace_rules
 from benchmarks.workers import DOCUMENTED_CONFIG, WorkerConfig, Workers
@@ -75,6 +76,7 @@ VAR_DIR = Path(settings.BASE_DIR) / "var" / "bench-dispatch"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 # Not sent yet, nor given up on: what the trial waits for.
 UNSETTLED = ("planned", "queued", "sending", "deferred")
+PROFILE_TOP = 15  # functions the --profile summary shows, by own and by inclusive time
 
 
 # --- Celery workers --------------------------------------------------------------------------
@@ -182,7 +184,8 @@ class Delivery:
 
     planned: int
     accepted: int
-    attempts: int
+    attempts: int  # messages the provider was asked to take, whatever it answered
+    requests: dict[str, int]  # HTTP requests that asked, by endpoint (a batch takes several)
     duplicates: int  # messages accepted beyond the first, per recipient
     losses: int  # planned notifications the fake never accepted
     first_accept: float
@@ -210,6 +213,7 @@ def compare(run: ReminderRun, report: dict) -> Delivery:
         planned=len(planned),
         accepted=len(messages),
         attempts=sum(report["attempts"].values()),
+        requests=dict(report["requests"]),
         duplicates=sum(count - 1 for count in report["accepted"].values() if count > 1),
         losses=len(planned - seen),
         first_accept=min(times, default=float("nan")),
@@ -254,6 +258,7 @@ class Trial:
     cpu_ms: dict[str, float]  # CPU milliseconds per message: workers, postgres, machine
     machine_busy: float  # cores busy on average, while sending
     connections_per_message: float  # PostgreSQL sessions opened per message
+    profile: Path | None  # py-spy's raw output for the first worker (--profile)
 
     @property
     def seconds(self) -> float:
@@ -272,9 +277,11 @@ def trial(
     timeout: float,
     *,
     before_fan_out: Callable[[], None] | None = None,
+    profile: bool = False,
 ) -> Trial:
     """Plan `reminders`, start the workers, fan out and wait for every acceptance.
-    `before_fan_out` runs once the workers are ready (bench_isolation starts an upload there)."""
+    `before_fan_out` runs once the workers are ready (bench_isolation starts an upload there).
+    With `profile`, py-spy samples the first worker from the fan-out to the last send."""
     run = plan_main(reminders)
     workers = Workers(config, env, QUEUE, VAR_DIR)
     with ExitStack() as stack:
@@ -285,6 +292,9 @@ def trial(
             workers.wait_ready()
             if before_fan_out:
                 before_fan_out()
+            raw = VAR_DIR / f"profile-{config.pool}-{config.processes}x{config.concurrency}.raw"
+            if profile:  # stopped first as the stack unwinds, before the workers
+                stack.enter_context(PySpyRecorder(pids[0], raw))
             cpu_before, sessions_before = cpu_snapshot(pids, fake.process.pid), database_sessions()
             started = time.time()  # the first enqueue: fan_out claims, then publishes
             run.enqueued = fan_out()
@@ -310,6 +320,7 @@ def trial(
         },
         machine_busy=(cpu_after["machine"] - cpu_before["machine"]) / busy_seconds,
         connections_per_message=(sessions_after - sessions_before) / reminders,
+        profile=raw if profile else None,
     )
 
 
@@ -385,7 +396,9 @@ def print_report(best: Trial, base: Baseline | None, reminders: int, latency: fl
     )
     print(
         f"  duplicates {d.duplicates}, losses {d.losses} (as the fake provider counted: "
-        f"{d.accepted:,} accepted of {d.planned:,} planned, {d.attempts:,} send requests)"
+        f"{d.accepted:,} accepted of {d.planned:,} planned, {d.attempts:,} sends in "
+        f"{sum(d.requests.values()):,} requests: "
+        f"{', '.join(f'{n:,} {endpoint}' for endpoint, n in sorted(d.requests.items()))})"
     )
     print(f"  notification statuses afterwards: {best.statuses}")
     cpu = best.cpu_ms
@@ -467,6 +480,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900, help="seconds per trial at most")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the first worker with py-spy; its raw stacks go to var/bench-dispatch/, "
+        "their top functions to the report",
+    )
+    parser.add_argument(
         "--smoke", action="store_true", help="1,000 reminders and a baseline of 20, seconds"
     )
     args = parser.parse_args()
@@ -506,7 +525,9 @@ def main() -> None:
         )
         trials = []
         for config in configs:
-            trials.append(trial(config, args.reminders, env, fake, args.timeout))
+            trials.append(
+                trial(config, args.reminders, env, fake, args.timeout, profile=args.profile)
+            )
             print_trial(trials[-1])
         best = max(trials, key=lambda t: t.rate)
         for t in trials:
@@ -518,6 +539,9 @@ def main() -> None:
                 )
         base = None if args.skip_baseline else baseline(args.baseline, fake)
         print_report(best, base, args.reminders, args.latency)
+        if best.profile:
+            print(f"\nCPU profile of {best.config}'s first worker (py-spy, {best.profile}):")
+            print(Profile.read(best.profile).summary(top=PROFILE_TOP))
         if base and (base.delivery.duplicates or base.delivery.losses):
             raise SystemExit("the baseline sent duplicates or lost reminders")
 

@@ -63,7 +63,12 @@ def _fake_report(fake) -> dict:
             notification_id = query.get("notification", [""])[0]
         accepted_at = sent.accepted_at.timestamp()  # the fake's clock, when it accepted it
         messages.append((sent.channel, sent.recipient, notification_id, accepted_at))
-    return {"accepted": fake.accepted, "attempts": fake.attempts, "messages": messages}
+    return {
+        "accepted": fake.accepted,
+        "attempts": fake.attempts,
+        "requests": fake.send_requests,
+        "messages": messages,
+    }
 
 
 class FakeProviderProcess:

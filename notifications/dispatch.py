@@ -9,7 +9,7 @@ import logging
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -57,6 +57,10 @@ Status = Notification.Status
 NOT_TRIED_WAIT = timedelta(seconds=30)
 # What checking and rendering a notification read, loaded with it.
 SEND_RELATED = ("policy__agent__user", "customer")
+# Sends that come back within this long of each other are recorded together, one UPDATE for
+# them all rather than one per answer; a worker killed meanwhile leaves no more than these for
+# recovery to ask the provider about.
+RECORD_EVERY_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -196,10 +200,11 @@ def _send_concurrently(notifications: list[Notification], lease_id: int) -> Iter
     """Render each message here (CPU work, and any database read stays on this thread's
     connection), then send them on this process's send threads: the provider's latency, not
     our CPU, is what a send waits for. A customer's reminders on a digest channel go as one
-    message (notifications.digests), each of them paired with its one future. Yields
-    (notification, future) pairs as the sends complete: each time, all that completed since
-    the last; a notification whose template does not render comes with a future holding that
-    error."""
+    message (notifications.digests), each of them paired with its one future; on a channel
+    whose provider has a batch API, its messages go in few requests, each still with a future
+    of its own. Yields (notification, future) pairs as the sends complete: every
+    RECORD_EVERY_SECONDS, all that completed since the last time; a notification whose
+    template does not render comes with a future holding that error."""
     if not notifications:
         return
     pool = send_threads()
@@ -208,33 +213,81 @@ def _send_concurrently(notifications: list[Notification], lease_id: int) -> Iter
             name: stack.enter_context(sending_through(name))
             for name in {notification.channel for notification in notifications}
         }
-        futures, rendering_failed = {}, []
+        # A provider with a batch API (Postmark's) takes a channel's messages in few requests.
+        batch_limits = {
+            name: getattr(sender, "batch_limit", 0) for name, sender in channels.items()
+        }
+        futures, to_batch, rendering_failed = {}, defaultdict(list), []
         lines = ProductLines(notification.policy.product_line for notification in notifications)
         for members, message in digests.messages_for(notifications, lines, lease_id):
             if isinstance(message, Exception):  # a template that does not render: these only
                 rendering_failed += [(notification, _failed(message)) for notification in members]
-                continue
-            sender = channels[members[0].channel]
-            futures[pool.submit(_send_held, sender, message, lease_id)] = members
+            elif batch_limits[members[0].channel]:
+                to_batch[members[0].channel].append((members, message))
+            else:
+                sender = channels[members[0].channel]
+                futures[pool.submit(_send_held, sender, message, lease_id)] = members
+        batches = {}  # each batch's future, and the members of each of its messages in turn
+        for channel, sends in to_batch.items():
+            for start in range(0, len(sends), batch_limits[channel]):
+                chunk = sends[start : start + batch_limits[channel]]
+                messages = [message for _, message in chunk]
+                future = pool.submit(_send_batch_held, channels[channel], messages, lease_id)
+                batches[future] = [members for members, _ in chunk]
         if rendering_failed:
             yield rendering_failed
-        pending = set(futures)
+        pending = set(futures) | set(batches)
         while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            yield [(notification, future) for future in done for notification in futures[future]]
+            done, pending = wait(pending, timeout=RECORD_EVERY_SECONDS)
+            if done:
+                yield [pair for future in done for pair in _paired(future, futures, batches)]
+
+
+def _paired(future: Future, futures: dict, batches: dict) -> list[tuple[Notification, Future]]:
+    """Each notification a completed send carried, with its message's answer. A batch that
+    failed as a whole gives every message its one error: one provider error for the breaker."""
+    if future in futures:
+        return [(notification, future) for notification in futures[future]]
+    answers = future.result() if future.exception() is None else [future] * len(batches[future])
+    return [
+        (notification, answer)
+        for members, answer in zip(batches[future], answers, strict=True)
+        for notification in members
+    ]
 
 
 def _send_held(sender, message: OutgoingMessage, lease_id: int) -> str:
     """Send, once the channel's rate limit allows, if the lease still holds by then."""
     sender.wait_turn()
+    _check_lease(lease_id)
+    return sender.send_now(message)
+
+
+def _send_batch_held(sender, messages: list[OutgoingMessage], lease_id: int) -> list[Future]:
+    """`_send_held` for messages that go in one request: each message's answer, settled."""
+    for _ in messages:
+        sender.wait_turn()
+    _check_lease(lease_id)
+    return [
+        _failed(answer) if isinstance(answer, Exception) else _succeeded(answer)
+        for answer in sender.send_batch(messages)
+    ]
+
+
+def _check_lease(lease_id: int) -> None:
     if not leases.current().holds(lease_id):
         raise ClaimLapsed("not sent: this worker's lease lapsed (the database out of reach)")
-    return sender.send_now(message)
 
 
 def _failed(error: Exception) -> Future:
     future = Future()
     future.set_exception(error)
+    return future
+
+
+def _succeeded(provider_message_id: str) -> Future:
+    future = Future()
+    future.set_result(provider_message_id)
     return future
 
 

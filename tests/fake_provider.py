@@ -475,6 +475,7 @@ class FakeProvider:
             self._standing: dict[str, Outcome] = {}
             self._accepted: Counter[str] = Counter()
             self._attempts: Counter[str] = Counter()
+            self._send_requests: Counter[str] = Counter()
             self._messages: list[Sent] = []
             self._callbacks: list[Callback] = []
             self._resources: dict[str, dict] = {}
@@ -495,6 +496,13 @@ class FakeProvider:
         """Recipient -> send requests received, whatever their outcome."""
         with self._lock:
             return Counter(self._attempts)
+
+    @property
+    def send_requests(self) -> Counter[str]:
+        """Send endpoint ("twilio messages", "postmark email", "postmark email/batch") -> the
+        requests it received that passed authentication."""
+        with self._lock:
+            return Counter(self._send_requests)
 
     @property
     def lookups(self) -> Counter[str]:
@@ -636,6 +644,8 @@ class FakeProvider:
             return handler.reply(*twilio_error(401, 20003, "Authenticate"))
         if account_sid != self.account_sid:
             return handler.reply(*twilio_error(404, 20404, f"{handler.path} was not found"))
+        with self._lock:
+            self._send_requests["twilio messages"] += 1
         if not to:
             return handler.reply(*twilio_error(400, 21604, "A 'To' phone number is required."))
         if not (sender or service):
@@ -984,6 +994,8 @@ class FakeProvider:
         except ValueError:
             return handler.reply(422, {"ErrorCode": 402, "Message": "Received invalid JSON input."})
         messages = data if batch else [data]
+        with self._lock:
+            self._send_requests["postmark email/batch" if batch else "postmark email"] += 1
 
         plans = []  # per message: [(address, outcome)]
         for message in messages:

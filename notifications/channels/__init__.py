@@ -1,4 +1,5 @@
-"""Channels: each knows how to send one message through its provider. What happens around a
+"""Channels: each knows how to send one message through its provider (and, where the provider
+has a batch API, several in one request: `batch_limit`, `send_batch`). What happens around a
 send (claiming, retrying, recording) is written once, in dispatch."""
 
 import time
@@ -90,27 +91,49 @@ class MeasuredSender:
         return getattr(self._sender, name)
 
     def send(self, message):
-        outcome = "error"  # neither accepted nor a classified refusal: a bug or misconfiguration
-        started = time.perf_counter()
+        started, error = time.perf_counter(), None
         try:
-            provider_message_id = self._sender.send(message)
-            outcome = "accepted"
-            return provider_message_id
-        except TransientSendError:
-            outcome = "transient_error"
-            raise
-        except PermanentSendError:
-            outcome = "permanent_error"
+            return self._sender.send(message)
+        except BaseException as raised:
+            error = raised
             raise
         finally:
+            self._tell([error], started)
+
+    def send_batch(self, messages: list) -> list:
+        """The sender's `send_batch`: each message told with its own answer (a request that
+        failed whole, with that failure), all timed as the one request they went in."""
+        started = time.perf_counter()
+        try:
+            answers = self._sender.send_batch(messages)
+        except BaseException as error:
+            self._tell([error] * len(messages), started)
+            raise
+        self._tell([a if isinstance(a, BaseException) else None for a in answers], started)
+        return answers
+
+    def _tell(self, errors: list[BaseException | None], started: float) -> None:
+        seconds = time.perf_counter() - started
+        for error in errors:
             tell(
                 send_attempted,
                 type(self._sender),
                 channel=self.channel,
                 provider=self.provider,
-                outcome=outcome,
-                seconds=time.perf_counter() - started,
+                outcome=_outcome(error),
+                seconds=seconds,
             )
+
+
+def _outcome(error: BaseException | None) -> str:
+    """A send's outcome, as /metrics counts it."""
+    if error is None:
+        return "accepted"
+    if isinstance(error, TransientSendError):
+        return "transient_error"
+    if isinstance(error, PermanentSendError):
+        return "permanent_error"
+    return "error"  # neither accepted nor a classified refusal: a bug or misconfiguration
 
 
 @contextmanager

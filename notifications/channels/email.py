@@ -1,11 +1,17 @@
+import re
 import smtplib
 import threading
 from datetime import datetime
 from email.utils import make_msgid
+from urllib.parse import urljoin
 
 import requests
 from anymail.backends.postmark import EmailBackend as PostmarkBackend
-from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
+from anymail.exceptions import (
+    AnymailAPIError,
+    AnymailRecipientsRefused,
+    AnymailRequestsAPIError,
+)
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.signals import setting_changed
@@ -24,6 +30,13 @@ from notifications.channels.base import (
 
 NOTIFICATION_HEADER = "X-Renewly-Notification"
 DIGEST_HEADER = "X-Renewly-Digest"
+# Postmark's batch endpoint takes at most this many messages (and 50 MB) a call.
+POSTMARK_BATCH_LIMIT = 500
+# Postmark's error codes that refuse a recipient (as anymail reads them for a single send): an
+# inactive one (bounced, complained), or an invalid address among the request's errors (300).
+POSTMARK_INACTIVE_RECIPIENT = 406
+POSTMARK_INVALID_REQUEST = 300
+POSTMARK_INVALID_RECIPIENT = re.compile(r"^(Invalid|Error\s+parsing)\s+'(To|Cc|Bcc)'", re.I)
 
 
 def email_provider() -> str:
@@ -101,6 +114,56 @@ class EmailChannel:
         return connection
 
     def send(self, message: OutgoingMessage) -> str:
+        email, message_id = self._email(message)
+        try:
+            email.connection = self._connection()
+            email.send()
+        except Exception as error:
+            send_error = classify_email_error(error)
+            if send_error is None:
+                raise
+            raise send_error from error
+        status = getattr(email, "anymail_status", None)  # set by anymail backends only
+        return (status and status.message_id) or message_id
+
+    @property
+    def batch_limit(self) -> int:
+        """The most messages one `send_batch` takes; 0 when the backend sends one at a time."""
+        backend = import_string(settings.EMAIL_BACKEND)
+        return POSTMARK_BATCH_LIMIT if issubclass(backend, PostmarkBackend) else 0
+
+    def send_batch(self, messages: list[OutgoingMessage]) -> list[str | SendError]:
+        """Send through Postmark's batch endpoint, in one request: each message's own answer,
+        Postmark's message id or the SendError it refused the message with. A request that fails
+        as a whole raises the SendError it means for all of them (maybe_sent when it may have
+        reached Postmark: recovery then looks each message up by its notification's id)."""
+        connection = self._connection()
+        payloads = [
+            connection.build_message_payload(self._email(message)[0], connection.send_defaults)
+            for message in messages
+        ]
+        try:
+            # anymail's own post: its session, token, timeout, and errors as for one email.
+            response = connection.post_to_esp(_PostmarkBatch(payloads), None)
+            if response.status_code != 200:  # anymail leaves a 422 to its per-message parsing
+                raise AnymailRequestsAPIError(response=response, backend=connection)
+        except Exception as error:
+            send_error = classify_email_error(error)
+            if send_error is None:
+                raise
+            raise send_error from error
+        try:
+            answers = [_postmark_answer(result) for result in response.json()]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            answers = None
+        if answers is None or len(answers) != len(messages):  # accepted, perhaps: ask first
+            raise TransientSendError(
+                f"Postmark's batch answer unreadable: {response.text[:200]!r}", maybe_sent=True
+            )
+        return answers
+
+    def _email(self, message: OutgoingMessage) -> tuple[EmailMultiAlternatives, str]:
+        """The email a message goes as, and the Message-ID it carries."""
         if message.digest_id:
             named = {DIGEST_HEADER: str(message.digest_id)}
             idstring = f"digest-{message.digest_id}"
@@ -124,16 +187,7 @@ class EmailChannel:
         # anymail hands these to the ESP, whose tracking events bring them back.
         email.metadata = message.metadata
         email.tags = ["renewal-reminder"]
-        try:
-            email.connection = self._connection()
-            email.send()
-        except Exception as error:
-            send_error = classify_email_error(error)
-            if send_error is None:
-                raise
-            raise send_error from error
-        status = getattr(email, "anymail_status", None)  # set by anymail backends only
-        return (status and status.message_id) or message_id
+        return email, message_id
 
     @property
     def can_look_up(self) -> bool:
@@ -147,6 +201,35 @@ class EmailChannel:
         if message.digest_id:
             return find_emails(self._connection(), "digest_id", message.digest_id)
         return find_emails(self._connection(), "notification_id", message.notification_id)
+
+
+class _PostmarkBatch:
+    """Several emails' anymail payloads as one request to Postmark's batch endpoint, in the
+    shape anymail's post_to_esp sends a payload: the same headers and token. (anymail's
+    pre_send and post_send signals, which Renewly does not use, are not sent.)"""
+
+    def __init__(self, payloads: list):
+        self.payloads = payloads
+
+    def get_request_params(self, api_url: str) -> dict:
+        first = self.payloads[0]
+        return {
+            **first.get_request_params(api_url),
+            "url": urljoin(api_url, "email/batch"),
+            "data": first.serialize_json([payload.data for payload in self.payloads]),
+        }
+
+
+def _postmark_answer(result: dict) -> str | SendError:
+    """One message's answer in Postmark's batch response: its message id, or why not."""
+    code, text = result.get("ErrorCode", 0), result.get("Message", "")
+    if code == 0:
+        return result["MessageID"]
+    if code == POSTMARK_INACTIVE_RECIPIENT or (
+        code == POSTMARK_INVALID_REQUEST and POSTMARK_INVALID_RECIPIENT.match(text)
+    ):
+        return PermanentSendError(f"recipient refused: {text}")
+    return PermanentSendError(f"email provider refused the message: Postmark error {code}: {text}")
 
 
 def find_in_postmark(

@@ -8,7 +8,7 @@ from datetime import UTC, timedelta
 import pytest
 from django.utils import timezone
 
-from notifications import dispatch, lifecycle, planning
+from notifications import circuit, dispatch, lifecycle, planning, recovery
 from notifications.channels.sms import TwilioSmsChannel
 from notifications.models import Channel, MessageTemplate, Notification, ReminderRule
 from notifications.tasks import fan_out, release_reminders, send_batch
@@ -281,3 +281,66 @@ def test_a_template_using_the_agents_name_renders_in_a_batch(providers, queued):
     assert {outcome.status for outcome in outcomes.values()} == {Status.SENT}
     sms_bodies = {m.body for m in providers.messages if m.channel == "sms"}
     assert sms_bodies == {"Pat 1: Agent", "Pat 2: Agent", "Pat 3: Agent"}
+
+
+def email_ids(queued) -> list[int]:
+    return [queued[(EMAIL, n)].pk for n in (1, 2, 3)]
+
+
+def test_a_batchs_emails_go_to_postmark_in_one_request_each_recorded_with_its_own_id(
+    providers, queued
+):
+    dispatch.send_many(ids(queued))
+
+    assert providers.send_requests == {"postmark email/batch": 1, "twilio messages": 3}
+    message_id = {message.recipient: message.id for message in providers.messages}
+    for n in (1, 2, 3):
+        notification = reload(queued[(EMAIL, n)])
+        assert notification.status == Status.SENT
+        assert notification.provider_message_id == message_id[email(n)]
+    assert len(set(message_id.values())) == 6
+
+
+def test_an_address_postmark_refuses_in_a_batch_fails_alone(providers, queued):
+    providers.script(email(2), ["invalid"])
+
+    outcomes = dispatch.send_many(email_ids(queued))
+
+    refused = reload(queued[(EMAIL, 2)])
+    assert refused.status == Status.FAILED
+    assert refused.last_error == f"recipient refused: Invalid 'To' address: '{email(2)}'."
+    assert outcomes[refused.pk].status == Status.FAILED
+    assert {reload(queued[(EMAIL, n)]).status for n in (1, 3)} == {Status.SENT}
+    assert providers.send_requests == {"postmark email/batch": 1}
+
+
+def test_a_batch_postmark_refuses_whole_defers_each_email_as_one_provider_error(providers, queued):
+    providers.script(email(1), ["503"])  # the fake answers the whole request 503
+
+    outcomes = dispatch.send_many(email_ids(queued))
+
+    assert {outcome.status for outcome in outcomes.values()} == {Status.DEFERRED}
+    for n in (1, 2, 3):
+        notification = reload(queued[(EMAIL, n)])
+        assert notification.status == Status.DEFERRED
+        assert "email provider unavailable" in notification.last_error
+    assert circuit.breakers([EMAIL])[EMAIL].consecutive_failures == 1
+
+
+def test_a_batch_with_no_answer_is_reconciled_message_by_message(providers, queued, settings):
+    settings.EMAIL_TIMEOUT = settings.ANYMAIL["REQUESTS_TIMEOUT"] = 1
+    providers.hang_seconds = 3
+    providers.script(email(2), ["timeout"])  # Postmark took them all, its answer never came
+
+    outcomes = dispatch.send_many(email_ids(queued))
+
+    assert {outcome.status for outcome in outcomes.values()} == {Status.SENDING}
+    unconfirmed = Notification.objects.filter(pk__in=email_ids(queued), lease__isnull=True)
+    assert unconfirmed.update(recover_after=timezone.now()) == 3
+    assert recovery.recover_abandoned() == {recovery.FOUND: 3}
+    message_id = {message.recipient: message.id for message in providers.messages}
+    for n in (1, 2, 3):
+        notification = reload(queued[(EMAIL, n)])
+        assert notification.status == Status.SENT
+        assert notification.provider_message_id == message_id[email(n)]
+        assert providers.accepted[email(n)] == 1
