@@ -34,11 +34,11 @@ class ImportStore(Protocol):
         fields: Sequence[str],
         rows: list[tuple],
         *,
-        key: str,
+        key: str | None,
         now: datetime,
     ) -> dict[str, int]:
         """Insert rows of `fields` (attnames; the other columns take their defaults, and now
-        the auto_now(_add) ones); return key -> primary key of each."""
+        the auto_now(_add) ones); return key -> primary key of each, or nothing for key None."""
 
     def update(
         self, model: type[models.Model], fields: Sequence[str], rows: list[tuple], *, now: datetime
@@ -70,7 +70,7 @@ class OrmStore:
         # bulk_create stamps created_at and updated_at itself.
         objects = [model(**dict(zip(fields, values, strict=True))) for values in rows]
         model.objects.bulk_create(objects)
-        return {getattr(instance, key): instance.pk for instance in objects}
+        return {getattr(instance, key): instance.pk for instance in objects} if key else {}
 
     def update(self, model, fields, rows, *, now) -> None:
         if not rows:
@@ -108,15 +108,15 @@ class PostgresStore:
         defaults = _defaults(model, fields, now)
         columns = [_column(model, name) for name in fields] + list(defaults)
         values = [_cell(model, name, index) for index, name in enumerate(fields)]
+        returning = f" RETURNING {_column(model, key)}, {_column(model, 'pk')}" if key else ""
         with connection.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {_table(model)} ({', '.join(columns)}) "
                 f"SELECT {', '.join(values + ['%s'] * len(defaults))} "
-                "FROM jsonb_array_elements(%s::jsonb) AS r "
-                f"RETURNING {_column(model, key)}, {_column(model, 'pk')}",
+                f"FROM jsonb_array_elements(%s::jsonb) AS r{returning}",
                 [*defaults.values(), _json(rows)],
             )
-            return dict(cursor.fetchall())
+            return dict(cursor.fetchall()) if key else {}
 
     def update(self, model, fields, rows, *, now) -> None:
         if not rows:
