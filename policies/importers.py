@@ -191,7 +191,7 @@ def import_policies(
             progress=progress,
             only_agent_id=only_agent_id,
             unknown_agents=unknown_agents,
-            read_ahead=True,
+            read_ahead=import_store.store().works_elsewhere,
         )
 
 
@@ -273,10 +273,10 @@ def _import_rows(
     )
     parsed = _parsed(rows, RowParser())
     if read_ahead:
-        # Three quarters of a chunk ahead at most: a worker's memory stays a chunk's or so.
+        # Half a chunk ahead at most: a worker's memory stays a chunk's or so.
         batch_size = min(chunk_size, 100)
         parsed = _ahead(
-            parsed, batch_size=batch_size, batches_ahead=max(chunk_size * 3 // 4 // batch_size, 1)
+            parsed, batch_size=batch_size, batches_ahead=max(chunk_size // 2 // batch_size, 1)
         )
     repeated = scan.repeated_numbers()
     goes_on = scan.customer_goes_on()
