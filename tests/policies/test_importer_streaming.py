@@ -1,12 +1,13 @@
 """The importer streams its file: a large upload costs a worker a few chunks of memory, not the
 file's size several times over, and still keeps every rule the row-by-row tests assert."""
 
+import gc
 import io
 import tracemalloc
 
 import pytest
 
-from policies.importers import import_policies
+from policies.importers import ImportFileError, import_policies
 from policies.models import Customer, Policy
 from tests.policies.test_importer import csv_text, row, snapshot
 
@@ -115,3 +116,15 @@ def test_a_chunk_size_below_one_is_refused_before_anything_is_read(agent, tmp_pa
         with pytest.raises(ValueError, match="chunk_size must be at least 1"):
             import_policies(path, chunk_size=size)
     assert Policy.objects.count() == 0
+
+
+def test_an_import_leaves_the_cycle_collector_on_even_when_the_file_is_refused(agent, tmp_path):
+    good, refused = tmp_path / "good.csv", tmp_path / "refused.csv"
+    good.write_bytes(csv_text(many_customers(3)).encode())
+    refused.write_bytes(b"not,a,policy,file\n")
+
+    import_policies(good)
+    assert gc.isenabled()
+    with pytest.raises(ImportFileError):
+        import_policies(refused)
+    assert gc.isenabled()
