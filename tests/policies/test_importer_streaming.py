@@ -118,13 +118,16 @@ def test_a_chunk_size_below_one_is_refused_before_anything_is_read(agent, tmp_pa
     assert Policy.objects.count() == 0
 
 
-def test_an_import_leaves_the_cycle_collector_on_even_when_the_file_is_refused(agent, tmp_path):
+def test_an_import_leaves_the_cycle_collector_as_it_was_even_when_the_file_is_refused(
+    agent, tmp_path
+):
     good, refused = tmp_path / "good.csv", tmp_path / "refused.csv"
     good.write_bytes(csv_text(many_customers(3)).encode())
     refused.write_bytes(b"not,a,policy,file\n")
+    frozen = gc.get_freeze_count()
 
     import_policies(good)
-    assert gc.isenabled()
+    assert (gc.isenabled(), gc.get_freeze_count()) == (True, frozen)
     with pytest.raises(ImportFileError):
         import_policies(refused)
-    assert gc.isenabled()
+    assert (gc.isenabled(), gc.get_freeze_count()) == (True, frozen)
