@@ -143,7 +143,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a few thousand rows, seconds")
     args = parser.parse_args()
     if args.smoke:
-        args.rows, args.large_rows = 2_000, 5_000
+        args.rows, args.large_rows = 2_000, 2_000
     vendor = connection.vendor
     connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
