@@ -3,6 +3,7 @@ file's size several times over, and still keeps every rule the row-by-row tests 
 
 import gc
 import io
+import threading
 import tracemalloc
 
 import pytest
@@ -131,3 +132,16 @@ def test_an_import_leaves_the_cycle_collector_as_it_was_even_when_the_file_is_re
     with pytest.raises(ImportFileError):
         import_policies(refused)
     assert (gc.isenabled(), gc.get_freeze_count()) == (True, frozen)
+
+
+def test_an_import_that_stops_on_an_error_leaves_no_reading_thread_behind(agent, tmp_path):
+    path = tmp_path / "file.csv"
+    path.write_bytes(csv_text(many_customers(3000)).encode())
+
+    def stop(done: int, total: int) -> None:
+        raise RuntimeError("stopped by its caller")
+
+    with pytest.raises(RuntimeError, match="stopped by its caller"):
+        import_policies(path, chunk_size=100, progress=stop)
+
+    assert [thread.name for thread in threading.enumerate() if thread.name == "import-reader"] == []
