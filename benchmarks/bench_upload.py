@@ -47,25 +47,12 @@ from django.test import Client
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 
 from benchmarks.bench_import import write_csv
+from benchmarks.processes import reset_peak_memory, worker_memory
 from benchmarks.workers import WorkerConfig, Workers
 from config.queues import every_queue
 from policies.models import ImportJob
 from policies.services import ensure_agent
 from tests.workers import worker_environment
-
-
-def worker_memory(pid: int) -> dict[str, int]:
-    """The worker's resident size now (VmRSS) and at its peak since the last reset (VmHWM)."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            fields[name] = int(value.split()[0]) * 1024
-    return fields
-
-
-def reset_peak_memory(pid: int) -> None:
-    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM starts again from VmRSS
 
 
 def upload_once(

@@ -9,6 +9,7 @@ import subprocess
 from collections import defaultdict
 from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -88,3 +89,17 @@ def tree_cpu(root: int, table: dict[int, Proc]) -> float:
     """CPU seconds of a process, its live descendants and those it reaped."""
     pids = descendants(root, table)
     return sum(table[pid].cpu for pid in pids) + (table[root].reaped_cpu if pids else 0)
+
+
+def worker_memory(pid: int) -> dict[str, int]:
+    """A process's resident size now (VmRSS) and at its peak since the last reset (VmHWM)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = int(value.split()[0]) * 1024
+    return fields
+
+
+def reset_peak_memory(pid: int) -> None:
+    Path(f"/proc/{pid}/clear_refs").write_text("5")  # VmHWM starts again from VmRSS

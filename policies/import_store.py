@@ -23,6 +23,10 @@ Stored = dict[str, tuple[int, tuple]]
 
 
 class ImportStore(Protocol):
+    # Whether its database works in a process of its own, so that rows checked meanwhile (the
+    # importer's read-ahead) cost no time.
+    works_elsewhere: bool
+
     def stored(
         self, model: type[models.Model], key: str, keys: list[str], fields: Sequence[str]
     ) -> Stored:
@@ -34,11 +38,11 @@ class ImportStore(Protocol):
         fields: Sequence[str],
         rows: list[tuple],
         *,
-        key: str,
+        key: str | None,
         now: datetime,
     ) -> dict[str, int]:
         """Insert rows of `fields` (attnames; the other columns take their defaults, and now
-        the auto_now(_add) ones); return key -> primary key of each."""
+        the auto_now(_add) ones); return key -> primary key of each, or nothing for key None."""
 
     def update(
         self, model: type[models.Model], fields: Sequence[str], rows: list[tuple], *, now: datetime
@@ -53,6 +57,8 @@ def store() -> ImportStore:
 
 class OrmStore:
     """Any database, through the ORM."""
+
+    works_elsewhere = False  # SQLite's work is the importing process's own
 
     def stored(self, model, key, keys, fields) -> Stored:
         prepare = [model._meta.get_field(name).get_prep_value for name in fields]
@@ -70,7 +76,7 @@ class OrmStore:
         # bulk_create stamps created_at and updated_at itself.
         objects = [model(**dict(zip(fields, values, strict=True))) for values in rows]
         model.objects.bulk_create(objects)
-        return {getattr(instance, key): instance.pk for instance in objects}
+        return {getattr(instance, key): instance.pk for instance in objects} if key else {}
 
     def update(self, model, fields, rows, *, now) -> None:
         if not rows:
@@ -86,7 +92,10 @@ class OrmStore:
 
 
 class PostgresStore:
-    """PostgreSQL, a statement per chunk with its rows as one JSON parameter."""
+    """PostgreSQL, a statement per chunk with its rows as one JSON parameter (COPY for the rows
+    whose ids are not asked back)."""
+
+    works_elsewhere = True
 
     def stored(self, model, key, keys, fields) -> Stored:
         key_column = _column(model, key)
@@ -107,8 +116,19 @@ class PostgresStore:
             return {}
         defaults = _defaults(model, fields, now)
         columns = [_column(model, name) for name in fields] + list(defaults)
-        values = [_cell(model, name, index) for index, name in enumerate(fields)]
         with connection.cursor() as cursor:
+            if key is None:
+                # COPY: the cheapest way in for the server (a third less time than the JSON
+                # statement at 5,000 policies), where no ids are asked back.
+                # psycopg's copy is not Django's execute: its errors are made Django's here, as
+                # the importer catches them (IntegrityError, DataError).
+                extra = tuple(defaults.values())
+                copying = f"COPY {_table(model)} ({', '.join(columns)}) FROM STDIN"
+                with connection.wrap_database_errors, cursor.copy(copying) as copy:
+                    for row in rows:
+                        copy.write_row(row + extra)
+                return {}
+            values = [_cell(model, name, index) for index, name in enumerate(fields)]
             cursor.execute(
                 f"INSERT INTO {_table(model)} ({', '.join(columns)}) "
                 f"SELECT {', '.join(values + ['%s'] * len(defaults))} "

@@ -1,12 +1,14 @@
 """The importer streams its file: a large upload costs a worker a few chunks of memory, not the
 file's size several times over, and still keeps every rule the row-by-row tests assert."""
 
+import gc
 import io
+import threading
 import tracemalloc
 
 import pytest
 
-from policies.importers import import_policies
+from policies.importers import ImportFileError, import_policies
 from policies.models import Customer, Policy
 from tests.policies.test_importer import csv_text, row, snapshot
 
@@ -115,3 +117,31 @@ def test_a_chunk_size_below_one_is_refused_before_anything_is_read(agent, tmp_pa
         with pytest.raises(ValueError, match="chunk_size must be at least 1"):
             import_policies(path, chunk_size=size)
     assert Policy.objects.count() == 0
+
+
+def test_an_import_leaves_the_cycle_collector_as_it_was_even_when_the_file_is_refused(
+    agent, tmp_path
+):
+    good, refused = tmp_path / "good.csv", tmp_path / "refused.csv"
+    good.write_bytes(csv_text(many_customers(3)).encode())
+    refused.write_bytes(b"not,a,policy,file\n")
+    frozen = gc.get_freeze_count()
+
+    import_policies(good)
+    assert (gc.isenabled(), gc.get_freeze_count()) == (True, frozen)
+    with pytest.raises(ImportFileError):
+        import_policies(refused)
+    assert (gc.isenabled(), gc.get_freeze_count()) == (True, frozen)
+
+
+def test_an_import_that_stops_on_an_error_leaves_no_reading_thread_behind(agent, tmp_path):
+    path = tmp_path / "file.csv"
+    path.write_bytes(csv_text(many_customers(3000)).encode())
+
+    def stop(done: int, total: int) -> None:
+        raise RuntimeError("stopped by its caller")
+
+    with pytest.raises(RuntimeError, match="stopped by its caller"):
+        import_policies(path, chunk_size=100, progress=stop)
+
+    assert [thread.name for thread in threading.enumerate() if thread.name == "import-reader"] == []
