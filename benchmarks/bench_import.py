@@ -83,18 +83,8 @@ def check_three(
     assert one_in_ten["updated"] == len(range(0, rows, 10)), one_in_ten
 
 
-# Issue 16's figures for this benchmark before the import core's rework (100,000 rows, PostgreSQL).
-BEFORE = {"first import (all new)": 17.0, "same rows again": 6.5}
 BASE_DIR = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
-
-
-def print_before(rows: int) -> None:
-    print("Issue 16's figures before this work, for reference (not measured in this run):")
-    for label, seconds in BEFORE.items():
-        print(f"  {label:<39} {100_000:>8} rows {seconds:7.2f} s {100_000 / seconds:9.0f} rows/s")
-    if rows != 100_000:
-        print(f"  (this run imported {rows:,} rows)")
 
 
 def import_in_a_process(path: Path, rows: int, fail_over_mb: float | None) -> None:
@@ -161,7 +151,6 @@ def main() -> None:
             first, changed = Path(folder) / "first.csv", Path(folder) / "changed.csv"
             write_csv(first, args.rows)
             write_csv(changed, args.rows, changed_every=10)
-            print_before(args.rows)
             print(f"Importing {args.rows:,} policy rows into {vendor}")
             # Figures of an import that lost or doubled rows would measure a bug.
             check_three(
