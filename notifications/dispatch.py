@@ -9,7 +9,7 @@ import logging
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -59,7 +59,8 @@ NOT_TRIED_WAIT = timedelta(seconds=30)
 SEND_RELATED = ("policy__agent__user", "customer")
 # Sends that come back within this long of each other are recorded together, one UPDATE for
 # them all rather than one per answer; a worker killed meanwhile leaves no more than these for
-# recovery to ask the provider about.
+# recovery to ask the provider about (on channels whose provider can be asked: the others'
+# sends are recorded one by one, see _send_concurrently).
 RECORD_EVERY_SECONDS = 0.1
 
 
@@ -237,8 +238,14 @@ def _send_concurrently(notifications: list[Notification], lease_id: int) -> Iter
         if rendering_failed:
             yield rendering_failed
         pending = set(futures) | set(batches)
+        # Where a send cannot be looked up at its provider, recovery sends it again unasked:
+        # each is recorded as soon as it is answered, leaving no wider window for a double.
+        together = all(sender.can_look_up for sender in channels.values())
         while pending:
-            done, pending = wait(pending, timeout=RECORD_EVERY_SECONDS)
+            if together:
+                done, pending = wait(pending, timeout=RECORD_EVERY_SECONDS)
+            else:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
             if done:
                 yield [pair for future in done for pair in _paired(future, futures, batches)]
 

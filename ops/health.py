@@ -79,8 +79,10 @@ def _a_reader_answers(queue: str, timeout: float) -> bool:
     stop at the first that reads `queue` rather than wait out the timeout for the others."""
 
     def on_reply(reply: dict) -> None:
-        for queues in reply.values():
-            if any(declared.get("name") == queue for declared in queues):
+        for queues in reply.values():  # a worker's error comes as {"error": ...}, not a list
+            if isinstance(queues, list) and any(
+                declared.get("name") == queue for declared in queues
+            ):
                 raise _ReaderFound
 
     with broker_connection(celery_app) as connection_:

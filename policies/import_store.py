@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Protocol
 
-from django.db import connection, models
+from django.db import DatabaseError, connection, models
 
 # (primary key, the values of the fields asked for, as the database stores them), by key
 Stored = dict[str, tuple[int, tuple]]
@@ -124,9 +124,14 @@ class PostgresStore:
                 # the importer catches them (IntegrityError, DataError).
                 extra = tuple(defaults.values())
                 copying = f"COPY {_table(model)} ({', '.join(columns)}) FROM STDIN"
-                with connection.wrap_database_errors, cursor.copy(copying) as copy:
-                    for row in rows:
-                        copy.write_row(row + extra)
+                try:
+                    with connection.wrap_database_errors, cursor.copy(copying) as copy:
+                        for row in rows:
+                            copy.write_row(row + extra)
+                except DatabaseError as error:
+                    # In the database's words, as an INSERT's: without the line COPY adds
+                    # ("CONTEXT:  COPY policies_policy, line 1", a line of no file of ours).
+                    raise type(error)(str(error).split("\nCONTEXT:  COPY ")[0]) from error
                 return {}
             values = [_cell(model, name, index) for index, name in enumerate(fields)]
             cursor.execute(

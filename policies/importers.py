@@ -455,7 +455,7 @@ class RowParser:
         if not _is_email(email):
             raise RowError(f"invalid customer_email {customer_email!r}")
 
-        # parse_date's rule, its verdict looked up first: a file's dates repeat.
+        # parse_date's rule; its cached verdict first, parse_date only to name a bad date.
         start = _iso_date(start_date) or parse_date("start_date", start_date)
         expiry = _iso_date(expiry_date) or parse_date("expiry_date", expiry_date)
         if expiry <= start:

@@ -3,6 +3,7 @@ import smtplib
 import threading
 from datetime import datetime
 from email.utils import make_msgid
+from typing import NoReturn
 from urllib.parse import urljoin
 
 import requests
@@ -119,10 +120,7 @@ class EmailChannel:
             email.connection = self._connection()
             email.send()
         except Exception as error:
-            send_error = classify_email_error(error)
-            if send_error is None:
-                raise
-            raise send_error from error
+            _raise_classified(error)
         status = getattr(email, "anymail_status", None)  # set by anymail backends only
         return (status and status.message_id) or message_id
 
@@ -132,34 +130,42 @@ class EmailChannel:
         backend = import_string(settings.EMAIL_BACKEND)
         return POSTMARK_BATCH_LIMIT if issubclass(backend, PostmarkBackend) else 0
 
-    def send_batch(self, messages: list[OutgoingMessage]) -> list[str | SendError]:
+    def send_batch(self, messages: list[OutgoingMessage]) -> list[str | Exception]:
         """Send through Postmark's batch endpoint, in one request: each message's own answer,
-        Postmark's message id or the SendError it refused the message with. A request that fails
-        as a whole raises the SendError it means for all of them (maybe_sent when it may have
-        reached Postmark: recovery then looks each message up by its notification's id)."""
+        Postmark's message id or the error it failed with (a message whose payload cannot be
+        built fails alone, and does not go). A request that fails as a whole raises the
+        SendError it means for all of them (maybe_sent when it may have reached Postmark:
+        recovery then looks each message up by its notification's id)."""
         connection = self._connection()
-        payloads = [
-            connection.build_message_payload(self._email(message)[0], connection.send_defaults)
-            for message in messages
-        ]
+        answers: list[str | Exception | None] = [None] * len(messages)
+        payloads, going = [], []
+        for index, message in enumerate(messages):
+            try:
+                email = self._email(message)[0]
+                payloads.append(connection.build_message_payload(email, connection.send_defaults))
+            except Exception as error:  # this message's own fault: the others still go
+                answers[index] = classify_email_error(error) or error
+            else:
+                going.append(index)
+        if not payloads:
+            return answers
         try:
             # anymail's own post: its session, token, timeout, and errors as for one email.
             response = connection.post_to_esp(_PostmarkBatch(payloads), None)
             if response.status_code != 200:  # anymail leaves a 422 to its per-message parsing
                 raise AnymailRequestsAPIError(response=response, backend=connection)
         except Exception as error:
-            send_error = classify_email_error(error)
-            if send_error is None:
-                raise
-            raise send_error from error
+            _raise_classified(error)
         try:
-            answers = [_postmark_answer(result) for result in response.json()]
+            results = [_postmark_answer(result) for result in response.json()]
         except (ValueError, KeyError, TypeError, AttributeError):
-            answers = None
-        if answers is None or len(answers) != len(messages):  # accepted, perhaps: ask first
+            results = None
+        if results is None or len(results) != len(payloads):  # accepted, perhaps: ask first
             raise TransientSendError(
                 f"Postmark's batch answer unreadable: {response.text[:200]!r}", maybe_sent=True
             )
+        for index, result in zip(going, results, strict=True):
+            answers[index] = result
         return answers
 
     def _email(self, message: OutgoingMessage) -> tuple[EmailMultiAlternatives, str]:
@@ -268,6 +274,14 @@ def _parse_time(text: str) -> datetime | None:
         return datetime.fromisoformat(text)
     except ValueError:
         return None
+
+
+def _raise_classified(error: Exception) -> NoReturn:
+    """Raise the SendError an email backend's exception means, or the exception itself."""
+    send_error = classify_email_error(error)
+    if send_error is None:
+        raise error
+    raise send_error from error
 
 
 def classify_email_error(error: Exception) -> SendError | None:

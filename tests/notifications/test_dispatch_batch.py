@@ -6,6 +6,8 @@ and each outcome (sent, cancelled, deferred, failed, retried) is recorded as `se
 from datetime import UTC, timedelta
 
 import pytest
+from anymail.backends.postmark import EmailBackend as PostmarkBackend
+from anymail.exceptions import AnymailSerializationError
 from django.utils import timezone
 
 from notifications import circuit, dispatch, lifecycle, planning, recovery
@@ -312,6 +314,29 @@ def test_an_address_postmark_refuses_in_a_batch_fails_alone(providers, queued):
     assert outcomes[refused.pk].status == Status.FAILED
     assert {reload(queued[(EMAIL, n)]).status for n in (1, 3)} == {Status.SENT}
     assert providers.send_requests == {"postmark email/batch": 1}
+
+
+def test_an_email_whose_payload_cannot_be_built_fails_alone_and_the_batch_goes(
+    providers, queued, monkeypatch
+):
+    build_payload = PostmarkBackend.build_message_payload
+
+    def build_or_break(backend, message, defaults):
+        if message.to == [email(2)]:
+            raise AnymailSerializationError("cannot serialize this message's metadata")
+        return build_payload(backend, message, defaults)
+
+    monkeypatch.setattr(PostmarkBackend, "build_message_payload", build_or_break)
+
+    outcomes = dispatch.send_many(email_ids(queued))
+
+    broken = reload(queued[(EMAIL, 2)])
+    assert broken.status == Status.FAILED
+    assert outcomes[broken.pk].status == Status.FAILED
+    assert "cannot serialize this message's metadata" in broken.last_error
+    assert {reload(queued[(EMAIL, n)]).status for n in (1, 3)} == {Status.SENT}
+    assert providers.send_requests == {"postmark email/batch": 1}
+    assert sorted(message.recipient for message in providers.messages) == [email(1), email(3)]
 
 
 def test_a_batch_postmark_refuses_whole_defers_each_email_as_one_provider_error(providers, queued):

@@ -10,7 +10,9 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 
+from policies import import_store
 from policies.importers import ImportFileError, import_policies
 from policies.models import Customer, Policy
 from tests.factories import make_agent, make_customer, make_policy
@@ -799,3 +801,42 @@ def test_an_invalid_unknown_agent_email_is_rejected_not_created(agent, write_csv
 def test_a_bad_unknown_agents_argument_is_refused_by_the_command(agent, write_csv):
     with pytest.raises(CommandError, match="invalid choice: 'maybe'"):
         run_import(write_csv([row("P-1")]), "--unknown-agents", "maybe")
+
+
+def test_a_policy_written_meanwhile_by_another_import_is_refused_in_the_databases_words(
+    agent, write_csv, monkeypatch
+):
+    """Another writer creates P-1 after this import looked it up: the chunk's write fails, its
+    other rows still land, and P-1's refusal says what the database said, as for an INSERT
+    (not COPY's own "CONTEXT: COPY ..., line 1", a line of no file of ours)."""
+    path = write_csv([row("P-1"), row("P-2", customer_email="sam@mail.example")])
+    store = type(import_store.store())
+    looked_up = store.stored
+
+    def missing_p1(self, model, key, keys, fields):
+        found = looked_up(self, model, key, keys, fields)
+        if model is Policy:
+            make_policy(
+                "P-1",
+                customer=make_customer(email="other@mail.example"),
+                agent=agent,
+                expiry_date=date(2027, 3, 1),
+            )
+            found.pop("P-1", None)
+        return found
+
+    monkeypatch.setattr(store, "stored", missing_p1)
+    summary = import_policies(path)
+
+    assert summary.created == 1
+    assert [(line.policy_number, line.reason.splitlines()[0]) for line in summary.rejected] == [
+        ("P-1", "refused by the database: UNIQUE constraint failed: policies_policy.policy_number")
+        if connection.vendor == "sqlite"
+        else (
+            "P-1",
+            "refused by the database: duplicate key value violates unique constraint "
+            '"policies_policy_policy_number_key"',
+        )
+    ]
+    assert "CONTEXT" not in summary.rejected[0].reason
+    assert Policy.objects.get(policy_number="P-2").customer.email == "sam@mail.example"
