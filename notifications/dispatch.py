@@ -240,7 +240,7 @@ def _send_concurrently(notifications: list[Notification], lease_id: int) -> Iter
         pending = set(futures) | set(batches)
         # Where a send cannot be looked up at its provider, recovery sends it again unasked:
         # each is recorded as soon as it is answered, leaving no wider window for a double.
-        together = all(sender.can_look_up for sender in channels.values())
+        together = all(getattr(sender, "can_look_up", False) for sender in channels.values())
         while pending:
             if together:
                 done, pending = wait(pending, timeout=RECORD_EVERY_SECONDS)
